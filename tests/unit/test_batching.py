@@ -1,0 +1,70 @@
+import asyncio
+
+import pytest
+
+from actors.batching import Batcher
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_low_load_sends_one_item_per_call():
+    calls = []
+
+    async def call(items):
+        calls.append(list(items))
+        return [i * 2 for i in items]
+
+    async def main():
+        b = Batcher(call, max_in_flight=2)
+        return [await b.submit(i) for i in range(3)]
+
+    assert run(main()) == [0, 2, 4]
+    assert calls == [[0], [1], [2]]
+
+
+def test_items_arriving_while_calls_are_in_flight_ride_together():
+    calls = []
+    release = None
+
+    async def call(items):
+        calls.append(list(items))
+        await release.wait()
+        return [i + 100 for i in items]
+
+    async def main():
+        nonlocal release
+        release = asyncio.Event()
+        b = Batcher(call, max_in_flight=1)
+        tasks = [asyncio.create_task(b.submit(i)) for i in range(10)]
+        await asyncio.sleep(0)
+        release.set()
+        return await asyncio.gather(*tasks)
+
+    assert run(main()) == [i + 100 for i in range(10)]
+    assert calls[0] == [0]
+    assert calls[1] == list(range(1, 10))
+
+
+def test_failed_call_fails_each_item_and_exception_results_raise_one_item():
+    async def failing(items):
+        raise ConnectionError("down")
+
+    async def mixed(items):
+        return [ValueError("bad") if i == 1 else i for i in items]
+
+    async def main():
+        b = Batcher(failing)
+        with pytest.raises(ConnectionError):
+            await b.submit(1)
+        m = Batcher(mixed, max_in_flight=1)
+        t0 = asyncio.create_task(m.submit(0))
+        t1 = asyncio.create_task(m.submit(1))
+        assert await t0 == 0
+        with pytest.raises(ValueError):
+            await t1
+        # the batcher still works after failures
+        assert await m.submit(5) == 5
+
+    run(main())
