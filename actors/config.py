@@ -1,0 +1,208 @@
+"""Registrar configuration: TOML sections validated into typed dataclasses.
+
+Parameter names under ``[registrar]`` are those of Kamailio's ims_registrar_scscf module so that
+an existing ``modparam`` list carries over one to one. Every error names the offending key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration file or value that cannot be used; the message names the key."""
+
+
+@dataclass
+class SipConfig:
+    listen: list[str] = field(default_factory=lambda: ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"])
+    domain: str = "ims.test"
+
+
+@dataclass
+class RegistrarConfig:
+    default_expires: int = 3600
+    default_expires_range: int = 0
+    min_expires: int = 60
+    max_expires: int = 0
+    subscription_default_expires: int = 3600
+    subscription_expires_range: int = 0
+    subscription_min_expires: int = 10
+    subscription_max_expires: int = 1000000
+    user_data_dtd: str = ""
+    user_data_xsd: str = ""
+    support_wildcardPSI: int = 0
+    scscf_name: str = ""
+    store_profile_dereg: int = 0
+    cxdx_dest_realm: str = ""
+    cxdx_forced_peer: str = ""
+    append_branches: int = 0
+    method_filtering: int = 0
+    user_data_always: int = 0
+    # Ours, beyond the reference module:
+    max_contacts: int = 0  # per IMPU; 0 = unlimited
+    max_contacts_policy: str = "reject"  # or "replace_oldest"
+    path_strict: bool = False  # 420 when Path arrives without "Supported: path"
+
+
+@dataclass
+class CxConfig:
+    peers: list[str] = field(default_factory=list)
+    origin_host: str = "scscf.ims.test"
+    origin_realm: str = "ims.test"
+    request_timeout: float = 2.0
+    watchdog_interval: float = 30.0
+
+
+@dataclass
+class HssConfigSection:
+    emulator: bool = True
+    listen: str = "127.0.0.1:3868"
+    subscribers: str = ""
+    auto_provision_domain: str = ""
+
+
+@dataclass
+class RayConfig:
+    address: str = "local"
+    namespace: str = "scscf"
+    shards: int = 2
+    transports_per_node: int = 1
+    cx_pool: int = 1
+    dashboard: bool = False  # for a local Ray only; a cluster started by `ray start` has its own
+
+
+@dataclass
+class Config:
+    sip: SipConfig = field(default_factory=SipConfig)
+    registrar: RegistrarConfig = field(default_factory=RegistrarConfig)
+    cx: CxConfig = field(default_factory=CxConfig)
+    hss: HssConfigSection = field(default_factory=HssConfigSection)
+    ray: RayConfig = field(default_factory=RayConfig)
+
+    def __post_init__(self) -> None:
+        # Derived defaults: the embedded HSS serves the SIP domain, and SAR names this S-CSCF.
+        if not self.hss.auto_provision_domain and self.hss.emulator:
+            self.hss.auto_provision_domain = self.sip.domain
+        if self.hss.emulator and not self.cx.peers:
+            self.cx.peers = [self.hss.listen]
+        if not self.registrar.scscf_name:
+            self.registrar.scscf_name = f"sip:scscf.{self.sip.domain}:{first_port(self.sip.listen)}"
+        if not self.registrar.cxdx_dest_realm:
+            self.registrar.cxdx_dest_realm = self.sip.domain
+        validate(self)
+
+
+_SECTIONS = {
+    "sip": SipConfig,
+    "registrar": RegistrarConfig,
+    "cx": CxConfig,
+    "hss": HssConfigSection,
+    "ray": RayConfig,
+}
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Reads a TOML file (or nothing: the embedded defaults) into a validated Config."""
+    if path is None:
+        return Config()
+    try:
+        raw = tomllib.loads(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    return config_from_dict(raw)
+
+
+def config_from_dict(raw: dict[str, Any]) -> Config:
+    sections = {}
+    for name, value in raw.items():
+        if name not in _SECTIONS:
+            raise ConfigError(f"unknown section [{name}] (known: {', '.join(_SECTIONS)})")
+        if not isinstance(value, dict):
+            raise ConfigError(f"[{name}] must be a table")
+        sections[name] = _section(name, _SECTIONS[name], value)
+    return Config(**sections)
+
+
+def _section(name: str, cls: type, values: dict[str, Any]) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    defaults = cls()
+    kwargs = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(f"unknown key {name}.{key}")
+        expected = type(getattr(defaults, key))
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if expected is list:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{name}.{key} must be a list of strings")
+        elif type(value) is not expected:
+            raise ConfigError(
+                f"{name}.{key} must be {expected.__name__}, not {type(value).__name__}"
+            )
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def parse_listen(spec: str, key: str = "sip.listen") -> tuple[str, str, int]:
+    """'udp:127.0.0.1:5060' -> ('udp', '127.0.0.1', 5060)."""
+    parts = spec.split(":")
+    if len(parts) < 3 or parts[0] not in ("udp", "tcp"):
+        raise ConfigError(f"{key}: {spec!r} is not 'udp:HOST:PORT' or 'tcp:HOST:PORT'")
+    host = ":".join(parts[1:-1]).strip("[]")
+    return parts[0], host, _port(parts[-1], key, spec)
+
+
+def parse_host_port(spec: str, key: str) -> tuple[str, int]:
+    """'127.0.0.1:3868' -> ('127.0.0.1', 3868)."""
+    host, sep, port = spec.rpartition(":")
+    if not sep or not host:
+        raise ConfigError(f"{key}: {spec!r} is not 'HOST:PORT'")
+    return host.strip("[]"), _port(port, key, spec)
+
+
+def _port(text: str, key: str, spec: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise ConfigError(f"{key}: {spec!r} has no valid port")
+    return int(text)
+
+
+def first_port(listen: list[str]) -> int:
+    return parse_listen(listen[0])[2] if listen else 5060
+
+
+def validate(config: Config) -> None:
+    reg = config.registrar
+    if not config.sip.listen:
+        raise ConfigError("sip.listen must name at least one listener")
+    for spec in config.sip.listen:
+        parse_listen(spec)
+    for spec in config.cx.peers:
+        parse_host_port(spec, "cx.peers")
+    parse_host_port(config.hss.listen, "hss.listen")
+    if not config.cx.peers:
+        raise ConfigError("cx.peers is empty and hss.emulator is false: no HSS to talk to")
+    for key in ("default_expires_range", "subscription_expires_range"):
+        if not 0 <= getattr(reg, key) <= 100:
+            raise ConfigError(f"registrar.{key} must be between 0 and 100")
+    for key in (
+        "default_expires", "min_expires", "max_expires", "subscription_default_expires",
+        "subscription_min_expires", "subscription_max_expires", "max_contacts",
+    ):
+        if getattr(reg, key) < 0:
+            raise ConfigError(f"registrar.{key} must not be negative")
+    if reg.max_contacts_policy not in ("reject", "replace_oldest"):
+        raise ConfigError("registrar.max_contacts_policy must be 'reject' or 'replace_oldest'")
+    if not reg.scscf_name.startswith(("sip:", "sips:")):
+        raise ConfigError("registrar.scscf_name must be a SIP URI (sip:scscf.example:5060)")
+    for key in ("shards", "transports_per_node", "cx_pool"):
+        if getattr(config.ray, key) < 1:
+            raise ConfigError(f"ray.{key} must be at least 1")
+    if config.cx.request_timeout <= 0:
+        raise ConfigError("cx.request_timeout must be positive")

@@ -1,0 +1,58 @@
+import pytest
+
+from actors.config import Config, ConfigError, config_from_dict, load_config
+
+
+def test_embedded_defaults_use_the_emulator_and_derive_names():
+    config = load_config(None)
+    assert config.sip.listen == ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"]
+    assert config.cx.peers == ["127.0.0.1:3868"]
+    assert config.hss.auto_provision_domain == "ims.test"
+    assert config.registrar.scscf_name == "sip:scscf.ims.test:5060"
+    assert config.registrar.cxdx_dest_realm == "ims.test"
+    # the reference module's defaults
+    reg = config.registrar
+    assert (reg.default_expires, reg.min_expires, reg.max_expires) == (3600, 60, 0)
+    assert (reg.subscription_min_expires, reg.subscription_max_expires) == (10, 1000000)
+
+
+def test_file_values_are_read(tmp_path):
+    path = tmp_path / "site.toml"
+    path.write_text('[sip]\nlisten = ["udp:127.0.0.1:5070"]\ndomain = "example.net"\n'
+                    '[registrar]\nmin_expires = 1800\n[cx]\nrequest_timeout = 3\n')
+    config = load_config(path)
+    assert config.registrar.min_expires == 1800
+    assert config.cx.request_timeout == 3.0
+    assert config.registrar.scscf_name == "sip:scscf.example.net:5070"
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"registrar": {"min_expire": 1}}, "unknown key registrar.min_expire"),
+    ({"registrar": {"min_expires": "60"}}, "registrar.min_expires must be int, not str"),
+    ({"registrar": {"default_expires_range": 150}}, "registrar.default_expires_range must be between 0 and 100"),
+    ({"registrar": {"max_contacts_policy": "drop"}}, "registrar.max_contacts_policy"),
+    ({"sip": {"listen": ["sctp:1.2.3.4:5060"]}}, "sip.listen: 'sctp:1.2.3.4:5060'"),
+    ({"sip": {"listen": "udp:127.0.0.1:5060"}}, "sip.listen must be a list of strings"),
+    ({"cx": {"peers": ["hss:notaport"]}}, "cx.peers: 'hss:notaport' has no valid port"),
+    ({"hss": {"emulator": False}}, "cx.peers is empty and hss.emulator is false"),
+    ({"ray": {"shards": 0}}, "ray.shards must be at least 1"),
+    ({"database": {}}, "unknown section [database]"),
+])
+def test_bad_values_name_the_key(raw, message):
+    with pytest.raises(ConfigError, match=None) as info:
+        config_from_dict(raw)
+    assert message in str(info.value)
+
+
+def test_invalid_toml_and_missing_file_are_clear(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[sip\n")
+    with pytest.raises(ConfigError, match="is not valid TOML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "missing.toml")
+
+
+def test_config_is_picklable_for_actors():
+    import pickle
+    assert pickle.loads(pickle.dumps(Config())).sip.domain == "ims.test"
