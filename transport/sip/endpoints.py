@@ -1,0 +1,204 @@
+"""asyncio UDP and TCP endpoints: the only I/O of the SIP stack.
+
+Each parsed message goes to `on_message(message, peer, reply)`; a coroutine it returns runs
+as a task, so a slow handler never holds up reading. Requests that fail to parse are
+answered here with the parse error's status and reason; broken responses are dropped.
+Sockets set SO_REUSEADDR and SO_REUSEPORT so that several processes can serve one port.
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import secrets
+import socket
+from typing import Awaitable, Callable
+
+from .errors import SipParseError
+from .framing import PING, StreamFramer
+from .message import Request, Response
+from .parser import parse_message
+from .rejection import error_response
+
+log = logging.getLogger(__name__)
+
+Peer = tuple[str, int]
+OnMessage = Callable[[Request | Response, Peer, "Reply"], Awaitable[None] | None]
+
+
+class Reply:
+    """Sends bytes back to where a message came from; `reliable` tells TCP from UDP."""
+
+    __slots__ = ("_send", "peer", "reliable")
+
+    def __init__(self, send: Callable[[bytes], None], peer: Peer, reliable: bool) -> None:
+        self._send = send
+        self.peer = peer
+        self.reliable = reliable
+
+    def __call__(self, data: bytes) -> None:
+        self._send(data)
+
+
+class _Dispatcher:
+    def __init__(self, on_message: OnMessage) -> None:
+        self.on_message = on_message
+        self.tasks: set[asyncio.Future] = set()
+
+    def handle(self, data: bytes, reply: Reply) -> None:
+        try:
+            message = parse_message(data)
+        except SipParseError as error:
+            self.reject(data, error, reply)
+            return
+        try:
+            result = self.on_message(message, reply.peer, reply)
+        except Exception:
+            log.exception("message handler failed for %r from %s", message, reply.peer)
+            return
+        if inspect.isawaitable(result):
+            task = asyncio.ensure_future(result)
+            self.tasks.add(task)
+            task.add_done_callback(self._finished)
+
+    def reject(self, data: bytes, error: SipParseError, reply: Reply) -> None:
+        response = error_response(data, error, to_tag=secrets.token_hex(4))
+        if response is None:
+            log.info("dropped an unparsable message from %s: %s", reply.peer, error)
+        else:
+            reply(response.to_bytes())
+
+    def _finished(self, task: asyncio.Future) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("message handler failed", exc_info=task.exception())
+
+    def cancel(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+
+
+class _Endpoint:
+    def __init__(self, on_message: OnMessage) -> None:
+        self.dispatcher = _Dispatcher(on_message)
+        self.address: Peer = ("", 0)  # bound (host, port)
+
+    @property
+    def host(self) -> str:
+        return self.address[0]
+
+    @property
+    def port(self) -> int:
+        return self.address[1]
+
+
+def _bound_socket(host: str, port: int, kind: int, reuse_port: bool) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, kind)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class UdpEndpoint(_Endpoint, asyncio.DatagramProtocol):
+    transport: asyncio.DatagramTransport
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        self.dispatcher.handle(data, Reply(lambda payload: self.transport.sendto(payload, addr),
+                                           addr[:2], reliable=False))
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("UDP error on %s: %s", self.address, exc)
+
+    async def send(self, data: bytes, peer: Peer) -> None:
+        self.transport.sendto(data, peer)
+
+    def close(self) -> None:
+        self.dispatcher.cancel()
+        self.transport.close()
+
+
+async def start_udp(host: str, port: int, on_message: OnMessage, *,
+                    reuse_port: bool = True) -> UdpEndpoint:
+    sock = _bound_socket(host, port, socket.SOCK_DGRAM, reuse_port)
+    endpoint = UdpEndpoint(on_message)
+    endpoint.address = sock.getsockname()[:2]
+    await asyncio.get_running_loop().create_datagram_endpoint(lambda: endpoint, sock=sock)
+    return endpoint
+
+
+class _Connection(asyncio.Protocol):
+    """One TCP connection: frames the stream, answers keep-alive pings."""
+
+    def __init__(self, endpoint: TcpEndpoint) -> None:
+        self.endpoint = endpoint
+        self.framer = StreamFramer()
+        self.transport: asyncio.Transport | None = None
+        self.reply: Reply | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername")[:2]
+        self.reply = Reply(self.write, peer, reliable=True)
+        self.endpoint.connections[peer] = self
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = self.framer.feed(data)
+        except SipParseError as error:  # the stream cannot be resynchronised: answer, close
+            self.endpoint.dispatcher.reject(self.framer.pending, error, self.reply)
+            self.transport.close()
+            return
+        for frame in frames:
+            if frame is PING:
+                self.write(b"\r\n")
+            else:
+                self.endpoint.dispatcher.handle(frame, self.reply)
+
+    def write(self, data: bytes) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(data)
+
+    def connection_lost(self, exc) -> None:
+        if self.endpoint.connections.get(self.reply.peer) is self:
+            del self.endpoint.connections[self.reply.peer]
+
+
+class TcpEndpoint(_Endpoint):
+    def __init__(self, on_message: OnMessage) -> None:
+        super().__init__(on_message)
+        self.connections: dict[Peer, _Connection] = {}
+        self.server: asyncio.Server | None = None
+
+    async def send(self, data: bytes, peer: Peer) -> None:
+        """Over the connection from or to `peer`, opening one if there is none."""
+        connection = self.connections.get(peer)
+        if connection is None:
+            _, connection = await asyncio.get_running_loop().create_connection(
+                lambda: _Connection(self), peer[0], peer[1])
+        connection.write(data)
+
+    def close(self) -> None:
+        self.dispatcher.cancel()
+        self.server.close()
+        for connection in list(self.connections.values()):
+            connection.transport.close()
+
+
+async def start_tcp(host: str, port: int, on_message: OnMessage, *,
+                    reuse_port: bool = True) -> TcpEndpoint:
+    sock = _bound_socket(host, port, socket.SOCK_STREAM, reuse_port)
+    endpoint = TcpEndpoint(on_message)
+    endpoint.address = sock.getsockname()[:2]
+    endpoint.server = await asyncio.get_running_loop().create_server(
+        lambda: _Connection(endpoint), sock=sock)
+    return endpoint

@@ -1,0 +1,256 @@
+"""SIP requests and responses: ordered headers, lazily parsed header values, serialization."""
+from __future__ import annotations
+
+import re
+from typing import Iterable, Iterator
+
+from .errors import MALFORMED_INPUT_ERRORS, SipParseError
+from .headers import (NameAddr, Via, parse_contacts, parse_cseq, parse_int_header,
+                      parse_name_addr, parse_via, split_header_values)
+from .names import LIST_HEADERS, header_key, spelling
+from .uri import SipUri, parse_uri
+
+_WORD = r"""[A-Za-z0-9\-.!%*_+`'~()<>:\\"/\[\]?{}]+"""
+_CALL_ID = re.compile(f"{_WORD}(?:@{_WORD})?").fullmatch
+
+
+class lazy:
+    """An attribute computed from the headers on first read, then stored on the instance.
+
+    Whatever goes wrong while parsing surfaces as SipParseError(400), never as another error.
+    """
+
+    def __init__(self, parse) -> None:
+        self.parse = parse
+        self.name = parse.__name__
+        self.__doc__ = parse.__doc__
+
+    def __get__(self, message, owner=None):
+        if message is None:
+            return self
+        try:
+            value = self.parse(message)
+        except SipParseError:
+            raise
+        except MALFORMED_INPUT_ERRORS as exc:
+            raise SipParseError(400, f"Bad {self.name}") from exc
+        message.__dict__[self.name] = value
+        return value
+
+
+class Headers:
+    """Header lines in message order. Names are stored in their canonical long form; look-ups
+    are case-insensitive and accept compact forms."""
+
+    __slots__ = ("_lines", "_index")
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        self._lines: list[tuple[str, str]] = []
+        self._index: dict[str, list[str]] = {}  # key -> values of its lines, in order
+        for name, value in items:
+            self.add(name, value)
+
+    @classmethod
+    def _parsed(cls, lines: list[tuple[str, str]], index: dict[str, list[str]]) -> Headers:
+        """Adopts lines and their index as built by the parser (names canonical, keys the
+        lower-case long forms)."""
+        headers = cls.__new__(cls)
+        headers._lines = lines
+        headers._index = index
+        return headers
+
+    def get(self, name: str) -> str | None:
+        """The value of the first line of this header, or None."""
+        values = self._index.get(header_key(name))
+        return values[0] if values else None
+
+    def lines(self, name: str) -> list[str]:
+        """The value of every line of this header, unsplit."""
+        return list(self._index.get(header_key(name), ()))
+
+    def get_all(self, name: str) -> list[str]:
+        """Every element of this header: list headers (Via, Contact, Path...) split at top-level
+        commas across all their lines; other headers one element per line."""
+        key = header_key(name)
+        values = self._index.get(key)
+        if not values:
+            return []
+        if key in LIST_HEADERS:
+            return [element for value in values for element in split_header_values(value)]
+        return list(values)
+
+    def add(self, name: str, value: str) -> None:
+        canonical, key = spelling(name)
+        self._lines.append((canonical, value))
+        values = self._index.get(key)
+        if values is None:
+            self._index[key] = [value]
+        else:
+            values.append(value)
+
+    def set(self, name: str, value: str) -> None:
+        """Replaces every line of this header by one line, where the first one was."""
+        canonical, key = spelling(name)
+        if key not in self._index:
+            self.add(name, value)
+            return
+        lines, first = [], True
+        for line in self._lines:
+            if header_key(line[0]) != key:
+                lines.append(line)
+            elif first:
+                lines.append((canonical, value))
+                first = False
+        self._lines = lines
+        self._index[key] = [value]
+
+    def remove(self, name: str) -> None:
+        key = header_key(name)
+        if self._index.pop(key, None) is not None:
+            self._lines = [line for line in self._lines if header_key(line[0]) != key]
+
+    def __contains__(self, name: str) -> bool:
+        return header_key(name) in self._index
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._lines)
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Headers) and self._lines == other._lines
+
+    def __repr__(self) -> str:
+        return f"Headers({self._lines!r})"
+
+
+HeaderItems = Headers | Iterable[tuple[str, str]] | None
+
+
+class _Message:
+    """What requests and responses share: headers, body, the parsed common headers."""
+
+    def __init__(self, headers: HeaderItems, body: bytes) -> None:
+        self.headers = headers if isinstance(headers, Headers) else Headers(headers or ())
+        self.body = body
+
+    def _required(self, name: str) -> str:
+        value = self.headers.get(name)
+        if value is None:
+            raise SipParseError(400, f"Missing {name}")
+        return value
+
+    @lazy
+    def vias(self) -> list[Via]:
+        vias = [parse_via(value) for value in self.headers.get_all("Via")]
+        if not vias:
+            raise SipParseError(400, "Missing Via")
+        return vias
+
+    @lazy
+    def call_id(self) -> str:
+        value = self._required("Call-ID")
+        if _CALL_ID(value) is None:
+            raise SipParseError(400, "Bad Call-ID")
+        return value
+
+    @lazy
+    def cseq(self) -> tuple[int, str]:
+        return parse_cseq(self._required("CSeq"))
+
+    @lazy
+    def from_(self) -> NameAddr:
+        return parse_name_addr(self._required("From"))
+
+    @lazy
+    def to(self) -> NameAddr:
+        return parse_name_addr(self._required("To"))
+
+    @lazy
+    def contacts(self) -> list[NameAddr] | object:
+        """The Contact values, or STAR for `Contact: *`."""
+        return parse_contacts(self.headers.get_all("Contact"))
+
+    @lazy
+    def expires(self) -> int | None:
+        value = self.headers.get("Expires")
+        return None if value is None else parse_int_header(value, "Expires")
+
+    @lazy
+    def max_forwards(self) -> int | None:
+        value = self.headers.get("Max-Forwards")
+        return None if value is None else parse_int_header(value, "Max-Forwards", 255)
+
+    @lazy
+    def supported(self) -> set[str]:
+        return {tag.lower() for tag in self.headers.get_all("Supported") if tag}
+
+    @lazy
+    def require(self) -> set[str]:
+        return {tag.lower() for tag in self.headers.get_all("Require") if tag}
+
+    def _start_line(self) -> str:
+        raise NotImplementedError
+
+    def to_bytes(self) -> bytes:
+        """The message on the wire; Content-Length always states the length of the body."""
+        length = f"Content-Length: {len(self.body)}\r\n"
+        out = [self._start_line()]
+        for name, value in self.headers._lines:
+            if name == "Content-Length":
+                out.append(length)
+                length = ""
+            else:
+                out.append(f"{name}: {value}\r\n")
+        out.append(length)
+        out.append("\r\n")
+        return "".join(out).encode("utf-8", "surrogateescape") + self.body
+
+
+class Request(_Message):
+    def __init__(self, method: str, uri: str, headers: HeaderItems = None,
+                 body: bytes = b"") -> None:
+        super().__init__(headers, body)
+        self.method = method
+        self.uri = uri
+
+    @lazy
+    def request_uri(self) -> SipUri:
+        return parse_uri(self.uri)
+
+    def _start_line(self) -> str:
+        return f"{self.method} {self.uri} SIP/2.0\r\n"
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.uri}>"
+
+
+class Response(_Message):
+    def __init__(self, status: int, reason: str, headers: HeaderItems = None,
+                 body: bytes = b"") -> None:
+        super().__init__(headers, body)
+        self.status = status
+        self.reason = reason
+
+    def _start_line(self) -> str:
+        return f"SIP/2.0 {self.status} {self.reason}\r\n"
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.reason}>"
+
+
+def make_response(request: Request, status: int, reason: str,
+                  to_tag: str | None = None) -> Response:
+    """A response to `request` as RFC 3261 8.2.6.2 builds it: every Via in order, From, To
+    (with `to_tag` added when the request's To has no tag), Call-ID and CSeq; empty body."""
+    vias = request.headers.lines("Via")
+    to = request._required("To")
+    if to_tag is not None and request.to.tag is None:
+        to = f"{to};tag={to_tag}"
+    index = {"via": vias, "from": [request._required("From")], "to": [to],
+             "call-id": [request._required("Call-ID")], "cseq": [request._required("CSeq")]}
+    lines = [("Via", via) for via in vias]
+    lines += [("From", index["from"][0]), ("To", to), ("Call-ID", index["call-id"][0]),
+              ("CSeq", index["cseq"][0])]
+    return Response(status, reason, Headers._parsed(lines, index))
