@@ -1,9 +1,13 @@
 """Adaptive batching across actor boundaries.
 
 A Ray call costs about a millisecond of CPU whatever it carries, so one call per SIP message
-caps the registrar near 1,300 messages/s. A Batcher keeps at most ``max_in_flight`` calls
-outstanding towards one destination; whatever arrives meanwhile rides in the next call. At low
-load every call carries one item (lowest latency); under load calls grow (highest throughput).
+caps the registrar near 1,300 messages/s. A Batcher keeps one call outstanding towards its
+destination; whatever arrives meanwhile rides in the next call. At low load every call carries
+one item (lowest latency); under load calls grow (highest throughput).
+
+A call that is slow to return (a SAR waiting for a dead HSS to time out) must not hold up the
+items behind it: once every outstanding call is older than ``stall_after``, another may start,
+up to ``max_in_flight``.
 """
 from __future__ import annotations
 
@@ -16,14 +20,17 @@ class Batcher:
     def __init__(
         self,
         call: Callable[[list[Any]], Awaitable[list[Any]]],
-        max_in_flight: int = 2,
+        max_in_flight: int = 8,
+        stall_after: float = 0.02,
         max_batch: int = 512,
     ) -> None:
         self._call = call
         self._max_in_flight = max_in_flight
+        self._stall_after = stall_after
         self._max_batch = max_batch
         self._queue: list[tuple[Any, asyncio.Future]] = []
-        self._in_flight = 0
+        self._started: list[float] = []  # start times of the calls in flight, oldest first
+        self._recheck: asyncio.TimerHandle | None = None
 
     async def submit(self, item: Any) -> Any:
         """Sends ``item`` in the next batch; returns its result, or raises the batch's error.
@@ -40,13 +47,27 @@ class Batcher:
         return result
 
     def _dispatch(self) -> None:
-        while self._queue and self._in_flight < self._max_in_flight:
+        loop = asyncio.get_running_loop()
+        while self._queue and self._may_start(loop.time()):
             batch = self._queue[: self._max_batch]
             del self._queue[: self._max_batch]
-            self._in_flight += 1
-            asyncio.get_running_loop().create_task(self._send(batch))
+            started = loop.time()
+            self._started.append(started)
+            loop.create_task(self._send(batch, started))
+        if self._queue and self._recheck is None and len(self._started) < self._max_in_flight:
+            delay = self._started[-1] + self._stall_after - loop.time()
+            self._recheck = loop.call_later(max(delay, 0.0), self._on_recheck)
 
-    async def _send(self, batch: list[tuple[Any, asyncio.Future]]) -> None:
+    def _may_start(self, now: float) -> bool:
+        if not self._started:
+            return True
+        return len(self._started) < self._max_in_flight and now - self._started[-1] >= self._stall_after
+
+    def _on_recheck(self) -> None:
+        self._recheck = None
+        self._dispatch()
+
+    async def _send(self, batch: list[tuple[Any, asyncio.Future]], started: float) -> None:
         try:
             results = await self._call([item for item, _ in batch])
             if len(results) != len(batch):
@@ -60,5 +81,5 @@ class Batcher:
                 if not future.done():
                     future.set_result(result)
         finally:
-            self._in_flight -= 1
+            self._started.remove(started)
             self._dispatch()

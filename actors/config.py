@@ -63,6 +63,7 @@ class HssConfigSection:
     listen: str = "127.0.0.1:3868"
     subscribers: str = ""
     auto_provision_domain: str = ""
+    admin_listen: str = ""  # HOST:PORT of the emulator's HTTP admin interface (SAR log, RTR/PPR)
 
 
 @dataclass
@@ -186,6 +187,8 @@ def validate(config: Config) -> None:
     for spec in config.cx.peers:
         parse_host_port(spec, "cx.peers")
     parse_host_port(config.hss.listen, "hss.listen")
+    if config.hss.admin_listen:
+        parse_host_port(config.hss.admin_listen, "hss.admin_listen")
     if not config.cx.peers:
         raise ConfigError("cx.peers is empty and hss.emulator is false: no HSS to talk to")
     for key in ("default_expires_range", "subscription_expires_range"):

@@ -68,3 +68,47 @@ def test_failed_call_fails_each_item_and_exception_results_raise_one_item():
         assert await m.submit(5) == 5
 
     run(main())
+
+
+def test_a_stalled_call_does_not_hold_up_later_items():
+    release = None
+    calls = []
+
+    async def call(items):
+        calls.append(list(items))
+        if items == [0]:
+            await release.wait()  # the first call hangs, like a SAR to a dead HSS
+        return items
+
+    async def main():
+        nonlocal release
+        release = asyncio.Event()
+        b = Batcher(call, max_in_flight=4, stall_after=0.01)
+        stuck = asyncio.create_task(b.submit(0))
+        await asyncio.sleep(0)
+        later = [asyncio.create_task(b.submit(i)) for i in (1, 2)]
+        assert await asyncio.wait_for(asyncio.gather(*later), 1.0) == [1, 2]
+        release.set()
+        assert await stuck == 0
+
+    run(main())
+    assert calls == [[0], [1, 2]]
+
+
+def test_calls_younger_than_stall_after_keep_batching():
+    async def call(items):
+        await asyncio.sleep(0.005)
+        return items
+
+    sizes = []
+
+    async def recording(items):
+        sizes.append(len(items))
+        return await call(items)
+
+    async def main():
+        b = Batcher(recording, max_in_flight=8, stall_after=1.0)
+        await asyncio.gather(*(b.submit(i) for i in range(50)))
+
+    run(main())
+    assert sizes == [1, 49]

@@ -1,0 +1,113 @@
+"""Brings the registrar's actors up on a Ray cluster, and down again.
+
+Order matters: the HSS emulator (when embedded) before the Cx pool, the Cx pool before the
+shards (they look its actors up by name), the shards before the transports open their sockets.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass, field
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from actors.config import Config, parse_host_port
+from actors.cx import CxPool, cx_pool_name
+from actors.routing import shard_name
+from actors.shard import ImpuShard
+from actors.transport import SipTransport, transport_name
+from transport.diameter.hss_emulator import HssConfig, HssEmulator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Deployment:
+    config: Config
+    hss: HssEmulator | None = None
+    cx_pools: list = field(default_factory=list)
+    shards: list = field(default_factory=list)
+    transports: list = field(default_factory=list)
+    listeners: list[str] = field(default_factory=list)
+
+    async def stop(self) -> None:
+        """Closes sockets first (no new work), then says DPR to the HSS, then ends the actors."""
+        await _quietly(t.stop.remote() for t in self.transports)
+        await _quietly(c.stop.remote() for c in self.cx_pools)
+        for handle in self.transports + self.shards + self.cx_pools:
+            ray.kill(handle, no_restart=True)
+        if self.hss is not None:
+            await self.hss.stop()
+
+
+def init_ray(config: Config) -> None:
+    # A local Ray may otherwise switch token authentication on and reject later drivers.
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if not ray.is_initialized():
+        ray.init(
+            address=config.ray.address,
+            namespace=config.ray.namespace,
+            include_dashboard=config.ray.dashboard if config.ray.address == "local" else None,
+            logging_level=logging.WARNING,
+        )
+
+
+async def start_registrar(config: Config) -> Deployment:
+    deployment = Deployment(config)
+    try:
+        await _start(deployment)
+    except BaseException:
+        await deployment.stop()
+        raise
+    return deployment
+
+
+async def _start(d: Deployment) -> None:
+    config, ns = d.config, d.config.ray.namespace
+    if config.hss.emulator:
+        d.hss = HssEmulator(hss_config(config))
+        await d.hss.start(*parse_host_port(config.hss.listen, "hss.listen"))
+    d.cx_pools = [
+        CxPool.options(name=cx_pool_name(i), namespace=ns).remote(i, config)
+        for i in range(config.ray.cx_pool)
+    ]
+    await asyncio.gather(*(c.start.remote() for c in d.cx_pools))
+    d.shards = [
+        ImpuShard.options(name=shard_name(i), namespace=ns).remote(i, config)
+        for i in range(config.ray.shards)
+    ]
+    await asyncio.gather(*(s.ping.remote() for s in d.shards))
+    for node in (n for n in ray.nodes() if n["Alive"]):
+        for i in range(config.ray.transports_per_node):
+            d.transports.append(
+                SipTransport.options(
+                    name=transport_name(node["NodeManagerAddress"], i),
+                    namespace=ns,
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
+                ).remote(config)
+            )
+    bound = await asyncio.gather(*(t.start.remote() for t in d.transports))
+    d.listeners = sorted({spec for specs in bound for spec in specs})
+
+
+def hss_config(config: Config) -> HssConfig:
+    section = config.hss
+    raw: dict = {}
+    if section.subscribers:
+        raw = HssConfig.read_toml(section.subscribers)
+    if section.auto_provision_domain:
+        raw["auto_provision_domain"] = section.auto_provision_domain
+    if section.admin_listen:
+        raw["admin_listen"] = section.admin_listen
+    raw.setdefault("origin_realm", config.sip.domain)
+    raw.setdefault("origin_host", f"hss.{config.sip.domain}")
+    return HssConfig.from_toml(raw)
+
+
+async def _quietly(calls) -> None:
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, Exception):
+            log.warning("stopping an actor failed: %s", result)

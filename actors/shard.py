@@ -1,0 +1,147 @@
+"""ImpuShard: a Ray actor hosting many virtual IMPU actors (one mailbox each)."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+
+import ray
+
+from actors.batching import Batcher
+from actors.config import Config
+from actors.cx import cx_pool_name
+from actors.expires import ExpiresPolicy
+from actors.impu import Binding, Impu, Profile, RegisterRequest, RegisterRules, RegState, Reply
+from actors.routing import shard_name, shard_of
+from actors.save import SaveContext, save
+
+log = logging.getLogger(__name__)
+
+INTERNAL_ERROR = Reply(500, "Server Internal Error")
+
+
+def register_rules(config: Config) -> RegisterRules:
+    reg = config.registrar
+    return RegisterRules(
+        expires=ExpiresPolicy(reg.default_expires, reg.default_expires_range, reg.min_expires, reg.max_expires),
+        max_contacts=reg.max_contacts,
+        replace_oldest=reg.max_contacts_policy == "replace_oldest",
+        path_strict=reg.path_strict,
+        user_data_always=bool(reg.user_data_always),
+        store_profile_dereg=bool(reg.store_profile_dereg),
+    )
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
+class ImpuShard:
+    def __init__(self, index: int, config: Config) -> None:
+        self.index = index
+        self.shards = config.ray.shards
+        self.namespace = config.ray.namespace
+        self.impus: dict[str, Impu] = {}
+        self._cx = [
+            _batcher(ray.get_actor(cx_pool_name(i), namespace=self.namespace), "sar_batch")
+            for i in range(config.ray.cx_pool)
+        ]
+        self._next_cx = 0
+        self._peers: dict[int, Batcher] = {}
+        self.ctx = SaveContext(
+            rules=register_rules(config),
+            scscf_name=config.registrar.scscf_name,
+            dest_realm=config.registrar.cxdx_dest_realm,
+            sar=self._sar,
+            propagate=self._propagate,
+            clock=time.time,
+            user_data_xsd=config.registrar.user_data_xsd or None,
+        )
+
+    async def register_batch(self, requests: list[RegisterRequest]) -> list[Reply]:
+        return await asyncio.gather(*(self._register(r) for r in requests))
+
+    async def apply_batch(self, updates: list[tuple]) -> list[None]:
+        """Implicit-set members registered by another IMPU. Applied without taking the member's
+        mailbox: two members of one set registering at once on two shards would deadlock."""
+        for identity, state, bindings, profile in updates:
+            self._impu(identity).apply(state, bindings, profile)
+        return [None] * len(updates)
+
+    async def ping(self) -> int:
+        return self.index
+
+    async def counts(self) -> dict:
+        now = time.time()
+        registered = [i for i in self.impus.values() if i.state == RegState.REGISTERED]
+        return {
+            "shard": self.index,
+            "impus": len(registered),
+            "contacts": sum(len(i.live_bindings(now)) for i in registered),
+        }
+
+    async def show(self, identity: str) -> dict | None:
+        impu = self.impus.get(identity)
+        if impu is None:
+            return None
+        now = time.time()
+        return {
+            "identity": identity,
+            "state": impu.state.name,
+            "contacts": [
+                {"uri": b.uri, "expires": b.remaining(now), "q": b.q, "path": list(b.path)}
+                for b in impu.live_bindings(now).values()
+            ],
+            "associated": impu.profile.associated_uris() if impu.profile else [],
+        }
+
+    async def _register(self, req: RegisterRequest) -> Reply:
+        impu = self._impu(req.aor)
+        try:
+            return await save(impu, req, self.ctx)
+        except Exception:
+            log.exception("REGISTER for %s failed", req.aor)
+            return INTERNAL_ERROR
+        finally:
+            self._forget_if_unused(impu)
+
+    def _impu(self, identity: str) -> Impu:
+        impu = self.impus.get(identity)
+        if impu is None:
+            impu = self.impus[identity] = Impu(identity)
+        return impu
+
+    def _forget_if_unused(self, impu: Impu) -> None:
+        """Rejected or fully de-registered identities hold no memory."""
+        if (impu.state == RegState.NOT_REGISTERED and not impu.bindings and impu.profile is None
+                and not impu.mailbox.locked()):
+            self.impus.pop(impu.identity, None)
+
+    async def _sar(self, request):
+        batcher = self._cx[self._next_cx]
+        self._next_cx = (self._next_cx + 1) % len(self._cx)
+        return await batcher.submit(request)
+
+    async def _propagate(
+        self, identities: list[str], state: RegState, bindings: dict[str, Binding],
+        profile: Profile | None,
+    ) -> None:
+        by_shard: dict[int, list[tuple]] = defaultdict(list)
+        for identity in identities:
+            by_shard[shard_of(identity, self.shards)].append((identity, state, bindings, profile))
+        remote = []
+        for index, updates in by_shard.items():
+            if index == self.index:
+                await self.apply_batch(updates)
+            else:
+                remote += [self._peer(index).submit(u) for u in updates]
+        await asyncio.gather(*remote)
+
+    def _peer(self, index: int) -> Batcher:
+        if index not in self._peers:
+            handle = ray.get_actor(shard_name(index), namespace=self.namespace)
+            self._peers[index] = _batcher(handle, "apply_batch")
+        return self._peers[index]
+
+
+def _batcher(handle, method: str) -> Batcher:
+    remote = getattr(handle, method)
+    return Batcher(lambda items: remote.remote(items))

@@ -1,0 +1,142 @@
+"""REGISTER throughput benchmark: sipp as N distinct UEs against `scscf serve` and its HSS emulator.
+
+    python3 scripts/bench_register.py --users 20000 --rate 1000 [--transport udp|tcp]
+
+Starts the registrar (local Ray, embedded HSS emulator), warms it up, runs sipp at the offered
+rate and prints achieved REGISTER/s, failures, p50/p99 response time and the CPU each process
+used (from /proc, so it needs no extra package). Not a test: numbers vary with the machine.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import start_registrar  # noqa: E402
+from tests.e2e.sipp import SIPP, free_port  # noqa: E402
+
+SCENARIO = ROOT / "scripts" / "sipp" / "register.xml"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def process_table(names: tuple[str, ...]) -> dict[int, str]:
+    """pid -> short name for every process whose command line mentions one of ``names``."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if any(name in cmdline for name in names):
+            title = cmdline.split()[0].split(".")[0] if cmdline.startswith("ray::") else cmdline.split()[0]
+            table[int(entry.name)] = f"{Path(title).name} [{entry.name}]"
+    return table
+
+
+def run_sipp(port: int, transport: str, users: int, rate: int, prefix: str, workdir: Path) -> dict:
+    csv = workdir / f"{prefix}.csv"
+    csv.write_text("SEQUENTIAL\n" + "".join(f"{prefix}{i};ims.test\n" for i in range(users)))
+    cmd = [
+        SIPP, f"127.0.0.1:{port}", "-sf", str(SCENARIO), "-inf", str(csv), "-r", str(rate),
+        "-m", str(users), "-t", "u1" if transport == "udp" else "t1", "-i", "127.0.0.1",
+        "-p", str(free_port()), "-trace_rtt", "-rtt_freq", "1", "-trace_stat", "-fd", "1",
+        "-nostdin", "-timeout", str(max(60, users // max(rate, 1) * 3)), "-max_recv_loops", "10000",
+        "-l", str(max(rate * 2, 100)),
+    ]
+    started = time.monotonic()
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
+    elapsed = time.monotonic() - started
+    rtts = []
+    for rtt in workdir.glob("register_*_rtt.csv"):
+        for line in rtt.read_text().splitlines()[1:]:
+            parts = line.split(";")
+            if len(parts) >= 2:
+                rtts.append(float(parts[1]))
+        rtt.unlink()
+    stats = {}
+    for stat in workdir.glob("register_*_.csv"):
+        lines = stat.read_text().splitlines()
+        header, last = lines[0].split(";"), lines[-1].split(";")
+        stats = dict(zip(header, last))
+        stat.unlink()
+    return {"elapsed": elapsed, "rtts": sorted(rtts), "stats": stats, "returncode": proc.returncode}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=20000)
+    parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--transport", choices=("udp", "tcp"), default="udp")
+    parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--transports", type=int, default=1)
+    args = parser.parse_args()
+    if SIPP is None:
+        sys.exit("sipp is not installed (Debian package sip-tester)")
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-register-"))
+    sip, hss = free_port(), free_port()
+    config = f"""
+[sip]
+listen = ["udp:127.0.0.1:{sip}", "tcp:127.0.0.1:{sip}"]
+[hss]
+listen = "127.0.0.1:{hss}"
+[ray]
+namespace = "bench"
+shards = {args.shards}
+transports_per_node = {args.transports}
+"""
+    registrar = start_registrar(config, workdir, sip, None)
+    try:
+        run_sipp(sip, args.transport, min(2000, args.users), min(args.rate, 500), "warm", workdir)
+        watched = process_table(("ray::", "scripts.cli", "gcs_server", "raylet"))
+        watched[registrar.process.pid] = "scscf serve (driver + HSS emulator)"
+        before = {pid: cpu_seconds(pid) for pid in watched}
+        result = run_sipp(sip, args.transport, args.users, args.rate, "user", workdir)
+        used = {pid: cpu_seconds(pid) - before[pid] for pid in watched}
+    finally:
+        registrar.process.send_signal(signal.SIGINT)
+        registrar.stop()
+
+    stats, rtts, elapsed = result["stats"], result["rtts"], result["elapsed"]
+    ok = int(stats.get("SuccessfulCall(C)", len(rtts)))
+    failed = int(stats.get("FailedCall(C)", args.users - ok))
+    duration = float(stats.get("ElapsedTime(C)", "0:0:0").split(":")[-1] or 0) or elapsed
+    print(f"offered {args.rate}/s, {args.users} distinct users over {args.transport}, "
+          f"{args.shards} shards, {args.transports} transport(s)")
+    print(f"achieved {ok / elapsed:.0f} REGISTER/s over {elapsed:.1f} s "
+          f"(sipp elapsed {duration}); failed {failed} ({100 * failed / max(args.users, 1):.2f}%)")
+    if rtts:
+        p99 = rtts[min(len(rtts) - 1, int(len(rtts) * 0.99))]
+        print(f"response time p50 {statistics.median(rtts):.2f} ms, p99 {p99:.2f} ms")
+    by_name: dict[str, float] = {}
+    for pid, seconds in used.items():
+        by_name[watched[pid]] = by_name.get(watched[pid], 0.0) + seconds
+    print("CPU during the run (seconds, % of one core):")
+    for name, seconds in sorted(by_name.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:45s} {seconds:7.2f}  {100 * seconds / elapsed:5.1f}%")
+    total = sum(by_name.values())
+    print(f"  {'total':45s} {total:7.2f}  -> {1000 * total / max(ok, 1):.3f} ms CPU per REGISTER")
+    return 0 if failed <= args.users // 100 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

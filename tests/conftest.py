@@ -1,0 +1,75 @@
+"""Shared fixtures: one Ray runtime per test session, and registrars started as `scscf serve`."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+@pytest.fixture(scope="session")
+def ray_address():
+    """A local Ray started once for the whole session; registrars join it as drivers."""
+    import ray
+
+    ray.init(address="local", namespace="tests", include_dashboard=False, num_cpus=2,
+             logging_level="WARNING")
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@dataclass
+class Registrar:
+    process: subprocess.Popen
+    sip_port: int
+    config: Path
+    output: list[str]
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def start_registrar(config_text: str, workdir: Path, sip_port: int, address: str | None,
+                    timeout: float = 90.0) -> Registrar:
+    """Runs `scscf serve` with the given TOML and waits for its `ready` line."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "scscf.toml"
+    config.write_text(config_text)
+    cmd = [sys.executable, "-m", "scripts.cli", "serve", "--config", str(config)]
+    if address:
+        cmd += ["--address", address]
+    process = subprocess.Popen(
+        cmd, cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    output: list[str] = []
+    ready = threading.Event()
+
+    def pump():
+        for line in process.stdout:
+            output.append(line)
+            if line.startswith("ready"):
+                ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while not ready.wait(0.1):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError("scscf serve did not become ready:\n" + "".join(output[-60:]))
+    return Registrar(process, sip_port, config, output)

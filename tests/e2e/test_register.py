@@ -1,0 +1,196 @@
+"""REGISTER end to end: sipp (UDP and TCP) -> `scscf serve` on Ray -> Diameter -> HSS emulator."""
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import start_registrar
+from tests.e2e.sipp import SIPP, Step, free_port, register, run_sipp
+
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(SIPP is None, reason="sipp is not installed")]
+
+SUBSCRIBERS = """
+[[subscriber]]
+impi = "alice@ims.test"
+impus = ["sip:alice@ims.test", "tel:+15550001", "sip:alice.work@ims.test"]
+barred = ["sip:alice-barred@ims.test"]
+
+[[subscriber]]
+impi = "bob@ims.test"
+impus = ["sip:bob@ims.test", "sip:bob.home@ims.test"]
+"""
+
+ALICE_AUTH = 'Authorization: Digest username="alice@ims.test", realm="ims.test", uri="sip:ims.test", nonce="", response=""'
+BOB_AUTH = ALICE_AUTH.replace("alice@", "bob@")
+
+
+@pytest.fixture(scope="module")
+def registrar(ray_address, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("registrar")
+    (workdir / "subscribers.toml").write_text(SUBSCRIBERS)
+    sip, hss = free_port(), free_port()
+    config = f"""
+[sip]
+listen = ["udp:127.0.0.1:{sip}", "tcp:127.0.0.1:{sip}"]
+domain = "ims.test"
+[registrar]
+min_expires = 60
+max_expires = 7200
+scscf_name = "sip:scscf.ims.test:{sip}"
+[hss]
+listen = "127.0.0.1:{hss}"
+subscribers = "{workdir / 'subscribers.toml'}"
+auto_provision_domain = "ims.test"
+[ray]
+namespace = "e2e-register"
+shards = 2
+"""
+    server = start_registrar(config, workdir, sip, ray_address)
+    yield server
+    assert server.stop() == 0, "".join(server.output[-40:])
+
+
+@pytest.fixture(params=["udp", "tcp"])
+def transport(request):
+    return request.param
+
+
+def contacts(response):
+    return response.headers.get_all("Contact")
+
+
+def exchange(registrar, tmp_path, transport, *steps):
+    return run_sipp(list(steps), registrar.sip_port, transport, tmp_path)
+
+
+def test_initial_registration_200_ok_has_exact_headers(registrar, tmp_path, transport):
+    user = f"initial-{transport}"
+    path = "<sip:term@pcscf.ims.test:5070;lr>"
+    (ok,) = exchange(registrar, tmp_path, transport, Step(register(
+        user, contact=f"<sip:{user}@10.0.0.1:5090>;expires=600",
+        extra=f"Path: {path}\nSupported: path"), 200))
+    assert (ok.status, ok.reason) == (200, "OK")
+    assert contacts(ok) == [f"<sip:{user}@10.0.0.1:5090>;expires=600"]
+    assert ok.headers.get_all("Path") == [path]
+    assert ok.headers.get("Service-Route") == f"<sip:orig@scscf.ims.test:{registrar.sip_port};lr>"
+    assert ok.headers.get("P-Associated-URI") == f"<sip:{user}@ims.test>"
+    assert ok.to.params.get("tag")
+    assert ok.to.uri.aor() == f"sip:{user}@ims.test"
+    assert ok.cseq == (1, "REGISTER")
+    assert ok.vias[0].branch.startswith("z9hG4bK")
+
+
+def test_refresh_second_contact_and_removing_one(registrar, tmp_path, transport):
+    user = f"multi-{transport}"
+    a, b = f"<sip:{user}@10.0.0.1:5090>", f"<sip:{user}@10.0.0.2:5090>"
+    first, refresh, second, removed = exchange(
+        registrar, tmp_path, transport,
+        Step(register(user, contact=f"{a}", expires="600", cseq=1), 200),
+        Step(register(user, contact=f"{a}", expires="1200", cseq=2), 200),
+        Step(register(user, contact=f"{b};q=0.9", expires="300", cseq=3), 200),
+        Step(register(user, contact=f"{a};expires=0", expires=None, cseq=4), 200),
+    )
+    assert contacts(first) == [f"{a};expires=600"]
+    assert contacts(refresh) == [f"{a};expires=1200"]
+    listed = contacts(second)
+    assert sorted(listed) == sorted([f"{a};expires=1200", f"{b};q=0.9;expires=300"]) or \
+        sorted(listed) == sorted([f"{a};expires=1199", f"{b};q=0.9;expires=300"])
+    assert contacts(removed) == [f"{b};q=0.9;expires=300"] or contacts(removed) == [f"{b};q=0.9;expires=299"]
+
+
+def test_star_removes_every_binding_only_with_expires_zero(registrar, tmp_path, transport):
+    user = f"star-{transport}"
+    _, bad, ok = exchange(
+        registrar, tmp_path, transport,
+        Step(register(user, contact=f"<sip:{user}@10.0.0.1>, <sip:{user}@10.0.0.2>", cseq=1), 200),
+        Step(register(user, contact="*", expires="60", cseq=2), 400),
+        Step(register(user, contact="*", expires="0", cseq=3), 200),
+    )
+    assert bad.reason == "Contact * requires Expires: 0"
+    assert contacts(ok) == []
+    assert ok.headers.get("P-Associated-URI") is None
+
+
+def test_expires_is_clamped_to_min_and_max(registrar, tmp_path, transport):
+    user = f"clamp-{transport}"
+    low, high = exchange(
+        registrar, tmp_path, transport,
+        Step(register(user, contact=f"<sip:{user}@10.0.0.1>", expires="5", cseq=1), 200),
+        Step(register(user, contact=f"<sip:{user}@10.0.0.1>", expires="999999", cseq=2), 200),
+    )
+    assert contacts(low) == [f"<sip:{user}@10.0.0.1>;expires=60"]
+    assert contacts(high) == [f"<sip:{user}@10.0.0.1>;expires=7200"]
+
+
+def test_same_instance_replaces_its_old_binding(registrar, tmp_path, transport):
+    user = f"instance-{transport}"
+    inst = '+sip.instance="<urn:gsma:imei:35-209900-176148-1>";reg-id=1'
+    _, moved = exchange(
+        registrar, tmp_path, transport,
+        Step(register(user, contact=f"<sip:{user}@10.0.0.1:5090>;{inst}", cseq=1), 200),
+        Step(register(user, contact=f"<sip:{user}@10.0.0.7:6000>;{inst}", cseq=2), 200),
+    )
+    assert contacts(moved) == [f"<sip:{user}@10.0.0.7:6000>;{inst};expires=600"]
+
+
+def test_implicit_set_registers_every_identity(registrar, tmp_path, transport):
+    name = "alice" if transport == "udp" else "bob"
+    auth = ALICE_AUTH if name == "alice" else BOB_AUTH
+    other = "alice.work" if name == "alice" else "bob.home"
+    contact = f"<sip:{name}@10.1.1.1:5090;transport={transport}>"
+    ok, query = exchange(
+        registrar, tmp_path, transport,
+        Step(register(name, contact=contact, extra=auth, cseq=1), 200),
+        # A REGISTER without Contact is a query (RFC 3261 10.2.3): the other identity of the
+        # set answers with the binding registered through the first one.
+        Step(register(other, contact="", extra=auth, cseq=2), 200),
+    )
+    if name == "alice":
+        assert ok.headers.get("P-Associated-URI") == "<sip:alice@ims.test>, <tel:+15550001>, <sip:alice.work@ims.test>"
+    else:
+        assert ok.headers.get("P-Associated-URI") == "<sip:bob@ims.test>, <sip:bob.home@ims.test>"
+    assert contacts(query) == [f"{contact};expires=600"]
+
+
+def test_barred_and_unknown_users_are_forbidden(registrar, tmp_path, transport):
+    barred, unknown = exchange(
+        registrar, tmp_path, transport,
+        Step(register("alice-barred", extra=ALICE_AUTH, cseq=1), 403),
+        Step(register("nobody", domain="elsewhere.test", cseq=2), 403),
+    )
+    assert barred.reason == "Public identity barred"
+    assert unknown.reason == "User unknown"
+
+
+def test_malformed_register_is_400_with_reason(registrar, tmp_path, transport):
+    user = f"bad-{transport}"
+    (bad,) = exchange(registrar, tmp_path, transport, Step(register(
+        user, contact=f"<sip:{user}@10.0.0.1>;q=7"), 400))
+    assert bad.reason == "Bad q value in Contact"
+
+
+@pytest.fixture(scope="module")
+def registrar_without_hss(ray_address, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("nohss")
+    sip = free_port()
+    config = f"""
+[sip]
+listen = ["udp:127.0.0.1:{sip}", "tcp:127.0.0.1:{sip}"]
+[cx]
+peers = ["127.0.0.1:{free_port()}"]
+request_timeout = 1.0
+[hss]
+emulator = false
+[ray]
+namespace = "e2e-nohss"
+shards = 1
+"""
+    server = start_registrar(config, workdir, sip, ray_address)
+    yield server
+    assert server.stop() == 0
+
+
+def test_hss_down_is_a_fast_503_with_retry_after(registrar_without_hss, tmp_path, transport):
+    (busy,) = run_sipp([Step(register(f"down-{transport}"), 503)], registrar_without_hss.sip_port,
+                       transport, tmp_path)
+    assert busy.headers.get("Retry-After") == "10"
+    assert busy.reason.startswith("HSS unavailable")

@@ -1,0 +1,123 @@
+"""save(): plan, SAR, implicit set and reply, with the HSS and other shards faked."""
+import asyncio
+
+from actors.expires import ExpiresPolicy
+from actors.impu import Impu, RegisterRules, RegState, Reply
+from actors.save import SaveContext, profile_from_user_data, save
+from transport.diameter.cx import SaaResult, ServerAssignmentType as SAT
+from transport.diameter.router import CxUnavailable
+from tests.unit.test_impu import contact, register
+
+USER_DATA = """<?xml version="1.0" encoding="UTF-8"?>
+<IMSSubscription><PrivateID>alice@ims.test</PrivateID>
+<ServiceProfile>
+ <PublicIdentity><Identity>sip:alice@ims.test</Identity></PublicIdentity>
+ <PublicIdentity><Identity>tel:+15550001</Identity></PublicIdentity>
+ <PublicIdentity><BarringIndication>1</BarringIndication><Identity>sip:alice-barred@ims.test</Identity></PublicIdentity>
+</ServiceProfile></IMSSubscription>"""
+
+
+def saa(result=2001, experimental=None, user_data=USER_DATA):
+    return SaaResult(result_code=result, experimental_result_code=experimental, user_data=user_data,
+                     charging_information=None, associated_identities=[], user_name=None,
+                     wildcarded_public_identity=None)
+
+
+class Fakes:
+    def __init__(self, answer):
+        self.answer = answer
+        self.sars = []
+        self.propagated = []
+
+    async def sar(self, request):
+        self.sars.append(request)
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+    async def propagate(self, identities, state, bindings, profile):
+        self.propagated.append((identities, state, sorted(bindings)))
+
+    def context(self, **rules):
+        return SaveContext(
+            rules=RegisterRules(expires=ExpiresPolicy(3600, 0, 60, 0), **rules),
+            scscf_name="sip:scscf.ims.test:5060", dest_realm="ims.test",
+            sar=self.sar, propagate=self.propagate, clock=lambda: 1000.0,
+        )
+
+
+def run(impu, req, fakes, **rules):
+    return asyncio.run(save(impu, req, fakes.context(**rules)))
+
+
+def test_first_register_sends_sar_and_registers_the_implicit_set():
+    fakes = Fakes(saa())
+    impu = Impu("sip:alice@ims.test")
+    reply = run(impu, register(contact("sip:a@10.0.0.1", 600)), fakes)
+    assert reply.status == 200
+    (sar,) = fakes.sars
+    assert (sar.public_identity, sar.user_name, sar.server_name, sar.assignment_type) == (
+        "sip:alice@ims.test", "alice@ims.test", "sip:scscf.ims.test:5060", SAT.REGISTRATION)
+    assert sar.user_data_already_available is False
+    assert fakes.propagated == [(["tel:+15550001", "sip:alice-barred@ims.test"], RegState.REGISTERED, ["uri:sip:a@10.0.0.1"])]
+    assert ("P-Associated-URI", "<sip:alice@ims.test>, <tel:+15550001>") in reply.headers
+    assert ("Service-Route", "<sip:orig@scscf.ims.test:5060;lr>") in reply.headers
+    assert impu.state == RegState.REGISTERED
+
+
+def test_retransmission_gets_the_cached_reply_without_a_second_sar():
+    fakes = Fakes(saa())
+    impu = Impu("sip:alice@ims.test")
+    req = register(contact("sip:a@10.0.0.1", 600))
+    first = run(impu, req, fakes)
+    assert run(impu, req, fakes) is first
+    assert len(fakes.sars) == 1
+
+
+def test_unknown_user_and_identity_mismatch_are_403_and_nothing_is_stored():
+    for code, reason in ((5001, "User unknown"), (5002, "Identities don't match")):
+        impu = Impu("sip:alice@ims.test")
+        reply = run(impu, register(contact("sip:a@h", 600)), Fakes(saa(result=None, experimental=code)))
+        assert reply == Reply(403, reason)
+        assert impu.state == RegState.NOT_REGISTERED and impu.bindings == {}
+
+
+def test_hss_unavailable_is_503_with_retry_after_and_nothing_is_stored():
+    impu = Impu("sip:alice@ims.test")
+    reply = run(impu, register(contact("sip:a@h", 600)), Fakes(CxUnavailable("no HSS peer is up")))
+    assert reply.status == 503 and ("Retry-After", "10") in reply.headers
+    assert impu.bindings == {}
+
+
+def test_barred_identity_is_403():
+    impu = Impu("sip:alice-barred@ims.test")
+    req = register(contact("sip:a@h", 600))
+    req.aor = "sip:alice-barred@ims.test"
+    assert run(impu, req, Fakes(saa())) == Reply(403, "Public identity barred")
+    assert impu.bindings == {}
+
+
+def test_invalid_user_data_is_500_and_nothing_is_stored():
+    impu = Impu("sip:alice@ims.test")
+    reply = run(impu, register(contact("sip:a@h", 600)), Fakes(saa(user_data="<IMSSubscription>")))
+    assert reply == Reply(500, "Invalid user data from HSS")
+    assert impu.bindings == {}
+
+
+def test_last_contact_removed_sends_user_deregistration_and_drops_the_profile():
+    fakes = Fakes(saa())
+    impu = Impu("sip:alice@ims.test")
+    run(impu, register(contact("sip:a@h", 600)), fakes)
+    fakes.answer = saa(user_data=None)
+    reply = run(impu, register(contact("sip:a@h", 0), cseq=2), fakes)
+    assert reply == Reply(200, "OK", [])
+    assert fakes.sars[-1].assignment_type == SAT.USER_DEREGISTRATION
+    assert impu.state == RegState.NOT_REGISTERED and impu.profile is None
+    assert fakes.propagated[-1][1:] == (RegState.NOT_REGISTERED, [])
+
+
+def test_profile_lists_identities_default_first_and_marks_barred():
+    profile = profile_from_user_data(USER_DATA, None)
+    assert profile.impi == "alice@ims.test"
+    assert profile.identities == ("sip:alice@ims.test", "tel:+15550001", "sip:alice-barred@ims.test")
+    assert profile.associated_uris() == ["sip:alice@ims.test", "tel:+15550001"]
