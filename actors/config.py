@@ -67,6 +67,14 @@ class HssConfigSection:
 
 
 @dataclass
+class StoreConfig:
+    backend: str = "sqlite"  # "sqlite" (one file per shard), "redis" (shared), "none"
+    path: str = "scscf-data"  # SQLite: the data directory
+    url: str = "redis://127.0.0.1:6379/0"  # Redis
+    prefix: str = "scscf:"  # Redis key prefix, so deployments can share one server
+
+
+@dataclass
 class RayConfig:
     address: str = "local"
     namespace: str = "scscf"
@@ -83,6 +91,7 @@ class Config:
     cx: CxConfig = field(default_factory=CxConfig)
     hss: HssConfigSection = field(default_factory=HssConfigSection)
     ray: RayConfig = field(default_factory=RayConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
 
     def __post_init__(self) -> None:
         # Derived defaults: the embedded HSS serves the SIP domain, and SAR names this S-CSCF.
@@ -94,6 +103,8 @@ class Config:
             self.registrar.scscf_name = f"sip:scscf.{self.sip.domain}:{first_port(self.sip.listen)}"
         if not self.registrar.cxdx_dest_realm:
             self.registrar.cxdx_dest_realm = self.sip.domain
+        # Actors run in other working directories: the data directory is fixed here.
+        self.store.path = str(Path(self.store.path).resolve())
         validate(self)
 
 
@@ -103,6 +114,7 @@ _SECTIONS = {
     "cx": CxConfig,
     "hss": HssConfigSection,
     "ray": RayConfig,
+    "store": StoreConfig,
 }
 
 
@@ -207,5 +219,7 @@ def validate(config: Config) -> None:
     for key in ("shards", "transports_per_node", "cx_pool"):
         if getattr(config.ray, key) < 1:
             raise ConfigError(f"ray.{key} must be at least 1")
+    if config.store.backend not in ("sqlite", "redis", "none"):
+        raise ConfigError("store.backend must be 'sqlite', 'redis' or 'none'")
     if config.cx.request_timeout <= 0:
         raise ConfigError("cx.request_timeout must be positive")

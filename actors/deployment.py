@@ -35,6 +35,7 @@ class Deployment:
     async def stop(self) -> None:
         """Closes sockets first (no new work), then says DPR to the HSS, then ends the actors."""
         await _quietly(t.stop.remote() for t in self.transports)
+        await _quietly(s.close.remote() for s in self.shards)
         await _quietly(c.stop.remote() for c in self.cx_pools)
         for handle in self.transports + self.shards + self.cx_pools:
             ray.kill(handle, no_restart=True)
@@ -78,7 +79,7 @@ async def _start(d: Deployment) -> None:
         ImpuShard.options(name=shard_name(i), namespace=ns).remote(i, config)
         for i in range(config.ray.shards)
     ]
-    await asyncio.gather(*(s.ping.remote() for s in d.shards))
+    await asyncio.gather(*(s.ready.remote() for s in d.shards))
     for node in (n for n in ray.nodes() if n["Alive"]):
         for i in range(config.ray.transports_per_node):
             d.transports.append(

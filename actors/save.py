@@ -12,6 +12,7 @@ from actors.impu import (
     Binding, Impu, Profile, RegisterPlan, RegisterRequest, RegisterRules, RegState, Reply,
     ok_headers, plan_register,
 )
+from actors.store import StoreError
 from actors.user_data import UserDataError, parse_user_data
 from transport.diameter.cx import SaaResult, SarRequest
 from transport.diameter.router import CxUnavailable
@@ -30,6 +31,7 @@ class SaveContext:
     dest_realm: str
     sar: Callable[[SarRequest], Awaitable[SaaResult]]
     propagate: Propagate
+    persist: Callable[[Impu], Awaitable[None]]  # write-through: durable before the reply
     clock: Callable[[], float]
     user_data_xsd: str | None = None
 
@@ -56,7 +58,6 @@ async def _save(impu: Impu, req: RegisterRequest, ctx: SaveContext) -> Reply:
     if isinstance(plan, Reply):
         return plan
     if plan.assignment is None:  # removing bindings of an identity that has none
-        impu.apply(impu.state, {}, impu.profile)
         return Reply(200, "OK", ok_headers({}, req, None, now, ctx.service_route))
     impi = req.impi or (impu.profile.impi if impu.profile else None)
     try:
@@ -85,7 +86,13 @@ async def _save(impu: Impu, req: RegisterRequest, ctx: SaveContext) -> Reply:
             await ctx.propagate(others, state, plan.bindings, kept)
         except Exception:  # another shard unavailable: tell the UE to retry, apply nothing here
             return Reply(503, "Implicit set update failed", [("Retry-After", RETRY_AFTER)])
+    before = (impu.state, impu.bindings, impu.profile)
     impu.apply(state, plan.bindings, kept)
+    try:
+        await ctx.persist(impu)
+    except StoreError:
+        impu.apply(*before)
+        return Reply(503, "Registration store unavailable", [("Retry-After", RETRY_AFTER)])
     return Reply(200, "OK", ok_headers(plan.bindings, req, kept, now, ctx.service_route))
 
 

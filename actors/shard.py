@@ -12,9 +12,12 @@ from actors.batching import Batcher
 from actors.config import Config
 from actors.cx import cx_pool_name
 from actors.expires import ExpiresPolicy
+from actors.expiry import expire_bindings
 from actors.impu import Binding, Impu, Profile, RegisterRequest, RegisterRules, RegState, Reply
-from actors.routing import shard_name, shard_of
+from actors.routing import SLOTS, jump_hash, shard_name, shard_of
 from actors.save import SaveContext, save
+from actors.store import WriteThrough, decode_impu, encode_impu, open_store
+from actors.timers import ExpiryHeap
 
 log = logging.getLogger(__name__)
 
@@ -52,33 +55,59 @@ class ImpuShard:
             dest_realm=config.registrar.cxdx_dest_realm,
             sar=self._sar,
             propagate=self._propagate,
+            persist=self._persist,
             clock=time.time,
             user_data_xsd=config.registrar.user_data_xsd or None,
         )
+        store = config.store
+        self._backend = open_store(store.backend, store.path, store.url, index, store.prefix)
+        self._store = WriteThrough(self._backend)
+        self._timers = ExpiryHeap()
+        self._timer_changed: asyncio.Event | None = None
+        self._loaded: asyncio.Task | None = None
+        self.expired_contacts = 0
+
+    async def ready(self) -> int:
+        """Loads this shard's identities from the store, once per process start (including a
+        restart by Ray), and starts the expiry timer. Every entry point awaits it."""
+        if self._loaded is None:
+            self._loaded = asyncio.get_running_loop().create_task(self._load())
+        await asyncio.shield(self._loaded)
+        return len(self.impus)
+
+    async def close(self) -> None:
+        """Flushes every pending write; called on a graceful stop."""
+        await self._store.close()
 
     async def register_batch(self, requests: list[RegisterRequest]) -> list[Reply]:
+        await self.ready()
         return await asyncio.gather(*(self._register(r) for r in requests))
 
     async def apply_batch(self, updates: list[tuple]) -> list[None]:
         """Implicit-set members registered by another IMPU. Applied without taking the member's
         mailbox: two members of one set registering at once on two shards would deadlock."""
+        await self.ready()
+        changed = []
         for identity, state, bindings, profile in updates:
-            self._impu(identity).apply(state, bindings, profile)
+            impu = self._impu(identity)
+            impu.apply(state, bindings, profile)
+            changed.append(self._persist(impu))
+        await asyncio.gather(*changed)
         return [None] * len(updates)
 
-    async def ping(self) -> int:
-        return self.index
-
     async def counts(self) -> dict:
+        await self.ready()
         now = time.time()
         registered = [i for i in self.impus.values() if i.state == RegState.REGISTERED]
         return {
             "shard": self.index,
             "impus": len(registered),
             "contacts": sum(len(i.live_bindings(now)) for i in registered),
+            "expired_contacts": self.expired_contacts,
         }
 
     async def show(self, identity: str) -> dict | None:
+        await self.ready()
         impu = self.impus.get(identity)
         if impu is None:
             return None
@@ -92,6 +121,52 @@ class ImpuShard:
             ],
             "associated": impu.profile.associated_uris() if impu.profile else [],
         }
+
+    async def _load(self) -> None:
+        await self._backend.open()
+        slots = [s for s in range(SLOTS) if jump_hash(s, self.shards) == self.index]
+        async for identity, data in self._backend.load_slots(slots):
+            impu = self.impus[identity] = decode_impu(identity, data)
+            self._schedule(impu)
+        log.info("shard %d loaded %d identities", self.index, len(self.impus))
+        self._timer_changed = asyncio.Event()
+        asyncio.get_running_loop().create_task(self._expiry_loop())
+
+    async def _persist(self, impu: Impu) -> None:
+        keep = impu.bindings or impu.profile is not None
+        await self._store.write(impu.identity, encode_impu(impu) if keep else None)
+        self._schedule(impu)
+
+    def _schedule(self, impu: Impu) -> None:
+        if impu.bindings:
+            earliest = min(b.expires_at for b in impu.bindings.values())
+            next_before = self._timers.next_deadline()
+            self._timers.schedule(impu.identity, earliest)
+            if self._timer_changed and (next_before is None or earliest < next_before):
+                self._timer_changed.set()
+        else:
+            self._timers.cancel(impu.identity)
+
+    async def _expiry_loop(self) -> None:
+        """Sleeps until the earliest binding expires (or an earlier one is scheduled)."""
+        while True:
+            deadline = self._timers.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - time.time())
+            self._timer_changed.clear()
+            try:
+                await asyncio.wait_for(self._timer_changed.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+            now = time.time()
+            for identity in self._timers.due(now):
+                impu = self.impus.get(identity)
+                if impu is None:
+                    continue
+                try:
+                    self.expired_contacts += await expire_bindings(impu, now, self.ctx)
+                except Exception:
+                    log.exception("expiring %s failed", identity)
+                self._forget_if_unused(impu)
 
     async def _register(self, req: RegisterRequest) -> Reply:
         impu = self._impu(req.aor)

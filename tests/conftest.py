@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -53,10 +54,10 @@ def start_registrar(config_text: str, workdir: Path, sip_port: int, address: str
     cmd = [sys.executable, "-m", "scripts.cli", "serve", "--config", str(config)]
     if address:
         cmd += ["--address", address]
-    process = subprocess.Popen(
-        cmd, cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    # Run from the work directory, so the default data directory lands there too.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, env=env)
     output: list[str] = []
     ready = threading.Event()
 

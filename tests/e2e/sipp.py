@@ -17,6 +17,7 @@ from transport.sip.message import Response
 from transport.sip.parser import parse_message
 
 SIPP = shutil.which("sipp")
+SCENARIOS = Path(__file__).resolve().parents[2] / "scripts" / "sipp"
 
 
 @dataclass

@@ -5,6 +5,7 @@ from actors.expires import ExpiresPolicy
 from actors.impu import Impu, RegisterRules, RegState, Reply
 from actors.save import SaveContext, profile_from_user_data, save
 from transport.diameter.cx import SaaResult, ServerAssignmentType as SAT
+from actors.store import StoreError
 from transport.diameter.router import CxUnavailable
 from tests.unit.test_impu import contact, register
 
@@ -28,6 +29,8 @@ class Fakes:
         self.answer = answer
         self.sars = []
         self.propagated = []
+        self.persisted = []
+        self.store_down = False
 
     async def sar(self, request):
         self.sars.append(request)
@@ -38,11 +41,16 @@ class Fakes:
     async def propagate(self, identities, state, bindings, profile):
         self.propagated.append((identities, state, sorted(bindings)))
 
+    async def persist(self, impu):
+        if self.store_down:
+            raise StoreError("redis 127.0.0.1:6379: write failed")
+        self.persisted.append((impu.identity, impu.state, sorted(impu.bindings)))
+
     def context(self, **rules):
         return SaveContext(
             rules=RegisterRules(expires=ExpiresPolicy(3600, 0, 60, 0), **rules),
             scscf_name="sip:scscf.ims.test:5060", dest_realm="ims.test",
-            sar=self.sar, propagate=self.propagate, clock=lambda: 1000.0,
+            sar=self.sar, propagate=self.propagate, persist=self.persist, clock=lambda: 1000.0,
         )
 
 
@@ -63,6 +71,17 @@ def test_first_register_sends_sar_and_registers_the_implicit_set():
     assert ("P-Associated-URI", "<sip:alice@ims.test>, <tel:+15550001>") in reply.headers
     assert ("Service-Route", "<sip:orig@scscf.ims.test:5060;lr>") in reply.headers
     assert impu.state == RegState.REGISTERED
+    assert fakes.persisted == [("sip:alice@ims.test", RegState.REGISTERED, ["uri:sip:a@10.0.0.1"])]
+
+
+def test_store_failure_is_503_and_the_previous_state_stays():
+    fakes = Fakes(saa())
+    impu = Impu("sip:alice@ims.test")
+    run(impu, register(contact("sip:a@h", 600)), fakes)
+    fakes.store_down = True
+    reply = run(impu, register(contact("sip:b@h", 600), cseq=2), fakes)
+    assert reply == Reply(503, "Registration store unavailable", [("Retry-After", "10")])
+    assert sorted(impu.bindings) == ["uri:sip:a@h"]
 
 
 def test_retransmission_gets_the_cached_reply_without_a_second_sar():
