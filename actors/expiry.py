@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from actors.impu import Impu, RegState
+from actors.reg_event import notify_change
 from actors.save import SaveContext
 from transport.diameter.cx import SarRequest, ServerAssignmentType as SAT
 from transport.diameter.router import CxUnavailable
@@ -24,12 +25,14 @@ async def expire_bindings(impu: Impu, now: float, ctx: SaveContext) -> int:
         if not expired:
             return 0
         was_registered = impu.state == RegState.REGISTERED
-        profile = impu.profile
+        profile, old = impu.profile, impu.bindings
         if live:
             impu.apply(impu.state, live, profile)
         else:
             keep = profile if ctx.rules.store_profile_dereg else None
             impu.apply(RegState.NOT_REGISTERED, {}, keep)
+        if ctx.events:
+            notify_change(impu, old, "expired", ctx.events)
         await ctx.persist(impu)
         if not live and was_registered and _speaks_for_set(impu.identity, profile):
             await _timeout_sar(impu.identity, profile.impi if profile else None, ctx)

@@ -12,6 +12,7 @@ from actors.impu import (
     Binding, Impu, Profile, RegisterPlan, RegisterRequest, RegisterRules, RegState, Reply,
     ok_headers, plan_register,
 )
+from actors.reg_event import EventContext, notify_change
 from actors.store import StoreError
 from actors.user_data import UserDataError, parse_user_data
 from transport.diameter.cx import SaaResult, SarRequest
@@ -34,6 +35,7 @@ class SaveContext:
     persist: Callable[[Impu], Awaitable[None]]  # write-through: durable before the reply
     clock: Callable[[], float]
     user_data_xsd: str | None = None
+    events: EventContext | None = None  # the reg event package: NOTIFYs on every change
 
     @property
     def service_route(self) -> str:
@@ -88,6 +90,8 @@ async def _save(impu: Impu, req: RegisterRequest, ctx: SaveContext) -> Reply:
             return Reply(503, "Implicit set update failed", [("Retry-After", RETRY_AFTER)])
     before = (impu.state, impu.bindings, impu.profile)
     impu.apply(state, plan.bindings, kept)
+    if ctx.events:  # before the write, so the subscriptions' new versions are stored with it
+        notify_change(impu, before[1], "user", ctx.events)
     try:
         await ctx.persist(impu)
     except StoreError:

@@ -14,16 +14,22 @@ from operator import attrgetter
 from typing import Literal, Protocol
 
 from actors.impu import Binding, Impu, Profile, RegState
+from actors.subscription import Subscription
 
 # Bump when the layout changes, and teach decode_impu to read the previous version.
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: bindings gained "allow"; reg-event subscriptions appended
 
 # Bindings are stored as JSON arrays in this order: no key names repeated in every record.
 BINDING_FIELDS = (
     "uri", "key", "expires_at", "q", "instance", "reg_id", "params", "call_id", "cseq", "path",
-    "registered_at", "received", "user_agent",
+    "registered_at", "received", "user_agent", "allow",
 )
 _binding_values = attrgetter(*BINDING_FIELDS)
+SUBSCRIPTION_FIELDS = (
+    "presentity", "watcher", "call_id", "from_tag", "to_tag", "remote_target", "route_set",
+    "remote_cseq", "expires_at", "event_id", "received", "local_cseq", "version", "transport",
+)
+_subscription_values = attrgetter(*SUBSCRIPTION_FIELDS)
 # Built once: json.dumps with options builds an encoder per call, which doubles the cost.
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
 
@@ -33,7 +39,8 @@ class StoreError(Exception):
 
 
 def encode_impu(impu: Impu) -> bytes:
-    """``[version, state, [binding...], profile|null]``; the identity is the record's key.
+    """``[version, state, [binding...], profile|null, [subscription...]]``; the identity is the
+    record's key.
 
     The cached reply of the last transaction is not kept: it only absorbs retransmissions.
     """
@@ -44,32 +51,46 @@ def encode_impu(impu: Impu) -> bytes:
         [_binding_values(b) for b in impu.bindings.values()],
         None if profile is None else
         [profile.impi, profile.identities, sorted(profile.barred), profile.user_data],
+        [_subscription_values(sub) for sub in impu.subscriptions.values()],
     ]
     return _encoder.encode(record).encode()
 
 
 def decode_impu(identity: str, data: bytes) -> Impu:
     try:
-        version, state, bindings, profile = json.loads(data)
-        if version != RECORD_VERSION:
+        version, state, bindings, profile, *rest = json.loads(data)
+        if version not in (1, RECORD_VERSION) or len(rest) != version - 1:
             raise ValueError(f"unknown record version {version!r}")
+        names = BINDING_FIELDS if version == RECORD_VERSION else BINDING_FIELDS[:-1]
         impu = Impu(identity)
         impu.state = RegState(state)
-        impu.bindings = {b.key: b for b in map(_decode_binding, bindings)}
+        impu.bindings = {b.key: b for b in (_decode_binding(v, names) for v in bindings)}
         if profile is not None:
             impi, identities, barred, user_data = profile
             impu.profile = Profile(impi, tuple(identities), frozenset(barred), user_data)
+        for values in rest[0] if rest else ():
+            sub = _decode_subscription(values)
+            impu.subscriptions[sub.key] = sub
         return impu
     except (ValueError, TypeError) as exc:  # JSON, unpacking and enum errors are ValueErrors
         raise StoreError(f"corrupt record of {identity}: {exc}") from exc
 
 
-def _decode_binding(values: list) -> Binding:
-    if len(values) != len(BINDING_FIELDS):
-        raise ValueError(f"binding has {len(values)} fields, expected {len(BINDING_FIELDS)}")
-    binding = Binding(**dict(zip(BINDING_FIELDS, values)))
+def _decode_subscription(values: list) -> Subscription:
+    if len(values) != len(SUBSCRIPTION_FIELDS):
+        raise ValueError(f"subscription has {len(values)} fields, expected {len(SUBSCRIPTION_FIELDS)}")
+    sub = Subscription(**dict(zip(SUBSCRIPTION_FIELDS, values)))
+    sub.route_set = tuple(sub.route_set)
+    return sub
+
+
+def _decode_binding(values: list, names: tuple[str, ...]) -> Binding:
+    if len(values) != len(names):
+        raise ValueError(f"binding has {len(values)} fields, expected {len(names)}")
+    binding = Binding(**dict(zip(names, values)))
     binding.params = tuple((name, value) for name, value in binding.params)
     binding.path = tuple(binding.path)
+    binding.allow = tuple(binding.allow)
     return binding
 
 

@@ -57,6 +57,7 @@ class Subscription:
     received: str = ""  # transport:host:port the SUBSCRIBE came from: the watcher's flow
     local_cseq: int = 0  # CSeq of our last NOTIFY
     version: int = 0  # reginfo version of the next NOTIFY: 0 first, then +1 (RFC 3680 5.1)
+    transport: str = ""  # name of the transport actor that sends this subscription's NOTIFYs
 
     @property
     def key(self) -> str:

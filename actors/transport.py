@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import logging
 import time
 
@@ -17,15 +18,20 @@ import ray
 from actors.batching import Batcher
 from actors.config import Config, parse_listen
 from actors.impu import Reply
+from actors.event_request import BadEvent, publish_request, subscribe_request
+from actors.reg_event import NotifyJob
 from actors.register_request import register_request
 from actors.routing import shard_name, shard_of
 from transport.sip import endpoints
 from transport.sip.errors import SipParseError
-from transport.sip.message import Request, Response, make_response
+from transport.sip.message import Headers, Request, Response, make_response
+from transport.sip.parser import parse_message
+from transport.sip.transaction import Final, NonInviteClientTransaction, Retransmit, Timeout
 
 log = logging.getLogger(__name__)
 
-ALLOW = "REGISTER, OPTIONS"
+ALLOW = "REGISTER, SUBSCRIBE, PUBLISH, OPTIONS"
+BRANCH_SEPARATOR = "~"  # z9hG4bK~<owner transport>~<n>: a response finds the NOTIFY's sender
 SERVER = "ray-scscf"
 RETRY_AFTER = "5"
 TIMER_J = 32.0  # 64*T1: how long a UDP server transaction remembers its final response
@@ -42,9 +48,14 @@ class SipTransport:
         self.listen = listen or config.sip.listen
         self.shards = config.ray.shards
         self.endpoints: list = []
-        self._batchers: dict[int, Batcher] = {}
+        self._by_proto: dict[str, object] = {}  # "udp"/"tcp" -> the endpoint NOTIFYs leave from
+        self._batchers: dict[tuple[int, str], Batcher] = {}
         self._completed: dict[tuple, tuple[float, bytes | None]] = {}
         self._sweeper: asyncio.Task | None = None
+        self.name = ray.get_runtime_context().get_actor_name() or "sip-transport"
+        self.t1 = config.sip.t1
+        self._notifies = itertools.count(1)
+        self._clients: dict[str, tuple[NonInviteClientTransaction, asyncio.Future]] = {}
 
     async def start(self) -> list[str]:
         """Binds every listener; returns them as 'udp:host:port' once each accepts traffic."""
@@ -54,6 +65,7 @@ class SipTransport:
             start = endpoints.start_udp if proto == "udp" else endpoints.start_tcp
             endpoint = await start(host, port, self._on_message, reuse_port=True)
             self.endpoints.append(endpoint)
+            self._by_proto.setdefault(proto, endpoint)
             bound.append(f"{proto}:{host}:{endpoint.port}")
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
         return bound
@@ -67,7 +79,8 @@ class SipTransport:
 
     async def _on_message(self, message, peer, reply) -> None:
         if not isinstance(message, Request):
-            return  # no client transactions yet: a stray response is dropped (RFC 3261 18.1.2)
+            await self._on_response(message)
+            return
         reliable = getattr(reply, "reliable", False)
         key = None if reliable else _transaction_key(message)
         if key is not None:
@@ -86,6 +99,8 @@ class SipTransport:
         method = request.method
         if method == "REGISTER":
             return await self._register(request, peer, reliable)
+        if method in ("SUBSCRIBE", "PUBLISH"):
+            return await self._event(request, peer, reliable)
         if method == "OPTIONS":
             return self._response(request, Reply(200, "OK", [("Allow", ALLOW)]))
         return self._response(request, Reply(405, "Method Not Allowed", [("Allow", ALLOW)]))
@@ -104,6 +119,89 @@ class SipTransport:
             outcome = Reply(503, "Registrar shard unavailable", [("Retry-After", RETRY_AFTER)])
         return self._response(request, outcome)
 
+    async def _event(self, request: Request, peer, reliable: bool) -> Response:
+        received = f"{'tcp' if reliable else 'udp'}:{peer[0]}:{peer[1]}"
+        try:
+            if request.method == "SUBSCRIBE":
+                item = subscribe_request(request, received, self.name, _to_tag(request))
+            else:
+                item = publish_request(request)
+        except BadEvent:
+            return self._response(request, Reply(489, "Bad Event", [("Allow-Events", "reg")]))
+        except SipParseError as exc:
+            return self._response(request, Reply(exc.status, exc.reason))
+        index = shard_of(item.presentity, self.shards)
+        method = "subscribe_batch" if request.method == "SUBSCRIBE" else "publish_batch"
+        try:
+            outcome = await self._batcher(index, method).submit(item)
+        except Exception as exc:
+            log.warning("shard %d unavailable: %s", index, exc)
+            outcome = Reply(503, "Registrar shard unavailable", [("Retry-After", RETRY_AFTER)])
+        if request.method == "SUBSCRIBE" and outcome.status == 200:
+            outcome.headers.append(("Event", request.headers.get("Event")))
+        return self._response(request, outcome)
+
+    async def send_notifies(self, jobs: list[NotifyJob]) -> list[int]:
+        """Sends NOTIFYs as client transactions (RFC 3261 17.1.2); answers each final status,
+        408 when Timer F fired, 503 when the watcher's flow cannot be reached."""
+        return await asyncio.gather(*(self._notify(job) for job in jobs))
+
+    async def take_response(self, data: bytes) -> None:
+        """A response to one of our NOTIFYs that reached another transport first."""
+        await self._on_response(parse_message(data))
+
+    async def _notify(self, job: NotifyJob) -> int:
+        proto, host, port = parse_listen(job.received, "notify target")
+        endpoint = self._by_proto.get(proto)
+        if endpoint is None:
+            return 503
+        loop = asyncio.get_running_loop()
+        branch = f"z9hG4bK{BRANCH_SEPARATOR}{self.name}{BRANCH_SEPARATOR}{next(self._notifies)}"
+        headers = Headers()
+        for name, value in job.headers:
+            if name == "Via":  # ours to write: our address and a branch naming us
+                value = f"SIP/2.0/{proto.upper()} {endpoint.host}:{endpoint.port};branch={branch}"
+            headers.add(name, value)
+        request = Request("NOTIFY", job.request_uri, headers, job.body)
+        transaction = NonInviteClientTransaction(request, loop.time(), reliable=proto == "tcp", t1=self.t1)
+        outcome = loop.create_future()
+        self._clients[branch] = (transaction, outcome)
+        try:
+            await endpoint.send(transaction.data, (host, port))
+            while not outcome.done():
+                deadline = transaction.next_deadline()
+                wait = None if deadline is None else max(0.0, deadline - loop.time())
+                await asyncio.wait([outcome], timeout=wait)
+                for action in transaction.poll(loop.time()):
+                    if isinstance(action, Retransmit):
+                        await endpoint.send(action.data, (host, port))
+                    elif isinstance(action, Timeout) and not outcome.done():
+                        outcome.set_result(408)
+            return outcome.result()
+        except OSError as exc:
+            log.info("NOTIFY to %s:%s failed: %s", host, port, exc)
+            return 503
+        finally:
+            self._clients.pop(branch, None)
+
+    async def _on_response(self, response: Response) -> None:
+        branch = response.vias[0].branch if response.vias else ""
+        client = self._clients.get(branch)
+        if client is not None:
+            transaction, outcome = client
+            for action in transaction.on_response(response, asyncio.get_running_loop().time()):
+                if isinstance(action, Final) and not outcome.done():
+                    outcome.set_result(action.response.status)
+            return
+        parts = branch.split(BRANCH_SEPARATOR)
+        if len(parts) == 3 and parts[1] != self.name:  # DESIGN: the owner is in the branch
+            try:
+                owner = ray.get_actor(parts[1], namespace=self.config.ray.namespace)
+                await owner.take_response.remote(response.to_bytes())
+            except Exception as exc:
+                log.info("response for %s dropped: %s", parts[1], exc)
+        # anything else is a stray response, dropped (RFC 3261 18.1.2)
+
     def _response(self, request: Request, outcome: Reply) -> Response:
         response = make_response(request, outcome.status, outcome.reason, to_tag=_to_tag(request))
         for name, value in outcome.headers:
@@ -111,11 +209,12 @@ class SipTransport:
         response.headers.add("Server", SERVER)
         return response
 
-    def _batcher(self, index: int) -> Batcher:
-        batcher = self._batchers.get(index)
+    def _batcher(self, index: int, method: str = "register_batch") -> Batcher:
+        batcher = self._batchers.get((index, method))
         if batcher is None:
             handle = ray.get_actor(shard_name(index), namespace=self.config.ray.namespace)
-            batcher = self._batchers[index] = Batcher(lambda items: handle.register_batch.remote(items))
+            remote = getattr(handle, method)
+            batcher = self._batchers[(index, method)] = Batcher(lambda items: remote.remote(items))
         return batcher
 
     async def _sweep(self) -> None:

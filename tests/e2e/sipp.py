@@ -61,30 +61,52 @@ def run_sipp(steps: list[Step], port: int, transport: str, workdir: Path, name: 
 
     Raises AssertionError with sipp's own error log when a step got the wrong answer.
     """
-    scenario = workdir / f"{name}.xml"
-    scenario.write_text(scenario_xml(steps))
-    trace = workdir / f"{name}_{transport}_messages.log"
-    errors = workdir / f"{name}_{transport}_errors.log"
-    for stale in (trace, errors):
-        stale.unlink(missing_ok=True)
-    cmd = [
-        SIPP, f"127.0.0.1:{port}", "-sf", str(scenario), "-m", "1", "-l", "1",
-        "-t", "u1" if transport == "udp" else "t1", "-i", "127.0.0.1", "-p", str(free_port()),
-        "-trace_msg", "-message_file", str(trace), "-trace_err", "-error_file", str(errors),
-        "-timeout", "30", "-timeout_error", "-nostdin", "-max_recv_loops", "1000",
-    ]
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=60)
-    responses = received_responses(trace)
-    if proc.returncode != 0:
-        log = errors.read_text() if errors.exists() else proc.stderr
-        raise AssertionError(f"sipp failed ({proc.returncode}); received {[(r.status, r.reason) for r in responses]}\n{log[-3000:]}")
-    return responses
+    run = SippRun(scenario_xml(steps), port, transport, workdir, name)
+    return [m for m in run.wait() if isinstance(m, Response)]
+
+
+class SippRun:
+    """One sipp process running a scenario once, in the background until wait()."""
+
+    def __init__(self, xml: str, port: int, transport: str, workdir: Path, name: str) -> None:
+        scenario = workdir / f"{name}.xml"
+        scenario.write_text(xml)
+        self.trace = workdir / f"{name}_{transport}_messages.log"
+        self.errors = workdir / f"{name}_{transport}_errors.log"
+        for stale in (self.trace, self.errors):
+            stale.unlink(missing_ok=True)
+        cmd = [
+            SIPP, f"127.0.0.1:{port}", "-sf", str(scenario), "-m", "1", "-l", "1",
+            "-t", "u1" if transport == "udp" else "t1", "-i", "127.0.0.1", "-p", str(free_port()),
+            "-trace_msg", "-message_file", str(self.trace), "-trace_err", "-error_file",
+            str(self.errors), "-timeout", "40", "-timeout_error", "-nostdin", "-max_recv_loops", "1000",
+        ]
+        self.process = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True)
+
+    def messages(self) -> list:
+        return received_messages(self.trace)
+
+    def wait(self, timeout: float = 60) -> list:
+        """Every message sipp received; AssertionError with sipp's errors when it failed."""
+        try:
+            output, _ = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            output, _ = self.process.communicate()
+        messages = self.messages()
+        if self.process.returncode != 0:
+            log = self.errors.read_text() if self.errors.exists() else output
+            seen = [getattr(m, "status", None) or m.method for m in messages]
+            raise AssertionError(f"sipp failed ({self.process.returncode}); received {seen}\n{log[-3000:]}")
+        return messages
 
 
 _RECEIVED = re.compile(r"^(UDP|TCP) message received \[\d+\] bytes :\n\n", re.M)
 
 
-def received_responses(trace: Path) -> list[Response]:
+def received_messages(trace: Path) -> list:
+    """Requests and responses sipp received, parsed with our parser, bodies included."""
     if not trace.exists():
         return []
     text = trace.read_text()
@@ -92,10 +114,12 @@ def received_responses(trace: Path) -> list[Response]:
     for match in _RECEIVED.finditer(text):
         end = text.find("\n-----------", match.end())
         raw = text[match.end(): end if end >= 0 else len(text)]
-        head, _, _ = raw.partition("\n\n")
-        message = parse_message(head.replace("\n", "\r\n").encode() + b"\r\n\r\n")
-        if isinstance(message, Response):
-            out.append(message)
+        head, _, body = raw.partition("\n\n")
+        # sipp's trace rewrites line ends: frame the head ourselves and attach the body as is
+        lines = [line for line in head.split("\n") if not line.lower().startswith(("content-length:", "l:"))]
+        message = parse_message(("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode())
+        message.body = body.strip("\n").encode()
+        out.append(message)
     return out
 
 

@@ -1,0 +1,76 @@
+"""SUBSCRIBE/PUBLISH extraction and subscriptions in the stored record (no Ray, no sockets)."""
+import pytest
+
+from actors.event_request import BadEvent, publish_request, subscribe_request
+from actors.impu import Impu
+from actors.store import decode_impu, encode_impu
+from actors.subscription import Subscription
+from transport.sip.errors import SipParseError
+from transport.sip.parser import parse_message
+
+
+def sip(method: str, *extra: str, to_tag: str = "", body: bytes = b"") -> bytes:
+    lines = [
+        f"{method} sip:alice@IMS.test;user=phone SIP/2.0",
+        "Via: SIP/2.0/UDP 10.0.0.9:5070;branch=z9hG4bKabc",
+        "Max-Forwards: 70",
+        "From: <sip:pcscf.ims.test:5070>;tag=w1",
+        f"To: <sip:alice@ims.test>{to_tag}",
+        "Call-ID: sub-1",
+        f"CSeq: 4 {method}",
+        *extra,
+        f"Content-Length: {len(body)}",
+    ]
+    return "\r\n".join(lines).encode() + b"\r\n\r\n" + body
+
+
+def test_subscribe_is_read_with_its_dialog_and_route_set():
+    req = subscribe_request(parse_message(sip(
+        "SUBSCRIBE", "Event: reg;id=7", "Contact: <sip:pcscf@10.0.0.9:5070>", "Expires: 600",
+        "Record-Route: <sip:a.ims.test;lr>", "Record-Route: <sip:b.ims.test;lr>",
+        "P-Asserted-Identity: <sip:pcscf.ims.test:5070>")), "udp:10.0.0.9:5070", "sip-transport-x-0", "ourtag")
+    assert req.presentity == "sip:alice@ims.test"
+    assert (req.from_tag, req.to_tag, req.initial, req.event_id) == ("w1", "ourtag", True, "7")
+    assert req.route_set == ("<sip:a.ims.test;lr>", "<sip:b.ims.test;lr>")
+    assert req.remote_target == "sip:pcscf@10.0.0.9:5070"
+    assert req.asserted == "sip:pcscf.ims.test:5070"
+    assert (req.cseq, req.expires, req.received) == (4, 600, "udp:10.0.0.9:5070")
+
+
+def test_in_dialog_subscribe_keeps_its_to_tag():
+    req = subscribe_request(parse_message(sip("SUBSCRIBE", "Event: reg", "Contact: <sip:w@h>",
+                                              to_tag=";tag=theirs")), "udp:h:1", "t", "ourtag")
+    assert (req.to_tag, req.initial) == ("theirs", False)
+
+
+@pytest.mark.parametrize("event", ["Event: presence", "Event: dialog;id=1", None])
+def test_other_events_are_bad_events(event):
+    extra = ["Contact: <sip:w@h>"] + ([event] if event else [])
+    with pytest.raises(BadEvent):
+        subscribe_request(parse_message(sip("SUBSCRIBE", *extra)), "udp:h:1", "t", "tag")
+
+
+def test_subscribe_without_contact_is_400():
+    with pytest.raises(SipParseError) as info:
+        subscribe_request(parse_message(sip("SUBSCRIBE", "Event: reg")), "udp:h:1", "t", "tag")
+    assert (info.value.status, info.value.reason) == (400, "SUBSCRIBE needs one Contact")
+
+
+def test_publish_needs_a_reginfo_body():
+    with pytest.raises(SipParseError) as info:
+        publish_request(parse_message(sip("PUBLISH", "Event: reg", "Content-Type: text/plain", body=b"x")))
+    assert info.value.status == 415
+    req = publish_request(parse_message(sip("PUBLISH", "Event: reg", "Content-Type: application/reginfo+xml",
+                                            body=b"<reginfo/>")))
+    assert (req.presentity, req.body) == ("sip:alice@ims.test", b"<reginfo/>")
+
+
+def test_subscriptions_survive_the_store_codec():
+    impu = Impu("sip:alice@ims.test")
+    sub = Subscription(presentity=impu.identity, watcher="sip:pcscf.ims.test:5070", call_id="c",
+                       from_tag="w1", to_tag="t1", remote_target="sip:pcscf@10.0.0.9",
+                       route_set=("<sip:a;lr>",), remote_cseq=4, expires_at=1234.5, event_id="7",
+                       received="udp:10.0.0.9:5070", local_cseq=3, version=3, transport="sip-transport-x-0")
+    impu.subscriptions[sub.key] = sub
+    again = decode_impu(impu.identity, encode_impu(impu))
+    assert again.subscriptions == {sub.key: sub}
