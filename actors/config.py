@@ -20,6 +20,10 @@ class ConfigError(ValueError):
 class SipConfig:
     listen: list[str] = field(default_factory=lambda: ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"])
     domain: str = "ims.test"
+    t1: float = 0.5  # RFC 3261 T1: NOTIFY retransmissions start here, Timer F is 64*T1
+    # Node name (`ray start --node-name`, by default the node's IP) -> listeners of the
+    # transports on that node; nodes not named here use `listen`.
+    listen_per_node: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -46,6 +50,7 @@ class RegistrarConfig:
     max_contacts: int = 0  # per IMPU; 0 = unlimited
     max_contacts_policy: str = "reject"  # or "replace_oldest"
     path_strict: bool = False  # 420 when Path arrives without "Supported: path"
+    unreg_validity: int = 1800  # seconds an identity stays UNREGISTERED after assign_server_unreg
 
 
 @dataclass
@@ -75,6 +80,11 @@ class StoreConfig:
 
 
 @dataclass
+class RpcConfig:
+    listen: str = "127.0.0.1:5080"  # JSON-RPC over HTTP; "" switches it off
+
+
+@dataclass
 class RayConfig:
     address: str = "local"
     namespace: str = "scscf"
@@ -92,6 +102,7 @@ class Config:
     hss: HssConfigSection = field(default_factory=HssConfigSection)
     ray: RayConfig = field(default_factory=RayConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    rpc: RpcConfig = field(default_factory=RpcConfig)
 
     def __post_init__(self) -> None:
         # Derived defaults: the embedded HSS serves the SIP domain, and SAR names this S-CSCF.
@@ -115,6 +126,7 @@ _SECTIONS = {
     "hss": HssConfigSection,
     "ray": RayConfig,
     "store": StoreConfig,
+    "rpc": RpcConfig,
 }
 
 
@@ -196,6 +208,16 @@ def validate(config: Config) -> None:
         raise ConfigError("sip.listen must name at least one listener")
     for spec in config.sip.listen:
         parse_listen(spec)
+    for node, specs in config.sip.listen_per_node.items():
+        key = f"sip.listen_per_node.{node}"
+        if not specs or not isinstance(specs, list) or not all(isinstance(s, str) for s in specs):
+            raise ConfigError(f"{key} must be a non-empty list of strings")
+        for spec in specs:
+            parse_listen(spec, key)
+    if config.rpc.listen:
+        parse_host_port(config.rpc.listen, "rpc.listen")
+    if reg.unreg_validity < 1:
+        raise ConfigError("registrar.unreg_validity must be at least 1 second")
     for spec in config.cx.peers:
         parse_host_port(spec, "cx.peers")
     parse_host_port(config.hss.listen, "hss.listen")

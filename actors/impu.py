@@ -31,6 +31,7 @@ class ContactRequest:
     instance: str | None = None
     reg_id: int | None = None
     params: tuple[tuple[str, str | None], ...] = ()  # every header param but expires
+    allow: tuple[str, ...] = ()  # its `methods` parameter (RFC 3840), upper case
 
 
 @dataclass(slots=True)
@@ -49,6 +50,7 @@ class RegisterRequest:
     transaction: tuple = ()  # (Call-ID, CSeq, branch): a retransmission gets the same reply
     received: str = ""  # transport:host:port the request came from
     user_agent: str | None = None
+    allow: tuple = ()  # the Allow header, upper case
 
 
 @dataclass(slots=True)
@@ -66,6 +68,7 @@ class Binding:
     registered_at: float
     received: str = ""
     user_agent: str | None = None
+    allow: tuple[str, ...] = ()  # methods the contact accepts; () = all (no Allow, no methods)
 
     def remaining(self, now: float) -> int:
         return max(0, int(self.expires_at - now + 0.5))
@@ -115,13 +118,14 @@ class Profile:
 class Impu:
     """A virtual actor: one public identity, its bindings and its mailbox (one writer)."""
 
-    __slots__ = ("identity", "state", "bindings", "profile", "last_reply", "mailbox")
+    __slots__ = ("identity", "state", "bindings", "profile", "subscriptions", "last_reply", "mailbox")
 
     def __init__(self, identity: str) -> None:
         self.identity = identity
         self.state = RegState.NOT_REGISTERED
         self.bindings: dict[str, Binding] = {}
         self.profile: Profile | None = None
+        self.subscriptions: dict = {}  # reg-event Subscription by dialog key (actors/subscription.py)
         self.last_reply: tuple[tuple, Reply] | None = None
         self.mailbox = asyncio.Lock()
 
@@ -191,6 +195,7 @@ def _update(
             registered_at=old.registered_at if old else now,
             received=req.received,
             user_agent=req.user_agent,
+            allow=contact.allow or req.allow,
         )
     if rules.max_contacts and len(new) > rules.max_contacts:
         if not rules.replace_oldest:

@@ -38,6 +38,7 @@ def register_request(req: Request, received: str) -> RegisterRequest:
         transaction=(req.call_id, cseq, req.vias[0].branch),
         received=received,
         user_agent=req.headers.get("User-Agent"),
+        allow=method_list(req.headers.get_all("Allow")),
     )
 
 
@@ -75,7 +76,13 @@ def contact_request(contact: NameAddr) -> ContactRequest:
         instance=instance,
         reg_id=None if reg_id is None else int(reg_id),
         params=tuple((k, v) for k, v in params.items() if k != "expires"),
+        allow=method_list((params.get("methods") or "").strip('"').split(",")),
     )
+
+
+def method_list(names) -> tuple[str, ...]:
+    """Method names of an Allow header or a `methods` Contact parameter, upper case."""
+    return tuple(dict.fromkeys(n.strip().upper() for n in names if n.strip()))
 
 
 def binding_key(uri: SipUri, instance: str | None, reg_id: str | None) -> str:

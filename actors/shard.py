@@ -13,11 +13,21 @@ from actors.config import Config
 from actors.cx import cx_pool_name
 from actors.expires import ExpiresPolicy
 from actors.expiry import expire_bindings
-from actors.impu import Binding, Impu, Profile, RegisterRequest, RegisterRules, RegState, Reply
+from actors.impu import (
+    Binding, ContactRequest, Impu, Profile, RegisterRequest, RegisterRules, RegState, Reply,
+)
 from actors.routing import SLOTS, jump_hash, shard_name, shard_of
+from actors.reg_event import (
+    EventContext, NotifyJob, PublishRequest, SubscribeRequest, expire_subscriptions,
+    notify_change, publish, subscribe,
+)
 from actors.save import SaveContext, save
+from actors.subscription import subscription_expires
 from actors.store import WriteThrough, decode_impu, encode_impu, open_store
 from actors.timers import ExpiryHeap
+from actors import unregister as unreg
+from actors.lookup import ImpuView, find_binding, view
+from actors.metrics import ShardMetrics, export_forever, shard_tags
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +69,15 @@ class ImpuShard:
             clock=time.time,
             user_data_xsd=config.registrar.user_data_xsd or None,
         )
+        self.events = EventContext(
+            policy=subscription_expires(config.registrar),
+            scscf_uri=config.registrar.scscf_name,
+            send_notify=self._send_notify,
+            persist=self._persist,
+            clock=time.time,
+        )
+        self.ctx.events = self.events
+        self._transports: dict[str, Batcher] = {}
         store = config.store
         self._backend = open_store(store.backend, store.path, store.url, index, store.prefix)
         self._store = WriteThrough(self._backend)
@@ -66,6 +85,11 @@ class ImpuShard:
         self._timer_changed: asyncio.Event | None = None
         self._loaded: asyncio.Task | None = None
         self.expired_contacts = 0
+        self.metrics = ShardMetrics()
+        self._export = asyncio.get_running_loop().create_task(
+            export_forever(self.statistics, shard_tags(index, self.namespace)))
+        self._unreg_validity = config.registrar.unreg_validity
+        self._lapses: dict[str, asyncio.TimerHandle] = {}  # UNREGISTERED identities' validity
 
     async def ready(self) -> int:
         """Loads this shard's identities from the store, once per process start (including a
@@ -90,7 +114,9 @@ class ImpuShard:
         changed = []
         for identity, state, bindings, profile in updates:
             impu = self._impu(identity)
+            old = impu.bindings
             impu.apply(state, bindings, profile)
+            notify_change(impu, old, "user", self.events)
             changed.append(self._persist(impu))
         await asyncio.gather(*changed)
         return [None] * len(updates)
@@ -104,6 +130,7 @@ class ImpuShard:
             "impus": len(registered),
             "contacts": sum(len(i.live_bindings(now)) for i in registered),
             "expired_contacts": self.expired_contacts,
+            "subscriptions": sum(len(i.subscriptions) for i in self.impus.values()),
         }
 
     async def show(self, identity: str) -> dict | None:
@@ -138,8 +165,10 @@ class ImpuShard:
         self._schedule(impu)
 
     def _schedule(self, impu: Impu) -> None:
-        if impu.bindings:
-            earliest = min(b.expires_at for b in impu.bindings.values())
+        deadlines = [b.expires_at for b in impu.bindings.values()]
+        deadlines += [s.expires_at for s in impu.subscriptions.values()]
+        if deadlines:
+            earliest = min(deadlines)
             next_before = self._timers.next_deadline()
             self._timers.schedule(impu.identity, earliest)
             if self._timer_changed and (next_before is None or earliest < next_before):
@@ -164,6 +193,10 @@ class ImpuShard:
                     continue
                 try:
                     self.expired_contacts += await expire_bindings(impu, now, self.ctx)
+                    async with impu.mailbox:
+                        if expire_subscriptions(impu, self.events):
+                            await self._persist(impu)
+                    self._schedule(impu)
                 except Exception:
                     log.exception("expiring %s failed", identity)
                 self._forget_if_unused(impu)
@@ -171,10 +204,10 @@ class ImpuShard:
     async def _register(self, req: RegisterRequest) -> Reply:
         impu = self._impu(req.aor)
         try:
-            return await save(impu, req, self.ctx)
+            return self.metrics.count_reply(await save(impu, req, self.ctx))
         except Exception:
             log.exception("REGISTER for %s failed", req.aor)
-            return INTERNAL_ERROR
+            return self.metrics.count_reply(INTERNAL_ERROR)
         finally:
             self._forget_if_unused(impu)
 
@@ -187,13 +220,13 @@ class ImpuShard:
     def _forget_if_unused(self, impu: Impu) -> None:
         """Rejected or fully de-registered identities hold no memory."""
         if (impu.state == RegState.NOT_REGISTERED and not impu.bindings and impu.profile is None
-                and not impu.mailbox.locked()):
+                and not impu.subscriptions and not impu.mailbox.locked()):
             self.impus.pop(impu.identity, None)
 
     async def _sar(self, request):
         batcher = self._cx[self._next_cx]
         self._next_cx = (self._next_cx + 1) % len(self._cx)
-        return await batcher.submit(request)
+        return await self.metrics.time_sar(batcher.submit(request))
 
     async def _propagate(
         self, identities: list[str], state: RegState, bindings: dict[str, Binding],
@@ -215,6 +248,101 @@ class ImpuShard:
             handle = ray.get_actor(shard_name(index), namespace=self.namespace)
             self._peers[index] = _batcher(handle, "apply_batch")
         return self._peers[index]
+
+    # -- The terminating side and administration (actors/lookup.py, actors/unregister.py) --
+
+    async def view_batch(self, identities: list[str]) -> list[ImpuView]:
+        await self.ready()
+        now = time.time()
+        return [view(self.impus.get(i), i, now) for i in identities]
+
+    async def find_contact(self, uri: str) -> Binding | None:
+        await self.ready()
+        return find_binding(self.impus.values(), uri, time.time())
+
+    async def unregister(self, identity: str) -> unreg.Deregistration:
+        await self.ready()
+        impu = self._impu(identity)
+        try:
+            return await unreg.unregister(impu, self.ctx)
+        finally:
+            self._forget_if_unused(impu)
+
+    async def assign_server_unreg(self, identity: str) -> int:
+        await self.ready()
+        impu = self._impu(identity)
+        before = impu.state
+        try:
+            code = await unreg.assign_server_unreg(impu, self.ctx)
+        finally:
+            self._forget_if_unused(impu)
+        # A fresh assignment restarts the validity; one reloaded from the store gets a timer too.
+        if impu.state == RegState.UNREGISTERED and (
+                before == RegState.NOT_REGISTERED or identity not in self._lapses):
+            if identity in self._lapses:
+                self._lapses[identity].cancel()
+            self._lapses[identity] = asyncio.get_running_loop().call_later(
+                self._unreg_validity, lambda: asyncio.ensure_future(self._lapse(identity)))
+        return code
+
+    async def statistics(self) -> dict:
+        """counts() with the REGISTER-path counters, the NOTIFYs in flight and the node."""
+        return {**await self.counts(), **self.metrics.snapshot(),
+                "notifies_in_q": len(self.events.pending),
+                "node_id": ray.get_runtime_context().get_node_id()}
+
+    async def _lapse(self, identity: str) -> None:
+        self._lapses.pop(identity, None)
+        impu = self.impus.get(identity)
+        if impu is None:
+            return
+        try:
+            await unreg.lapse_unregistered(impu, self.ctx)
+        except Exception:
+            log.exception("ending the unregistered state of %s failed", identity)
+        self._forget_if_unused(impu)
+
+    # -- The reg event package (actors/reg_event.py) --
+
+    async def subscribe_batch(self, requests: list[SubscribeRequest]) -> list[Reply]:
+        await self.ready()
+        return await asyncio.gather(*(self._guarded(r.presentity, subscribe, r, self.events)
+                                      for r in requests))
+
+    async def publish_batch(self, requests: list[PublishRequest]) -> list[Reply]:
+        await self.ready()
+        return await asyncio.gather(*(self._guarded(
+            r.presentity, publish, r, time.time(), self.events, self._remove_bindings)
+            for r in requests))
+
+    async def _guarded(self, identity: str, procedure, *args) -> Reply:
+        impu = self._impu(identity)
+        try:
+            return await procedure(impu, *args)
+        except Exception:
+            log.exception("%s for %s failed", procedure.__name__, identity)
+            return INTERNAL_ERROR
+        finally:
+            self._schedule(impu)
+            self._forget_if_unused(impu)
+
+    async def _remove_bindings(self, impu: Impu, keys: list[str]) -> None:
+        """A PUBLISH ended these bindings: handled as the REGISTER that removes them would be
+        (SAR, implicit set, store, NOTIFYs), under a Call-ID of its own so no CSeq clashes."""
+        contacts = [ContactRequest(impu.bindings[k].uri, k, 0) for k in keys if k in impu.bindings]
+        request = RegisterRequest(
+            aor=impu.identity, impi=impu.profile.impi if impu.profile else None,
+            call_id=f"publish-{time.time_ns()}", cseq=1, contacts=contacts, star=False, expires=0)
+        reply = await save(impu, request, self.ctx)
+        if reply.status != 200:
+            log.warning("PUBLISH removal for %s: %d %s", impu.identity, reply.status, reply.reason)
+
+    async def _send_notify(self, transport: str, job: NotifyJob) -> int:
+        batcher = self._transports.get(transport)
+        if batcher is None:
+            handle = ray.get_actor(transport, namespace=self.namespace)
+            batcher = self._transports[transport] = _batcher(handle, "send_notifies")
+        return await batcher.submit(job)
 
 
 def _batcher(handle, method: str) -> Batcher:

@@ -32,6 +32,8 @@ admin_listen = "127.0.0.1:{admin}"
 [store]
 path = "{workdir / 'data'}"
 {store}
+[rpc]
+listen = "127.0.0.1:{free_port()}"
 [ray]
 namespace = "{namespace}"
 shards = {shards}

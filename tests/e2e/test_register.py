@@ -40,6 +40,8 @@ scscf_name = "sip:scscf.ims.test:{sip}"
 listen = "127.0.0.1:{hss}"
 subscribers = "{workdir / 'subscribers.toml'}"
 auto_provision_domain = "ims.test"
+[rpc]
+listen = "127.0.0.1:{free_port()}"
 [ray]
 namespace = "e2e-register"
 shards = 2
@@ -180,6 +182,8 @@ peers = ["127.0.0.1:{free_port()}"]
 request_timeout = 1.0
 [hss]
 emulator = false
+[rpc]
+listen = "127.0.0.1:{free_port()}"
 [ray]
 namespace = "e2e-nohss"
 shards = 1

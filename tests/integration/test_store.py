@@ -1,6 +1,7 @@
 """The IMPU store on both backends: SQLite files and a real redis-server process."""
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -81,6 +82,7 @@ def realistic_impu(identity: str) -> Impu:
             registered_at=NOW - n,
             received=f"tcp:10.0.0.{n}:40{n}00",
             user_agent="Ünïcode-Phone/2.1" if n == 1 else None,
+            allow=("INVITE", "MESSAGE") if n == 1 else (),
         )
     impu.profile = Profile(
         impi=identity[4:],
@@ -117,8 +119,17 @@ def test_codec_round_trips_unregistered_impu_without_profile():
     assert_same(decode_impu(impu.identity, encode_impu(impu)), impu)
 
 
+def test_version_1_records_read_as_bindings_that_accept_every_method():
+    impu = realistic_impu("sip:old@ims.example.net")
+    for binding in impu.bindings.values():
+        binding.allow = ()
+    version, state, bindings, profile, _subscriptions = json.loads(encode_impu(impu))
+    v1 = json.dumps([1, state, [b[:-1] for b in bindings], profile]).encode()
+    assert_same(decode_impu(impu.identity, v1), impu)
+
+
 @pytest.mark.parametrize("data", [
-    b"not json", b"\xff\xfe", b"{}", b"[2,1,[],null]", b"[1,9,[],null]", b'[1,1,[["x"]],null]',
+    b"not json", b"\xff\xfe", b"{}", b"[3,1,[],null]", b"[1,9,[],null]", b'[1,1,[["x"]],null]',
 ])
 def test_corrupt_record_raises_store_error_naming_the_identity(data):
     with pytest.raises(StoreError, match="sip:broken@example.com"):

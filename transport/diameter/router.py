@@ -25,6 +25,10 @@ class CxUnavailable(Exception):
         self.reason = reason
 
 
+class CxTimeout(CxUnavailable):
+    """The HSS did not answer within the request timeout (counted apart in the statistics)."""
+
+
 class CxClient:
     """Sends SAR/MAR to the HSS and takes RTR/PPR from it.
 
@@ -114,7 +118,7 @@ class CxClient:
             except PeerDown as exc:
                 failure = exc
             except DiameterTimeout as exc:
-                raise CxUnavailable(f"HSS timeout: {exc}") from exc
+                raise CxTimeout(f"HSS timeout: {exc}") from exc
             except DiameterError as exc:
                 raise CxUnavailable(f"HSS error: {exc}") from exc
         raise CxUnavailable(f"HSS peer down: {failure}")
