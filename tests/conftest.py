@@ -45,6 +45,28 @@ class Registrar:
         return self.process.returncode
 
 
+def registrar_config(namespace: str, workdir: Path, sip: int, **extra: str) -> str:
+    """TOML for a registrar under test: loopback ports of its own, its data under ``workdir``,
+    its own Ray namespace. ``extra`` adds lines to a section: registrar="min_expires = 1"."""
+    from tests.e2e.sipp import free_port
+
+    sections = {
+        "sip": f'listen = ["udp:127.0.0.1:{sip}", "tcp:127.0.0.1:{sip}"]',
+        "registrar": "",
+        "cx": "",
+        "hss": f'listen = "127.0.0.1:{free_port()}"',
+        "store": f'path = "{workdir / "data"}"',
+        "rpc": f'listen = "127.0.0.1:{free_port()}"',
+        "ray": f'namespace = "{namespace}"',
+    }
+    for name, lines in extra.items():
+        given = {line.split("=")[0].strip() for line in lines.strip().splitlines()}
+        kept = [line for line in sections.get(name, "").splitlines()
+                if line.split("=")[0].strip() not in given]  # a key given here replaces ours
+        sections[name] = "\n".join(kept + [lines.strip()]).strip()
+    return "\n".join(f"[{name}]\n{body}" for name, body in sections.items() if body) + "\n"
+
+
 def start_registrar(config_text: str, workdir: Path, sip_port: int, address: str | None,
                     timeout: float = 90.0) -> Registrar:
     """Runs `scscf serve` with the given TOML and waits for its `ready` line."""

@@ -12,32 +12,17 @@ import pytest
 import ray
 
 from actors.routing import shard_name
-from tests.conftest import start_registrar
+from tests.conftest import registrar_config, start_registrar
 from tests.e2e.sipp import SIPP, SCENARIOS, Step, free_port, register, run_sipp
 from tests.redis_server import RedisServer, available as redis_available
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(SIPP is None, reason="sipp is not installed")]
 
 
-def config_text(namespace: str, workdir, sip: int, hss: int, admin: int, *, shards=2,
-                min_expires=60, store='backend = "sqlite"') -> str:
-    return f"""
-[sip]
-listen = ["udp:127.0.0.1:{sip}", "tcp:127.0.0.1:{sip}"]
-[registrar]
-min_expires = {min_expires}
-[hss]
-listen = "127.0.0.1:{hss}"
-admin_listen = "127.0.0.1:{admin}"
-[store]
-path = "{workdir / 'data'}"
-{store}
-[rpc]
-listen = "127.0.0.1:{free_port()}"
-[ray]
-namespace = "{namespace}"
-shards = {shards}
-"""
+def config_text(namespace: str, workdir, sip: int, admin: int, *, min_expires=60,
+                store='backend = "sqlite"') -> str:
+    return registrar_config(namespace, workdir, sip, registrar=f"min_expires = {min_expires}",
+                            hss=f'admin_listen = "127.0.0.1:{admin}"', store=store)
 
 
 def sar_log(admin: int) -> list[dict]:
@@ -79,8 +64,8 @@ def register_many(users: list[str], port: int, workdir, expires: str = "600") ->
 
 
 def test_expired_bindings_go_within_a_second_with_timeout_deregistration(ray_address, tmp_path):
-    sip, hss, admin = free_port(), free_port(), free_port()
-    server = start_registrar(config_text("e2e-expiry", tmp_path, sip, hss, admin, min_expires=1),
+    sip, admin = free_port(), free_port()
+    server = start_registrar(config_text("e2e-expiry", tmp_path, sip, admin, min_expires=1),
                              tmp_path, sip, ray_address)
     try:
         names = [f"exp{i}" for i in range(20)]
@@ -108,9 +93,9 @@ def test_expired_bindings_go_within_a_second_with_timeout_deregistration(ray_add
 
 
 def test_a_killed_shard_comes_back_with_every_registration(ray_address, tmp_path):
-    sip, hss, admin = free_port(), free_port(), free_port()
+    sip, admin = free_port(), free_port()
     ns = "e2e-restart"
-    server = start_registrar(config_text(ns, tmp_path, sip, hss, admin), tmp_path, sip, ray_address)
+    server = start_registrar(config_text(ns, tmp_path, sip, admin), tmp_path, sip, ray_address)
     try:
         names = [f"keep{i}" for i in range(40)]
         register_many(names, sip, tmp_path)
@@ -150,9 +135,9 @@ def test_kill_9_then_start_again_serves_every_registration(ray_address, tmp_path
             pytest.skip("redis-server is not installed")
         redis = RedisServer().start()
         store = f'backend = "redis"\nurl = "{redis.url}"'
-    sip, hss, admin = free_port(), free_port(), free_port()
+    sip, admin = free_port(), free_port()
     ns = f"e2e-kill9-{backend}"
-    text = config_text(ns, tmp_path, sip, hss, admin, store=store)
+    text = config_text(ns, tmp_path, sip, admin, store=store)
     try:
         server = start_registrar(text, tmp_path, sip, ray_address)
         names = [f"k9{backend}{i}" for i in range(25)]

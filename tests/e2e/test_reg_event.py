@@ -10,7 +10,7 @@ import ray
 from lxml import etree
 
 from actors.routing import shard_name
-from tests.conftest import start_registrar
+from tests.conftest import registrar_config, start_registrar
 from tests.e2e.sipp import SIPP, SippRun, Step, free_port, register, run_sipp
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(SIPP is None, reason="sipp is not installed")]
@@ -24,20 +24,7 @@ NAMESPACE = "e2e-regevent"
 def registrar(ray_address, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("regevent")
     sip = free_port()
-    config = f"""
-[sip]
-listen = ["udp:127.0.0.1:{sip}", "tcp:127.0.0.1:{sip}"]
-t1 = 0.1
-[hss]
-listen = "127.0.0.1:{free_port()}"
-[store]
-path = "{workdir / 'data'}"
-[rpc]
-listen = "127.0.0.1:{free_port()}"
-[ray]
-namespace = "{NAMESPACE}"
-shards = 2
-"""
+    config = registrar_config(NAMESPACE, workdir, sip, sip="t1 = 0.1")
     server = start_registrar(config, workdir, sip, ray_address)
     yield server
     assert server.stop() == 0, "".join(server.output[-40:])

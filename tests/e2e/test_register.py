@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import start_registrar
+from tests.conftest import registrar_config, start_registrar
 from tests.e2e.sipp import SIPP, Step, free_port, register, run_sipp
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(SIPP is None, reason="sipp is not installed")]
@@ -27,25 +27,15 @@ BOB_AUTH = ALICE_AUTH.replace("alice@", "bob@")
 def registrar(ray_address, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("registrar")
     (workdir / "subscribers.toml").write_text(SUBSCRIBERS)
-    sip, hss = free_port(), free_port()
-    config = f"""
-[sip]
-listen = ["udp:127.0.0.1:{sip}", "tcp:127.0.0.1:{sip}"]
-domain = "ims.test"
-[registrar]
+    sip = free_port()
+    config = registrar_config("e2e-register", workdir, sip, registrar=f"""
 min_expires = 60
 max_expires = 7200
 scscf_name = "sip:scscf.ims.test:{sip}"
-[hss]
-listen = "127.0.0.1:{hss}"
+""", hss=f"""
 subscribers = "{workdir / 'subscribers.toml'}"
 auto_provision_domain = "ims.test"
-[rpc]
-listen = "127.0.0.1:{free_port()}"
-[ray]
-namespace = "e2e-register"
-shards = 2
-"""
+""")
     server = start_registrar(config, workdir, sip, ray_address)
     yield server
     assert server.stop() == 0, "".join(server.output[-40:])
@@ -174,20 +164,8 @@ def test_malformed_register_is_400_with_reason(registrar, tmp_path, transport):
 def registrar_without_hss(ray_address, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("nohss")
     sip = free_port()
-    config = f"""
-[sip]
-listen = ["udp:127.0.0.1:{sip}", "tcp:127.0.0.1:{sip}"]
-[cx]
-peers = ["127.0.0.1:{free_port()}"]
-request_timeout = 1.0
-[hss]
-emulator = false
-[rpc]
-listen = "127.0.0.1:{free_port()}"
-[ray]
-namespace = "e2e-nohss"
-shards = 1
-"""
+    config = registrar_config("e2e-nohss", workdir, sip, hss="emulator = false", ray="shards = 1",
+                              cx=f'peers = ["127.0.0.1:{free_port()}"]\nrequest_timeout = 1.0')
     server = start_registrar(config, workdir, sip, ray_address)
     yield server
     assert server.stop() == 0

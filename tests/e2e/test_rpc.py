@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import ray
 
-from tests.conftest import start_registrar
+from tests.conftest import registrar_config, start_registrar
 from tests.e2e.sipp import SIPP, Step, free_port, register, run_sipp
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(SIPP is None, reason="sipp is not installed")]
@@ -24,19 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def registrar(ray_address, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("rpc")
-    sip, hss, admin, rpc = free_port(), free_port(), free_port(), free_port()
-    config = f"""
-[sip]
-listen = ["udp:127.0.0.1:{sip}", "tcp:127.0.0.1:{sip}"]
-[hss]
-listen = "127.0.0.1:{hss}"
-admin_listen = "127.0.0.1:{admin}"
-[ray]
-namespace = "{NAMESPACE}"
-shards = 2
-[rpc]
-listen = "127.0.0.1:{rpc}"
-"""
+    sip, admin, rpc = free_port(), free_port(), free_port()
+    config = registrar_config(NAMESPACE, workdir, sip, hss=f'admin_listen = "127.0.0.1:{admin}"',
+                              rpc=f'listen = "127.0.0.1:{rpc}"')
     server = start_registrar(config, workdir, sip, ray_address)
     server.rpc_url = f"http://127.0.0.1:{rpc}/RPC"
     server.hss_admin = f"http://127.0.0.1:{admin}"
