@@ -110,9 +110,16 @@ class Profile:
     identities: tuple[str, ...]  # every IMPU of the set, default first
     barred: frozenset[str]
     user_data: str | None
+    wildcards: tuple[str, ...] = ()  # wildcarded PSIs of the set, kept with support_wildcardPSI
 
     def associated_uris(self) -> list[str]:
         return [i for i in self.identities if i not in self.barred]
+
+    def wildcard_for(self, identity: str) -> str | None:
+        """The wildcarded PSI that ``identity`` falls under, if any (TS 23.003 13.5)."""
+        from actors.user_data import wildcard_regex  # lxml stays out of the REGISTER rules
+
+        return next((w for w in self.wildcards if wildcard_regex(w).fullmatch(identity)), None)
 
 
 class Impu:

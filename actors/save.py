@@ -35,7 +35,13 @@ class SaveContext:
     persist: Callable[[Impu], Awaitable[None]]  # write-through: durable before the reply
     clock: Callable[[], float]
     user_data_xsd: str | None = None
+    user_data_dtd: str | None = None
+    support_wildcard_psi: bool = False
     events: EventContext | None = None  # the reg event package: NOTIFYs on every change
+
+    def profile(self, user_data: str) -> Profile:
+        return profile_from_user_data(user_data, self.user_data_xsd, self.user_data_dtd,
+                                      self.support_wildcard_psi)
 
     @property
     def service_route(self) -> str:
@@ -71,7 +77,7 @@ async def _save(impu: Impu, req: RegisterRequest, ctx: SaveContext) -> Reply:
     profile = impu.profile
     if saa.user_data:
         try:
-            profile = profile_from_user_data(saa.user_data, ctx.user_data_xsd)
+            profile = ctx.profile(saa.user_data)
         except UserDataError:
             return Reply(500, "Invalid user data from HSS")
     if profile is None:
@@ -133,15 +139,20 @@ def _sar_rejection(saa: SaaResult) -> Reply:
     return Reply(403, f"Server assignment rejected ({code})")
 
 
-def profile_from_user_data(xml: str, xsd_path: str | None) -> Profile:
+def profile_from_user_data(xml: str, xsd_path: str | None = None, dtd_path: str | None = None,
+                           wildcards: bool = False) -> Profile:
     """The implicit registration set of an SAA's User-Data: every public user identity, default
-    first; wildcarded PSIs are patterns, not identities one registers."""
-    subscription = parse_user_data(xml, xsd_path)
+    first. Wildcarded PSIs are patterns, not identities one registers: with ``wildcards`` (the
+    guide's support_wildcardPSI) they are kept, so identities under them can be served."""
+    subscription = parse_user_data(xml, xsd_path, dtd_path)
     identities: list[str] = []
     barred: set[str] = set()
+    patterns: list[str] = []
     for profile in subscription.service_profiles:
         for pid in profile.public_identities:
             if pid.wildcarded_psi:
+                if wildcards:
+                    patterns.append(pid.wildcarded_psi)
                 continue
             try:
                 aor = parse_uri(pid.identity).aor()
@@ -151,6 +162,7 @@ def profile_from_user_data(xml: str, xsd_path: str | None) -> Profile:
                 identities.append(aor)
             if pid.barred:
                 barred.add(aor)
-    if not identities:
+    if not identities and not patterns:
         raise UserDataError("user data lists no public identity")
-    return Profile(subscription.private_id, tuple(identities), frozenset(barred), xml)
+    return Profile(subscription.private_id, tuple(identities), frozenset(barred), xml,
+                   tuple(patterns))

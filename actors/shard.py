@@ -68,6 +68,8 @@ class ImpuShard:
             persist=self._persist,
             clock=time.time,
             user_data_xsd=config.registrar.user_data_xsd or None,
+            user_data_dtd=config.registrar.user_data_dtd or None,
+            support_wildcard_psi=bool(config.registrar.support_wildcardPSI),
         )
         self.events = EventContext(
             policy=subscription_expires(config.registrar),

@@ -50,7 +50,8 @@ def encode_impu(impu: Impu) -> bytes:
         int(impu.state),
         [_binding_values(b) for b in impu.bindings.values()],
         None if profile is None else
-        [profile.impi, profile.identities, sorted(profile.barred), profile.user_data],
+        [profile.impi, profile.identities, sorted(profile.barred), profile.user_data,
+         profile.wildcards],
         [_subscription_values(sub) for sub in impu.subscriptions.values()],
     ]
     return _encoder.encode(record).encode()
@@ -66,8 +67,9 @@ def decode_impu(identity: str, data: bytes) -> Impu:
         impu.state = RegState(state)
         impu.bindings = {b.key: b for b in (_decode_binding(v, names) for v in bindings)}
         if profile is not None:
-            impi, identities, barred, user_data = profile
-            impu.profile = Profile(impi, tuple(identities), frozenset(barred), user_data)
+            impi, identities, barred, user_data, *wildcards = profile  # version 1: no wildcards
+            impu.profile = Profile(impi, tuple(identities), frozenset(barred), user_data,
+                                   tuple(wildcards[0]) if wildcards else ())
         for values in rest[0] if rest else ():
             sub = _decode_subscription(values)
             impu.subscriptions[sub.key] = sub

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from actors.impu import Impu, Profile, RegState
 from actors.lookup import FOUND, INTERNAL_ERROR, NOT_FOUND
 from actors.reg_event import notify_change
-from actors.save import SaveContext, profile_from_user_data
+from actors.save import SaveContext
 from actors.user_data import UserDataError
 from transport.diameter.cx import SaaResult, SarRequest, ServerAssignmentType as SAT
 from transport.diameter.router import CxUnavailable
@@ -67,7 +67,8 @@ async def assign_server_unreg(impu: Impu, ctx: SaveContext) -> int:
         profile = _profile(saa, ctx)
         if profile is None:
             return INTERNAL_ERROR
-        if impu.identity not in profile.identities or impu.identity in profile.barred:
+        served = impu.identity in profile.identities or profile.wildcard_for(impu.identity)
+        if not served or impu.identity in profile.barred:
             return NOT_FOUND
         await _apply_to_set(impu, profile, RegState.UNREGISTERED, profile, ctx)
         return FOUND
@@ -102,7 +103,7 @@ def _profile(saa: SaaResult, ctx: SaveContext) -> Profile | None:
         log.warning("SAA for an unregistered user came without user data")
         return None
     try:
-        return profile_from_user_data(saa.user_data, ctx.user_data_xsd)
+        return ctx.profile(saa.user_data)
     except UserDataError as exc:
         log.warning("unusable user data from the HSS: %s", exc)
         return None

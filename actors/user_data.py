@@ -85,14 +85,15 @@ _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=Fals
                           huge_tree=False, remove_comments=True)
 
 
-def parse_user_data(xml: str | bytes, xsd_path: str | None = None) -> ImsSubscription:
-    """Parse Cx User-Data; with `xsd_path`, also validate it against that schema."""
+def parse_user_data(xml: str | bytes, xsd_path: str | None = None,
+                    dtd_path: str | None = None) -> ImsSubscription:
+    """Parse Cx User-Data; with `xsd_path` / `dtd_path` (the guide's user_data_xsd and
+    user_data_dtd), also validate it against that schema / DTD."""
     root = _parse_xml(xml)
-    if xsd_path is not None:
-        schema = _schema(xsd_path)
-        if not schema.validate(root):
-            raise UserDataError("user data does not match the schema: "
-                                f"{schema.error_log.last_error}")
+    for validator, kind in ((xsd_path and _schema(xsd_path), "schema"), (dtd_path and _dtd(dtd_path), "DTD")):
+        if validator and not validator.validate(root):
+            raise UserDataError(f"user data does not match the {kind}: "
+                                f"{validator.error_log.last_error}")
     if root.tag != "IMSSubscription":
         raise UserDataError(f"root element is <{root.tag}>, expected <IMSSubscription>")
     private_id = _text(root, "PrivateID")
@@ -113,6 +114,14 @@ def _parse_xml(xml: str | bytes) -> etree._Element:
     if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
         raise UserDataError("user data must not carry a DOCTYPE (entity declarations refused)")
     return tree.getroot()
+
+
+@lru_cache(maxsize=8)
+def _dtd(dtd_path: str) -> etree.DTD:
+    try:
+        return etree.DTD(dtd_path)
+    except (OSError, etree.DTDParseError) as exc:
+        raise UserDataError(f"cannot load DTD {dtd_path}: {exc}") from None
 
 
 @lru_cache(maxsize=8)

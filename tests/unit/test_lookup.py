@@ -253,3 +253,18 @@ def test_the_unregistered_state_lapses_without_sar_and_never_touches_a_registrat
     registered_impu = impu_with(binding("sip:a@h"))
     assert run(lapse_unregistered(registered_impu, fakes.context())) is False
     assert registered_impu.state == RegState.REGISTERED
+
+
+def test_assign_server_unreg_serves_an_identity_under_a_wildcarded_psi_only_when_supported():
+    from tests.unit.test_save import WILDCARD_DATA
+
+    psi = "sip:conf42@ims.test"
+    without = Impu(psi)
+    assert run(assign_server_unreg(without, Fakes(saa(user_data=WILDCARD_DATA)).context())) == NOT_FOUND
+    fakes = Fakes(saa(user_data=WILDCARD_DATA))
+    context = fakes.context()
+    context.support_wildcard_psi = True
+    served = Impu(psi)
+    assert run(assign_server_unreg(served, context)) == FOUND
+    assert served.state == RegState.UNREGISTERED
+    assert served.profile.wildcards == ("sip:conf!.*!@ims.test",)

@@ -1,9 +1,13 @@
 """save(): plan, SAR, implicit set and reply, with the HSS and other shards faked."""
 import asyncio
+from pathlib import Path
+
+import pytest
 
 from actors.expires import ExpiresPolicy
 from actors.impu import Impu, RegisterRules, RegState, Reply
 from actors.save import SaveContext, profile_from_user_data, save
+from actors.user_data import UserDataError
 from transport.diameter.cx import SaaResult, ServerAssignmentType as SAT
 from actors.store import StoreError
 from transport.diameter.router import CxUnavailable
@@ -140,3 +144,30 @@ def test_profile_lists_identities_default_first_and_marks_barred():
     assert profile.impi == "alice@ims.test"
     assert profile.identities == ("sip:alice@ims.test", "tel:+15550001", "sip:alice-barred@ims.test")
     assert profile.associated_uris() == ["sip:alice@ims.test", "tel:+15550001"]
+
+
+DTD = str(Path(__file__).resolve().parents[1] / "data" / "CxDataType.dtd")
+
+WILDCARD_DATA = """<IMSSubscription><PrivateID>psi@ims.test</PrivateID>
+<ServiceProfile>
+ <PublicIdentity><Identity>sip:conference@ims.test</Identity></PublicIdentity>
+ <PublicIdentity><Identity>sip:conf!.*!@ims.test</Identity>
+  <Extension><IdentityType>2</IdentityType><WildcardedPSI>sip:conf!.*!@ims.test</WildcardedPSI></Extension>
+ </PublicIdentity>
+</ServiceProfile></IMSSubscription>"""
+
+
+def test_user_data_dtd_validates_only_when_configured():
+    assert profile_from_user_data(USER_DATA, dtd_path=DTD).identities[0] == "sip:alice@ims.test"
+    odd = USER_DATA.replace("<PrivateID>alice@ims.test</PrivateID>", "<PrivateID>a</PrivateID><Surprise/>")
+    assert profile_from_user_data(odd).impi == "a"
+    with pytest.raises(UserDataError, match="does not match the DTD"):
+        profile_from_user_data(odd, dtd_path=DTD)
+
+
+def test_wildcarded_psis_are_kept_only_with_support_wildcard_psi():
+    assert profile_from_user_data(WILDCARD_DATA).wildcards == ()
+    profile = profile_from_user_data(WILDCARD_DATA, wildcards=True)
+    assert profile.identities == ("sip:conference@ims.test",)
+    assert profile.wildcard_for("sip:conf42@ims.test") == "sip:conf!.*!@ims.test"
+    assert profile.wildcard_for("sip:alice@ims.test") is None
