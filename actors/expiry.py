@@ -17,13 +17,14 @@ from transport.diameter.router import CxUnavailable
 log = logging.getLogger(__name__)
 
 
-async def expire_bindings(impu: Impu, now: float, ctx: SaveContext) -> int:
-    """Drops the identity's expired bindings in its mailbox; returns how many went."""
+async def expire_bindings(impu: Impu, now: float, ctx: SaveContext) -> list[float]:
+    """Drops the identity's expired bindings in its mailbox; returns, for each, how late it
+    went (seconds past its expiry)."""
     async with impu.mailbox:
         live = impu.live_bindings(now)
-        expired = len(impu.bindings) - len(live)
-        if not expired:
-            return 0
+        lags = [now - b.expires_at for k, b in impu.bindings.items() if k not in live]
+        if not lags:
+            return lags
         was_registered = impu.state == RegState.REGISTERED
         profile, old = impu.profile, impu.bindings
         if live:
@@ -36,7 +37,7 @@ async def expire_bindings(impu: Impu, now: float, ctx: SaveContext) -> int:
         await ctx.persist(impu)
         if not live and was_registered and _speaks_for_set(impu.identity, profile):
             await _timeout_sar(impu.identity, profile.impi if profile else None, ctx)
-        return expired
+        return lags
 
 
 def _speaks_for_set(identity: str, profile) -> bool:

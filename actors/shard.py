@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 
 import ray
 
@@ -87,6 +87,8 @@ class ImpuShard:
         self._timer_changed: asyncio.Event | None = None
         self._loaded: asyncio.Task | None = None
         self.expired_contacts = 0
+        self.expiry_lags: deque[float] = deque(maxlen=100_000)  # seconds past expiry, recent ones
+        self._expiring: set[asyncio.Task] = set()
         self.metrics = ShardMetrics()
         self._export = asyncio.get_running_loop().create_task(
             export_forever(self.statistics, shard_tags(index, self.namespace)))
@@ -100,6 +102,10 @@ class ImpuShard:
             self._loaded = asyncio.get_running_loop().create_task(self._load())
         await asyncio.shield(self._loaded)
         return len(self.impus)
+
+    async def recent_expiry_lags(self) -> list[float]:
+        """How late the recent expiries came (seconds past each binding's expiry)."""
+        return list(self.expiry_lags)
 
     async def close(self) -> None:
         """Flushes every pending write; called on a graceful stop."""
@@ -189,19 +195,27 @@ class ImpuShard:
             except asyncio.TimeoutError:
                 pass
             now = time.time()
+            # Each expiry may wait for a SAR (seconds, with a dead HSS): none waits for another.
             for identity in self._timers.due(now):
-                impu = self.impus.get(identity)
-                if impu is None:
-                    continue
-                try:
-                    self.expired_contacts += await expire_bindings(impu, now, self.ctx)
-                    async with impu.mailbox:
-                        if expire_subscriptions(impu, self.events):
-                            await self._persist(impu)
-                    self._schedule(impu)
-                except Exception:
-                    log.exception("expiring %s failed", identity)
-                self._forget_if_unused(impu)
+                task = asyncio.get_running_loop().create_task(self._expire(identity, now))
+                self._expiring.add(task)
+                task.add_done_callback(self._expiring.discard)
+
+    async def _expire(self, identity: str, now: float) -> None:
+        impu = self.impus.get(identity)
+        if impu is None:
+            return
+        try:
+            lags = await expire_bindings(impu, now, self.ctx)
+            self.expired_contacts += len(lags)
+            self.expiry_lags.extend(lags)
+            async with impu.mailbox:
+                if expire_subscriptions(impu, self.events):
+                    await self._persist(impu)
+            self._schedule(impu)
+        except Exception:
+            log.exception("expiring %s failed", identity)
+        self._forget_if_unused(impu)
 
     async def _register(self, req: RegisterRequest) -> Reply:
         impu = self._impu(req.aor)

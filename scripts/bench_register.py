@@ -55,9 +55,10 @@ def process_table(names: tuple[str, ...]) -> dict[int, str]:
     return table
 
 
-def run_sipp(port: int, transport: str, users: int, rate: int, prefix: str, workdir: Path) -> dict:
+def run_sipp(port: int, transport: str, users: int, rate: int, prefix: str, workdir: Path,
+             expires: int = 600) -> dict:
     csv = workdir / f"{prefix}.csv"
-    csv.write_text("SEQUENTIAL\n" + "".join(f"{prefix}{i};ims.test\n" for i in range(users)))
+    csv.write_text("SEQUENTIAL\n" + "".join(f"{prefix}{i};ims.test;{expires}\n" for i in range(users)))
     cmd = [
         SIPP, f"127.0.0.1:{port}", "-sf", str(SCENARIO), "-inf", str(csv), "-r", str(rate),
         "-m", str(users), "-t", "u1" if transport == "udp" else "t1", "-i", "127.0.0.1",

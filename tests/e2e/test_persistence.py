@@ -103,7 +103,7 @@ def test_a_killed_shard_comes_back_with_every_registration(ray_address, tmp_path
         before = snapshot(ns, 2, users)
         assert all(before.values())
         csv = tmp_path / "load.csv"
-        csv.write_text("SEQUENTIAL\n" + "".join(f"load{i};ims.test\n" for i in range(600)))
+        csv.write_text("SEQUENTIAL\n" + "".join(f"load{i};ims.test;600\n" for i in range(600)))
         load = subprocess.Popen(
             [SIPP, f"127.0.0.1:{sip}", "-sf", str(SCENARIOS / "register.xml"), "-inf", str(csv),
              "-r", "100", "-m", "600", "-t", "u1", "-i", "127.0.0.1", "-p", str(free_port()),
