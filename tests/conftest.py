@@ -45,13 +45,13 @@ class Registrar:
         return self.process.returncode
 
 
-def registrar_config(namespace: str, workdir: Path, sip: int, **extra: str) -> str:
+def registrar_config(namespace: str, workdir: Path, sip_port: int, **extra: str) -> str:
     """TOML for a registrar under test: loopback ports of its own, its data under ``workdir``,
     its own Ray namespace. ``extra`` adds lines to a section: registrar="min_expires = 1"."""
     from tests.e2e.sipp import free_port
 
     sections = {
-        "sip": f'listen = ["udp:127.0.0.1:{sip}", "tcp:127.0.0.1:{sip}"]',
+        "sip": f'listen = ["udp:127.0.0.1:{sip_port}", "tcp:127.0.0.1:{sip_port}"]',
         "registrar": "",
         "cx": "",
         "hss": f'listen = "127.0.0.1:{free_port()}"',
