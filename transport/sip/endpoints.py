@@ -40,6 +40,22 @@ class Reply:
         self._send(data)
 
 
+class _DatagramReply(Reply):
+    """A Reply to a datagram: sends straight with the endpoint's transport (no closure to
+    build for each datagram)."""
+
+    __slots__ = ("_transport", "_addr")
+
+    def __init__(self, transport: asyncio.DatagramTransport, addr) -> None:
+        self._transport = transport
+        self._addr = addr
+        self.peer = addr[:2]
+        self.reliable = False
+
+    def __call__(self, data: bytes) -> None:
+        self._transport.sendto(data, self._addr)
+
+
 class _Dispatcher:
     def __init__(self, on_message: OnMessage) -> None:
         self.on_message = on_message
@@ -56,7 +72,7 @@ class _Dispatcher:
         except Exception:
             log.exception("message handler failed for %r from %s", message, reply.peer)
             return
-        if inspect.isawaitable(result):
+        if result is not None and inspect.isawaitable(result):
             task = asyncio.ensure_future(result)
             self.tasks.add(task)
             task.add_done_callback(self._finished)
@@ -113,8 +129,7 @@ class UdpEndpoint(_Endpoint, asyncio.DatagramProtocol):
         self.transport = transport
 
     def datagram_received(self, data: bytes, addr) -> None:
-        self.dispatcher.handle(data, Reply(lambda payload: self.transport.sendto(payload, addr),
-                                           addr[:2], reliable=False))
+        self.dispatcher.handle(data, _DatagramReply(self.transport, addr))
 
     def error_received(self, exc: Exception) -> None:
         log.debug("UDP error on %s: %s", self.address, exc)

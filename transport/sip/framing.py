@@ -9,8 +9,10 @@ import re
 
 from .errors import SipParseError
 
-_CONTENT_LENGTH = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)",
-                             re.IGNORECASE | re.MULTILINE)
+# A Content-Length line, after the LF that ends the line before it (the search skips from
+# LF to LF, where a '^' would be tried at every byte).
+_CONTENT_LENGTH = re.compile(rb"\n(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)",
+                             re.IGNORECASE)
 _DIGITS = re.compile(rb"[0-9]{1,10}").fullmatch
 _DOUBLE_CRLF = b"\r\n\r\n"
 
@@ -72,7 +74,7 @@ class StreamFramer:
 
     @staticmethod
     def _content_length(head: bytes) -> int:
-        values = _CONTENT_LENGTH.findall(head)
+        values = _CONTENT_LENGTH.findall(b"\n" + head)
         if not values:
             raise SipParseError(400, "Missing Content-Length")
         if len(values) > 1:

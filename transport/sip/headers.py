@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from .errors import SipParseError
 from .grammar import QUOTED, TOKEN, TOKEN_CHARS, quote, unquote
-from .uri import SipUri, parse_uri
+from .uri import PORT, SIP_REST, SipUri, parse_uri, sip_rest, sip_uri
 
 # SEMI generic-param, or else any single character: one findall both checks and extracts the
 # parameters. A gen-value is a token, a host or a quoted-string (':' and brackets admit IPv6,
@@ -30,10 +30,48 @@ _QUOTED_TAIL = re.compile(r'[^"\\]*+(?:\\.[^"\\]*+)*+"', re.S)  # a quoted-strin
 _Q_VALUE = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?").fullmatch
 MAX_UINT32 = 2**32 - 1
 
+# Fast paths. Most values have a plain shape: no whitespace (but the one SP of a Via),
+# quoted-strings without ';' or backslash, a lower-case "sip:" or "sips:" URI. On such a
+# value the general grammar above reads the same, and parameters can simply be split at ';'.
+# The plain patterns accept only values of that shape; anything else takes the general path,
+# so a value means the same, and raises the same error, whichever path reads it.
+_PLAIN_QDTEXT = "[\\x00-\\x09\\x0b\\x0c\\x0e-!#-:<-\\[\\]-\\U0010FFFF]"  # no ';', no backslash
+PLAIN_PARAMS = f'(?:;{TOKEN}(?:=(?:[{TOKEN_CHARS}:\\[\\]]++|"{_PLAIN_QDTEXT}*+"))?)*+'
+_HOST = r"\[[0-9A-Fa-f:.]++\]|[A-Za-z0-9\-._]++"
+_plain_params = re.compile(PLAIN_PARAMS).fullmatch
+# Groups: display name (its quotes off), URI, scheme, the six groups of SIP_REST, params.
+_plain_name_addr = re.compile(
+    f'(?:"({_PLAIN_QDTEXT}*+)" ?)?<((sips?):{SIP_REST})>({PLAIN_PARAMS})').fullmatch
+_plain_via = re.compile(
+    f"({TOKEN}/{TOKEN})/({TOKEN}) ({_HOST})(?::([0-9]{{1,5}}))?({PLAIN_PARAMS})").fullmatch
+# Checks only, for a value a parser does not need yet: the plain shape with a valid port, so
+# that the value is known to parse when it is read.
+is_plain_name_addr = re.compile(
+    f'(?:"{_PLAIN_QDTEXT}*+" ?)?<sips?:{sip_rest(PORT)}>{PLAIN_PARAMS}').fullmatch
+is_plain_via = re.compile(
+    f"{TOKEN}/{TOKEN}/{TOKEN} (?:{_HOST})(?::{PORT})?{PLAIN_PARAMS}").fullmatch
+
+
+def _split_params(text: str) -> dict[str, str | None]:
+    """Parameters that match PLAIN_PARAMS."""
+    params: dict[str, str | None] = {}
+    if text:
+        for item in text[1:].split(";"):
+            name, equals, value = item.partition("=")
+            params[name.lower()] = value if equals else None
+    return params
+
 
 def parse_params(text: str, pos: int = 0) -> dict[str, str | None]:
     """`*( SEMI generic-param )` from `pos` to the end: names lower-cased, quoted values kept
     with their quotes."""
+    if _plain_params(text, pos):
+        return _split_params(text[pos:])
+    return _scan(text, pos)
+
+
+def _scan(text: str, pos: int = 0) -> dict[str, str | None]:
+    """parse_params by the general grammar."""
     params: dict[str, str | None] = {}
     for name, value, stray in _scan_params(text, pos):
         if stray:
@@ -43,8 +81,8 @@ def parse_params(text: str, pos: int = 0) -> dict[str, str | None]:
 
 
 def _params_text(params: dict[str, str | None]) -> str:
-    return "".join(f";{name}" if value is None else f";{name}={value}"
-                   for name, value in params.items())
+    return "".join([f";{name}" if value is None else f";{name}={value}"
+                    for name, value in params.items()])
 
 
 @dataclass(slots=True)
@@ -57,8 +95,9 @@ class NameAddr:
     raw_uri: str = ""  # the URI as written in the message
 
     def __str__(self) -> str:
-        name = "" if self.display_name is None else quote(self.display_name) + " "
-        return f"{name}<{self.uri}>{_params_text(self.params)}"
+        text = f"<{self.uri}>" if self.display_name is None else (
+            f"{quote(self.display_name)} <{self.uri}>")
+        return text + _params_text(self.params) if self.params else text
 
     @property
     def tag(self) -> str | None:
@@ -83,6 +122,17 @@ class NameAddr:
 def parse_name_addr(value: str) -> NameAddr:
     """name-addr (`["display"] <uri>;params`) or addr-spec (`uri;params`) followed by header
     parameters; an addr-spec ends at the first ';' (RFC 3261 20.10)."""
+    match = _plain_name_addr(value)
+    if match is None:
+        return _name_addr(value)
+    display, raw_uri, scheme, user, password, host, port, uri_params, headers, params = (
+        match.groups())
+    uri = sip_uri(scheme, "%" in raw_uri, user, password, host, port, uri_params, headers)
+    return NameAddr(display, uri, _split_params(params) if params else {}, raw_uri)
+
+
+def _name_addr(value: str) -> NameAddr:
+    """parse_name_addr by the general grammar."""
     match = _name_addr_head(value)
     if match is not None:
         quoted, tokens, raw_uri = match.groups()
@@ -95,7 +145,7 @@ def parse_name_addr(value: str) -> NameAddr:
         if "?" in raw_uri:  # RFC 3261 20: a URI with headers must be enclosed in <>
             raise SipParseError(400, "URI with headers outside <>")
         display = None
-    return NameAddr(display, parse_uri(raw_uri), parse_params(value, match.end()), raw_uri)
+    return NameAddr(display, parse_uri(raw_uri), _scan(value, match.end()), raw_uri)
 
 
 class _Star:
@@ -111,7 +161,7 @@ STAR = _Star()
 
 
 def parse_contacts(values: list[str]) -> list[NameAddr] | _Star:
-    if any(value == "*" for value in values):
+    if "*" in values:
         if len(values) > 1:
             raise SipParseError(400, "Contact * mixed with other contacts")
         return STAR
@@ -141,6 +191,19 @@ class Via:
 
 
 def parse_via(value: str) -> Via:
+    match = _plain_via(value)
+    if match is None:
+        return _via(value)
+    protocol, transport, host, port, params = match.groups()
+    if port is not None:
+        port = int(port)
+        if port > 65535:
+            raise SipParseError(400, "Bad Via")
+    return Via(protocol, transport.upper(), host, port, _split_params(params))
+
+
+def _via(value: str) -> Via:
+    """parse_via by the general grammar."""
     match = _via_head(value)
     if match is None:
         raise SipParseError(400, "Bad Via")
@@ -150,13 +213,28 @@ def parse_via(value: str) -> Via:
         if port > 65535:
             raise SipParseError(400, "Bad Via")
     try:
-        params = parse_params(value, match.end())
+        params = _scan(value, match.end())
     except SipParseError:
         raise SipParseError(400, "Bad Via") from None
     return Via(f"{name}/{version}", transport.upper(), host, port, params)
 
 
+# Methods (tokens all): "1 REGISTER" is a CSeq without the pattern.
+METHODS = frozenset(("REGISTER", "SUBSCRIBE", "NOTIFY", "PUBLISH", "OPTIONS", "INVITE", "ACK",
+                     "BYE", "CANCEL", "MESSAGE", "INFO", "UPDATE", "PRACK", "REFER"))
+
+
 def parse_cseq(value: str) -> tuple[int, str]:
+    number, _, method = value.partition(" ")
+    if method in METHODS and number.isdigit() and number.isascii() and len(number) <= 10:
+        sequence = int(number)
+        if sequence <= MAX_UINT32:
+            return sequence, method
+    return _cseq(value)
+
+
+def _cseq(value: str) -> tuple[int, str]:
+    """parse_cseq by the general grammar."""
     match = _CSEQ(value)
     if match is None or len(match.group(1)) > 10 or int(match.group(1)) > MAX_UINT32:
         raise SipParseError(400, "Bad CSeq")
@@ -166,6 +244,11 @@ def parse_cseq(value: str) -> tuple[int, str]:
 def parse_int_header(value: str, name: str = "integer", limit: int = MAX_UINT32) -> int:
     """A delta-seconds style value (Expires, Max-Forwards, Content-Length): decimal digits,
     at most `limit`; `name` goes into the error's reason ("Bad Expires")."""
+    if value.isdigit() and value.isascii() and len(value) <= 10:  # no whitespace to strip
+        number = int(value)
+        if number <= limit:
+            return number
+        raise SipParseError(400, f"Bad {name}")
     value = value.strip(" \t")
     if not (value.isascii() and value.isdigit()) or len(value) > 10 or int(value) > limit:
         raise SipParseError(400, f"Bad {name}")

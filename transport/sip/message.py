@@ -5,13 +5,14 @@ import re
 from typing import Iterable, Iterator
 
 from .errors import MALFORMED_INPUT_ERRORS, SipParseError
+from .grammar import is_token
 from .headers import (NameAddr, Via, parse_contacts, parse_cseq, parse_int_header,
                       parse_name_addr, parse_via, split_header_values)
-from .names import LIST_HEADERS, header_key, spelling
+from .names import KNOWN, LIST_HEADERS, header_key, spelling
 from .uri import SipUri, parse_uri
 
 _WORD = r"""[A-Za-z0-9\-.!%*_+`'~()<>:\\"/\[\]?{}]+"""
-_CALL_ID = re.compile(f"{_WORD}(?:@{_WORD})?").fullmatch
+CALL_ID = re.compile(f"{_WORD}(?:@{_WORD})?").fullmatch
 
 
 class lazy:
@@ -38,50 +39,114 @@ class lazy:
         return value
 
 
+def read_header_lines(raw: list[str]) -> tuple[list[tuple[str, str]], dict[str, list[str]]]:
+    """The (canonical name, value) lines of raw header lines, folded, and their index."""
+    lines: list[tuple[str, str]] = []
+    index: dict[str, list[str]] = {}
+    for line in raw:
+        name, colon, value = line.partition(":")
+        known = KNOWN.get(name)
+        if known is None:
+            if line[:1] in (" ", "\t"):  # LWS continuation: the line break counts as one SP
+                _fold(line, lines, index)
+                continue
+            known = other_name(name, colon)
+        value = value.strip(" \t")
+        lines.append((known[0], value))
+        values = index.get(known[1])
+        if values is None:
+            index[known[1]] = [value]
+        else:
+            values.append(value)
+    return lines, index
+
+
+def other_name(name: str, colon: str) -> tuple[str, str]:
+    """(canonical name, key) of the text before the colon of a header line (not a
+    continuation) when it is not a spelling KNOWN as is."""
+    if not colon:
+        raise SipParseError(400, "Bad header line")
+    name = name.rstrip(" \t")  # HCOLON allows whitespace before the colon
+    known = KNOWN.get(name) or KNOWN.get(name.lower())
+    if known is None:
+        if is_token(name) is None:
+            raise SipParseError(400, "Bad header name")
+        known = (name, name.lower())
+    return known
+
+
+def _fold(continuation: str, lines: list[tuple[str, str]], index: dict[str, list[str]]) -> None:
+    """Appends a continuation line to the value of the header line before it."""
+    if not lines:
+        raise SipParseError(400, "Continuation of the start line")
+    name, value = lines[-1]
+    more = continuation.strip(" \t")
+    value = f"{value} {more}" if value and more else value or more
+    lines[-1] = (name, value)
+    index[header_key(name)][-1] = value
+
+
 class Headers:
     """Header lines in message order. Names are stored in their canonical long form; look-ups
     are case-insensitive and accept compact forms."""
 
-    __slots__ = ("_lines", "_index")
+    # The lines of a parsed message are read from its raw lines when first needed (looking
+    # values up needs only the index): `_lines` is None until then.
+    __slots__ = ("_lines", "_index", "_raw")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        self._lines: list[tuple[str, str]] = []
+        self._lines: list[tuple[str, str]] | None = []
         self._index: dict[str, list[str]] = {}  # key -> values of its lines, in order
+        self._raw: list[str] | None = None
         for name, value in items:
             self.add(name, value)
 
     @classmethod
-    def _parsed(cls, lines: list[tuple[str, str]], index: dict[str, list[str]]) -> Headers:
+    def _parsed(cls, lines: list[tuple[str, str]] | None, index: dict[str, list[str]],
+                raw: list[str] | None = None) -> Headers:
         """Adopts lines and their index as built by the parser (names canonical, keys the
-        lower-case long forms)."""
+        lower-case long forms); without lines, the raw header lines to read them from."""
         headers = cls.__new__(cls)
         headers._lines = lines
         headers._index = index
+        headers._raw = raw
         return headers
+
+    def _all(self) -> list[tuple[str, str]]:
+        lines = self._lines
+        if lines is None:
+            lines = self._lines = read_header_lines(self._raw)[0]
+            self._raw = None
+        return lines
 
     def get(self, name: str) -> str | None:
         """The value of the first line of this header, or None."""
-        values = self._index.get(header_key(name))
+        known = KNOWN.get(name)
+        values = self._index.get(known[1] if known else header_key(name))
         return values[0] if values else None
 
     def lines(self, name: str) -> list[str]:
         """The value of every line of this header, unsplit."""
-        return list(self._index.get(header_key(name), ()))
+        known = KNOWN.get(name)
+        return list(self._index.get(known[1] if known else header_key(name), ()))
 
     def get_all(self, name: str) -> list[str]:
         """Every element of this header: list headers (Via, Contact, Path...) split at top-level
         commas across all their lines; other headers one element per line."""
-        key = header_key(name)
+        known = KNOWN.get(name)
+        key = known[1] if known else header_key(name)
         values = self._index.get(key)
         if not values:
             return []
         if key in LIST_HEADERS:
+            if len(values) == 1:
+                return split_header_values(values[0])
             return [element for value in values for element in split_header_values(value)]
         return list(values)
 
     def add(self, name: str, value: str) -> None:
-        canonical, key = spelling(name)
-        self._lines.append((canonical, value))
+        canonical, key = KNOWN.get(name) or spelling(name)
+        (self._all() if self._lines is None else self._lines).append((canonical, value))
         values = self._index.get(key)
         if values is None:
             self._index[key] = [value]
@@ -95,7 +160,7 @@ class Headers:
             self.add(name, value)
             return
         lines, first = [], True
-        for line in self._lines:
+        for line in self._all():
             if header_key(line[0]) != key:
                 lines.append(line)
             elif first:
@@ -107,22 +172,22 @@ class Headers:
     def remove(self, name: str) -> None:
         key = header_key(name)
         if self._index.pop(key, None) is not None:
-            self._lines = [line for line in self._lines if header_key(line[0]) != key]
+            self._lines = [line for line in self._all() if header_key(line[0]) != key]
 
     def __contains__(self, name: str) -> bool:
         return header_key(name) in self._index
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
-        return iter(self._lines)
+        return iter(self._all())
 
     def __len__(self) -> int:
-        return len(self._lines)
+        return len(self._all())
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Headers) and self._lines == other._lines
+        return isinstance(other, Headers) and self._all() == other._all()
 
     def __repr__(self) -> str:
-        return f"Headers({self._lines!r})"
+        return f"Headers({self._all()!r})"
 
 
 HeaderItems = Headers | Iterable[tuple[str, str]] | None
@@ -151,7 +216,7 @@ class _Message:
     @lazy
     def call_id(self) -> str:
         value = self._required("Call-ID")
-        if _CALL_ID(value) is None:
+        if CALL_ID(value) is None:
             raise SipParseError(400, "Bad Call-ID")
         return value
 
@@ -184,20 +249,30 @@ class _Message:
 
     @lazy
     def supported(self) -> set[str]:
-        return {tag.lower() for tag in self.headers.get_all("Supported") if tag}
+        return set(map(str.lower, filter(None, self.headers.get_all("Supported"))))
 
     @lazy
     def require(self) -> set[str]:
-        return {tag.lower() for tag in self.headers.get_all("Require") if tag}
+        return set(map(str.lower, filter(None, self.headers.get_all("Require"))))
 
     def _start_line(self) -> str:
         raise NotImplementedError
 
     def to_bytes(self) -> bytes:
         """The message on the wire; Content-Length always states the length of the body."""
+        headers = self.headers
+        lines = headers._all()
+        if "content-length" not in headers._index and lines:  # one join, one encode
+            try:
+                text = "\r\n".join(map(": ".join, lines))
+            except TypeError:  # a value that is not a str: formatted line by line below
+                pass
+            else:
+                return (f"{self._start_line()}{text}\r\nContent-Length: {len(self.body)}\r\n\r\n"
+                        .encode("utf-8", "surrogateescape") + self.body)
         length = f"Content-Length: {len(self.body)}\r\n"
         out = [self._start_line()]
-        for name, value in self.headers._lines:
+        for name, value in lines:
             if name == "Content-Length":
                 out.append(length)
                 length = ""
@@ -244,13 +319,29 @@ def make_response(request: Request, status: int, reason: str,
                   to_tag: str | None = None) -> Response:
     """A response to `request` as RFC 3261 8.2.6.2 builds it: every Via in order, From, To
     (with `to_tag` added when the request's To has no tag), Call-ID and CSeq; empty body."""
-    vias = request.headers.lines("Via")
-    to = request._required("To")
+    values_of = request.headers._index.get
+    vias = list(values_of("via", ()))
+    to = values_of("to")
+    if not to:
+        raise SipParseError(400, "Missing To")
+    to = to[0]
     if to_tag is not None and request.to.tag is None:
         to = f"{to};tag={to_tag}"
-    index = {"via": vias, "from": [request._required("From")], "to": [to],
-             "call-id": [request._required("Call-ID")], "cseq": [request._required("CSeq")]}
-    lines = [("Via", via) for via in vias]
-    lines += [("From", index["from"][0]), ("To", to), ("Call-ID", index["call-id"][0]),
-              ("CSeq", index["cseq"][0])]
-    return Response(status, reason, Headers._parsed(lines, index))
+    from_, call_id, cseq = values_of("from"), values_of("call-id"), values_of("cseq")
+    if not (from_ and call_id and cseq):
+        for values, name in ((from_, "From"), (call_id, "Call-ID"), (cseq, "CSeq")):
+            if not values:
+                raise SipParseError(400, f"Missing {name}")
+    from_, call_id, cseq = from_[0], call_id[0], cseq[0]
+    headers = _new(Headers)
+    headers._index = {"via": vias, "from": [from_], "to": [to], "call-id": [call_id],
+                      "cseq": [cseq]}
+    headers._lines = [("Via", via) for via in vias]
+    headers._lines += (("From", from_), ("To", to), ("Call-ID", call_id), ("CSeq", cseq))
+    headers._raw = None
+    response = _new(Response)
+    response.__dict__ = {"headers": headers, "body": b"", "status": status, "reason": reason}
+    return response
+
+
+_new = object.__new__

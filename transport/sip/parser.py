@@ -3,7 +3,8 @@ Response (RFC 3261 section 7, with the leniency and strictness RFC 4475 asks for
 
 Header values stay unparsed, except those a server needs to answer at all (Via, CSeq,
 Call-ID, From, To, the Request-URI): they are checked here, so that building a response to
-a message that parsed cannot fail.
+a message that parsed cannot fail. CSeq, Call-ID and To are parsed here; a Via, From or
+Request-URI of the usual shape is only checked here, and built when first read.
 """
 from __future__ import annotations
 
@@ -11,15 +12,19 @@ import re
 
 from .errors import MALFORMED_INPUT_ERRORS, SipParseError
 from .grammar import is_token
-from .headers import parse_int_header
-from .message import Headers, Request, Response
-from .names import KNOWN, header_key
+from .headers import (METHODS, is_plain_name_addr, is_plain_via, parse_cseq, parse_int_header,
+                      parse_name_addr)
+from .message import CALL_ID, Headers, Request, Response, other_name, read_header_lines
+from .names import KNOWN
+from .uri import is_plain_request_uri, parse_uri
 
 _VERSION = re.compile(r"SIP/[0-9]+\.[0-9]+", re.IGNORECASE).fullmatch
 _STATUS_CODE = re.compile("[1-6][0-9][0-9]").fullmatch
 _REQUIRED = (("to", "To"), ("from", "From"), ("cseq", "CSeq"), ("call-id", "Call-ID"),
              ("via", "Via"))
 _SINGLE = _REQUIRED[:4] + (("max-forwards", "Max-Forwards"), ("content-length", "Content-Length"))
+_SINGLE_KEYS = frozenset(key for key, _ in _SINGLE)
+_new = object.__new__
 
 
 def parse_message(data: bytes, *, max_size: int = 65535, max_headers: int = 256,
@@ -28,16 +33,23 @@ def parse_message(data: bytes, *, max_size: int = 65535, max_headers: int = 256,
     if len(data) > max_size:
         raise SipParseError(513, "Message Too Large")
     try:
-        start_line, lines, index, body_at = _split(data, max_headers, max_line)
-        for key, name in _SINGLE:
-            values = index.get(key)
-            if values is not None and len(values) > 1:
-                raise SipParseError(400, f"Multiple {name}")
-        message = _start(start_line, Headers._parsed(lines, index), _body(data, body_at, index))
-        for key, name in _REQUIRED:
-            if key not in index:
-                raise SipParseError(400, f"Missing {name}")
-        _check(message)
+        start_line, lines, index, raw, body_at, repeated = _split(data, max_headers, max_line)
+        if repeated:
+            for key, name in _SINGLE:
+                values = index.get(key)
+                if values is not None and len(values) > 1:
+                    raise SipParseError(400, f"Multiple {name}")
+        headers = _new(Headers)
+        headers._lines = lines
+        headers._index = index
+        headers._raw = raw
+        message = _start(start_line, headers, _body(data, body_at, index))
+        if not ("to" in index and "from" in index and "cseq" in index and "call-id" in index
+                and "via" in index):
+            for key, name in _REQUIRED:
+                if key not in index:
+                    raise SipParseError(400, f"Missing {name}")
+        _check(message, index)
     except SipParseError:
         raise
     except MALFORMED_INPUT_ERRORS as exc:
@@ -49,13 +61,16 @@ def parse_head(data: bytes, *, max_headers: int = 256,
                max_line: int = 8192) -> tuple[str, Headers, int]:
     """The start line, the headers (values unchecked) and the offset of the body."""
     try:
-        start_line, lines, index, body_at = _split(data, max_headers, max_line)
+        start_line, lines, index, raw, body_at, _ = _split(data, max_headers, max_line)
     except MALFORMED_INPUT_ERRORS as exc:
         raise SipParseError(400, "Malformed message") from exc
-    return start_line, Headers._parsed(lines, index), body_at
+    return start_line, Headers._parsed(lines, index, raw), body_at
 
 
 def _split(data: bytes, max_headers: int, max_line: int):
+    """The start line, the header lines (None: still to be read from the raw lines, see
+    Headers), their index, the raw header lines, the offset of the body, and whether a header
+    that must not repeat does."""
     start = 0
     while data.startswith(b"\r\n", start):  # RFC 3261 7.5: CRLFs before the start line
         start += 2
@@ -70,43 +85,31 @@ def _split(data: bytes, max_headers: int, max_line: int):
         raise SipParseError(400, "Too many headers")
     if len(joined) > max_line and max(map(len, raw)) > max_line:
         raise SipParseError(400, "Line too long")
-    lines: list[tuple[str, str]] = []
+    start_line = raw.pop(0)
+    # Only the index is built here: most messages are never iterated nor re-serialized. A
+    # folded message is left to read_header_lines, which builds both at once.
     index: dict[str, list[str]] = {}
-    known_spelling, add_line, values_of = KNOWN.get, lines.append, index.get  # hot loop
-    for line in raw[1:]:
+    repeated = False  # whether a header that must not repeat does
+    known_spelling, values_of = KNOWN.get, index.get  # hot loop
+    for line in raw:
         name, colon, value = line.partition(":")
         known = known_spelling(name)
         if known is None:
-            if line[:1] in (" ", "\t"):  # LWS continuation: the line break counts as one SP
-                _fold(line, lines, index)
-                continue
-            if not colon:
-                raise SipParseError(400, "Bad header line")
-            name = name.rstrip(" \t")  # HCOLON allows whitespace before the colon
-            known = KNOWN.get(name) or KNOWN.get(name.lower())
-            if known is None:
-                if is_token(name) is None:
-                    raise SipParseError(400, "Bad header name")
-                known = (name, name.lower())
+            if line[:1] in (" ", "\t"):  # a continuation line
+                lines, index = read_header_lines(raw)
+                repeated = any(len(index.get(key, ())) > 1 for key in _SINGLE_KEYS)
+                return start_line, lines, index, None, end + 4, repeated
+            known = other_name(name, colon)
+        key = known[1]
         value = value.strip(" \t")
-        add_line((known[0], value))
-        values = values_of(known[1])
+        values = values_of(key)
         if values is None:
-            index[known[1]] = [value]
+            index[key] = [value]
         else:
             values.append(value)
-    return raw[0], lines, index, end + 4
-
-
-def _fold(continuation: str, lines: list[tuple[str, str]], index: dict[str, list[str]]) -> None:
-    """Appends a continuation line to the value of the header line before it."""
-    if not lines:
-        raise SipParseError(400, "Continuation of the start line")
-    name, value = lines[-1]
-    more = continuation.strip(" \t")
-    value = f"{value} {more}" if value and more else value or more
-    lines[-1] = (name, value)
-    index[header_key(name)][-1] = value
+            if key in _SINGLE_KEYS:
+                repeated = True
+    return start_line, None, index, raw, end + 4, repeated
 
 
 def _body(data: bytes, at: int, index: dict[str, list[str]]) -> bytes:
@@ -140,26 +143,52 @@ def _start(start_line: str, headers: Headers, body: bytes) -> Request | Response
     if len(parts) != 3 or not parts[1]:
         raise SipParseError(400, "Bad request line")
     method, uri, version = parts
-    _check_version(version)
-    if is_token(method) is None:
+    if version != "SIP/2.0":
+        _check_version(version)
+    if method not in METHODS and is_token(method) is None:
         raise SipParseError(400, "Bad method")
-    return Request(method, uri, headers, body)
+    request = _new(Request)
+    request.__dict__ = {"headers": headers, "body": body, "method": method, "uri": uri}
+    return request
 
 
-def _check(message: Request | Response) -> None:
-    """Parses (and so caches) every header a response is built from."""
-    message.vias
-    _, method = message.cseq
-    message.call_id
-    message.from_
-    message.to
+def _check(message: Request | Response, index: dict[str, list[str]]) -> None:
+    """Parses, and so caches, or checks every header a response is built from, in the order
+    of the lazy attributes of the message that read them (the first error wins)."""
+    cached = message.__dict__
+    attribute = "vias"
+    try:
+        for value in index["via"]:
+            if "," in value or is_plain_via(value) is None:
+                message.vias  # the general path: parsed now, and the error if there is one
+                break
+        attribute = "cseq"
+        cached["cseq"] = cseq = parse_cseq(index["cseq"][0])
+        attribute = "call_id"
+        call_id = index["call-id"][0]
+        if CALL_ID(call_id) is None:
+            raise SipParseError(400, "Bad Call-ID")
+        cached["call_id"] = call_id
+        attribute = "from_"
+        value = index["from"][0]
+        if is_plain_name_addr(value) is None:
+            cached["from_"] = parse_name_addr(value)
+        attribute = "to"
+        cached["to"] = parse_name_addr(index["to"][0])
+    except SipParseError:
+        raise
+    except MALFORMED_INPUT_ERRORS as exc:  # as the lazy attribute would have reported it
+        raise SipParseError(400, f"Bad {attribute}") from exc
     if isinstance(message, Request):
-        if method != message.method:
+        if cseq[1] != message.method:
             raise SipParseError(400, "CSeq method mismatch")
+        if is_plain_request_uri(message.uri):
+            return  # parses, is a sip or sips URI, has no headers: built when first read
         try:
-            uri = message.request_uri
-        except SipParseError:
+            uri = parse_uri(message.uri)
+        except (SipParseError, *MALFORMED_INPUT_ERRORS):
             raise SipParseError(400, "Bad Request-URI") from None
+        cached["request_uri"] = uri
         if uri.opaque is not None:
             raise SipParseError(416, "Unsupported URI Scheme")
         if uri.headers:  # RFC 3261 19.1.1: headers are not allowed in a Request-URI

@@ -14,18 +14,29 @@ from .errors import SipParseError
 from .grammar import HEX2, UNRESERVED
 
 _MARKS = r"\-_.!~*'()"
+# A port of 0 to 65535, leading zeros allowed (five digits at most, as in SIP_REST).
+PORT = "(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9][0-9]|6[0-4][0-9]{3}|[0-5][0-9]{4}|[0-9]{1,4})"
 _USER = f"(?:[A-Za-z0-9{_MARKS}&=+$,;?/]++|{HEX2})++"
 _PASSWORD = f"(?:[A-Za-z0-9{_MARKS}&=+$,]++|{HEX2})*+"
 _PARAM = f"(?:[A-Za-z0-9{_MARKS}\\[\\]/:&+$]++|{HEX2})++"
 _HNAME = f"(?:[A-Za-z0-9{_MARKS}\\[\\]/?:+$]++|{HEX2})"
 _PARAMS = f"((?:;{_PARAM}(?:={_PARAM})?)*+)"
-# The userinfo is optional: when no '@' follows, the pattern falls back to reading a host.
-_SIP = re.compile(
-    f"(?:({_USER})(?::({_PASSWORD}))?@)?"
-    r"(\[[0-9A-Fa-f:.]++\]|[A-Za-z0-9\-._]++)(?::([0-9]{1,5}))?"
-    + _PARAMS
-    + f"(?:\\?({_HNAME}++={_HNAME}*+(?:&{_HNAME}++={_HNAME}*+)*+))?"
-).fullmatch
+
+
+def sip_rest(port: str = "([0-9]{1,5})", headers: bool = True) -> str:
+    """The pattern of what follows "sip:" or "sips:", in six groups: user, password, host,
+    port, params, headers (five without headers). The userinfo is optional: when no '@'
+    follows, the pattern falls back to reading a host."""
+    return (f"(?:({_USER})(?::({_PASSWORD}))?@)?"
+            rf"(\[[0-9A-Fa-f:.]++\]|[A-Za-z0-9\-._]++)(?::{port})?"
+            + _PARAMS
+            + (f"(?:\\?({_HNAME}++={_HNAME}*+(?:&{_HNAME}++={_HNAME}*+)*+))?" if headers else ""))
+
+
+SIP_REST = sip_rest()
+_SIP = re.compile(SIP_REST).fullmatch
+# A sip or sips Request-URI known to parse, with a valid port and no headers (RFC 3261 19.1.1).
+is_plain_request_uri = re.compile(f"sips?:{sip_rest(PORT, headers=False)}").fullmatch
 _TEL = re.compile(r"(\+?[0-9A-Fa-f*#.()\-]+)" + _PARAMS).fullmatch
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*").fullmatch
 _OPAQUE = re.compile(r'[^\x00-\x20\x7f<>"]+').fullmatch
@@ -52,13 +63,16 @@ class SipUri:
         if self.scheme == "tel":
             text = f"tel:{self.user}"
         else:
-            text = f"{self.scheme}:"
-            if self.user is not None:
-                text += self.user if self.password is None else f"{self.user}:{self.password}"
-                text += "@"
-            text += self.host if self.port is None else f"{self.host}:{self.port}"
-        for name, value in self.params.items():
-            text += f";{name}" if value is None else f";{name}={value}"
+            hostport = self.host if self.port is None else f"{self.host}:{self.port}"
+            if self.user is None:
+                text = f"{self.scheme}:{hostport}"
+            elif self.password is None:
+                text = f"{self.scheme}:{self.user}@{hostport}"
+            else:
+                text = f"{self.scheme}:{self.user}:{self.password}@{hostport}"
+        if self.params:
+            text += "".join([f";{name}" if value is None else f";{name}={value}"
+                             for name, value in self.params.items()])
         if self.headers:
             text += "?" + "&".join(f"{name}={value}" for name, value in self.headers.items())
         return text
@@ -78,24 +92,18 @@ class SipUri:
 
 
 def parse_uri(text: str) -> SipUri:
-    scheme, colon, rest = text.partition(":")
-    scheme = scheme.lower()
-    if not colon or not rest:
-        raise SipParseError(400, "Bad URI")
+    if text.startswith("sip:"):  # by far the most common spelling
+        scheme, rest = "sip", text[4:]
+    else:
+        scheme, colon, rest = text.partition(":")
+        scheme = scheme.lower()
+        if not colon or not rest:
+            raise SipParseError(400, "Bad URI")
     if scheme == "sip" or scheme == "sips":
         match = _SIP(rest)
         if match is None:
             raise SipParseError(400, "Bad URI")
-        user, password, host, port, params, headers = match.groups()
-        if "%" in rest:
-            user = user and _normalize(user)
-            password = password and _normalize(password)
-        if port is not None:
-            port = int(port)
-            if port > 65535:
-                raise SipParseError(400, "Bad URI port")
-        return SipUri(scheme, user, password, host, port,
-                      _params(params) if params else {}, _headers(headers) if headers else {})
+        return sip_uri(scheme, "%" in rest, *match.groups())
     if scheme == "tel":
         match = _TEL(rest)
         if match is None:
@@ -107,16 +115,32 @@ def parse_uri(text: str) -> SipUri:
     return SipUri(scheme, opaque=rest)
 
 
-def _params(text: str) -> dict[str, str | None]:
-    """`;name[=value]...` as matched by `_PARAMS`; names lower-cased."""
-    escaped = "%" in text
+def sip_uri(scheme: str, escaped: bool, user: str | None, password: str | None, host: str,
+            port: str | None, params: str, headers: str | None) -> SipUri:
+    """A SipUri from the six groups of SIP_REST; `escaped` when the text holds a '%'."""
+    if escaped:
+        user = user and _normalize(user)
+        password = password and _normalize(password)
+    if port is not None:
+        port = int(port)
+        if port > 65535:
+            raise SipParseError(400, "Bad URI port")
+    return SipUri(scheme, user, password, host, port,
+                  _params(params, escaped) if params else {}, _headers(headers) if headers else {})
+
+
+def _params(text: str, escaped: bool = True) -> dict[str, str | None]:
+    """`;name[=value]...` as matched by `_PARAMS`; names lower-cased. `escaped` False tells
+    that the text holds no '%'."""
     params: dict[str, str | None] = {}
+    if escaped and "%" in text:
+        for item in text[1:].split(";"):
+            name, equals, value = item.partition("=")
+            params[_normalize(name.lower())] = _normalize(value) if equals else None
+        return params
     for item in text[1:].split(";"):
         name, equals, value = item.partition("=")
-        name = name.lower()
-        if escaped:
-            name, value = _normalize(name), _normalize(value)
-        params[name] = value if equals else None
+        params[name.lower()] = value if equals else None
     return params
 
 
