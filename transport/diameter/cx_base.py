@@ -246,6 +246,16 @@ def required(reader: AvpReader, code: int, vendor: int, name: str):
     return value.decode() if isinstance(value, bytes) else value
 
 
+def required_enum(reader: AvpReader, enum: type, code: int, vendor: int, name: str):
+    """A mandatory Enumerated AVP as a member of ``enum``; a value the enum lacks is 5004."""
+    value = required(reader, code, vendor, name)
+    try:
+        return enum(value)
+    except ValueError:
+        raise ProtocolError(ResultCode.DIAMETER_INVALID_AVP_VALUE,
+                            f"{name} {value} is not defined") from None
+
+
 def charging_information_avp(info: dict) -> Avp:
     unknown = set(info) - CHARGING_INFORMATION_KEYS
     if unknown:

@@ -8,11 +8,10 @@ from diameter.message.constants import (AVP_TGPP_ASSOCIATED_IDENTITIES, AVP_TGPP
                                         AVP_TGPP_REASON_INFO, AVP_USER_NAME)
 
 from .codec import VENDOR_3GPP as V3GPP
-from .codec import AvpReader, Command, ResultCode, avp
+from .codec import AvpReader, Command, avp
 from .cx_base import (DeregistrationReasonCode, PpaResult, PprRequest, RtaResult, RtrRequest,
                       answer_reader, charging_information_avp, cx_answer, cx_request,
-                      read_charging_information, required)
-from .errors import ProtocolError
+                      read_charging_information, required, required_enum)
 
 
 def _associated_identities(names) -> list[Avp]:
@@ -46,12 +45,8 @@ def decode_rtr(msg: Message) -> RtrRequest:
     reader = AvpReader(msg.avps)
     reason = AvpReader(required(reader, AVP_TGPP_DEREGISTRATION_REASON, V3GPP,
                                 "Deregistration-Reason"))
-    code = required(reason, AVP_TGPP_REASON_CODE, V3GPP, "Reason-Code")
-    try:
-        reason_code = DeregistrationReasonCode(code)
-    except ValueError:
-        raise ProtocolError(ResultCode.DIAMETER_INVALID_AVP_VALUE,
-                            f"Reason-Code {code} is not defined") from None
+    reason_code = required_enum(reason, DeregistrationReasonCode, AVP_TGPP_REASON_CODE, V3GPP,
+                                "Reason-Code")
     return RtrRequest(user_name=required(reader, AVP_USER_NAME, 0, "User-Name"),
                       reason_code=reason_code,
                       reason_info=reason.text(AVP_TGPP_REASON_INFO, V3GPP),

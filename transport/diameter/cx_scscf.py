@@ -23,11 +23,10 @@ from diameter.message.constants import (AVP_DESTINATION_HOST, AVP_DESTINATION_RE
                                         AVP_TGPP_WILDCARDED_PSI, AVP_USER_NAME)
 
 from .codec import VENDOR_3GPP as V3GPP
-from .codec import AvpReader, Command, ResultCode, avp
+from .codec import AvpReader, Command, avp
 from .cx_base import (MaaResult, MarRequest, SaaResult, SarRequest, ServerAssignmentType,
                       SipAuthItem, answer_reader, charging_information_avp, cx_answer, cx_request,
-                      read_charging_information, required)
-from .errors import ProtocolError
+                      read_charging_information, required, required_enum)
 
 # -- Server-Assignment --------------------------------------------------------------------------
 
@@ -54,12 +53,8 @@ def encode_sar(req: SarRequest, origin_host: str, origin_realm: str, session_id:
 
 def decode_sar(msg: Message) -> SarRequest:
     reader = AvpReader(msg.avps)
-    code = required(reader, AVP_TGPP_SERVER_ASSIGNMENT_TYPE, V3GPP, "Server-Assignment-Type")
-    try:
-        assignment_type = ServerAssignmentType(code)
-    except ValueError:
-        raise ProtocolError(ResultCode.DIAMETER_INVALID_AVP_VALUE,
-                            f"Server-Assignment-Type {code} is not defined") from None
+    assignment_type = required_enum(reader, ServerAssignmentType, AVP_TGPP_SERVER_ASSIGNMENT_TYPE,
+                                    V3GPP, "Server-Assignment-Type")
     return SarRequest(
         public_identity=reader.text(AVP_TGPP_PUBLIC_IDENTITY, V3GPP) or "",
         user_name=reader.text(AVP_USER_NAME),
