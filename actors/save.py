@@ -22,7 +22,8 @@ from transport.sip.uri import parse_uri
 
 RETRY_AFTER = "10"
 
-Propagate = Callable[[list[str], RegState, dict[str, Binding], Profile | None], Awaitable[None]]
+# (other members of the set, their new state, bindings and profile, why bindings went)
+Propagate = Callable[[list[str], RegState, dict[str, Binding], Profile | None, str], Awaitable[None]]
 
 
 @dataclass
@@ -91,7 +92,7 @@ async def _save(impu: Impu, req: RegisterRequest, ctx: SaveContext) -> Reply:
     others = [i for i in profile.identities if i != impu.identity]
     if others:
         try:
-            await ctx.propagate(others, state, plan.bindings, kept)
+            await ctx.propagate(others, state, plan.bindings, kept, "user")
         except Exception:  # another shard unavailable: tell the UE to retry, apply nothing here
             return Reply(503, "Implicit set update failed", [("Retry-After", RETRY_AFTER)])
     before = (impu.state, impu.bindings, impu.profile)

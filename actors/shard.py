@@ -120,11 +120,11 @@ class ImpuShard:
         mailbox: two members of one set registering at once on two shards would deadlock."""
         await self.ready()
         changed = []
-        for identity, state, bindings, profile in updates:
+        for identity, state, bindings, profile, reason in updates:
             impu = self._impu(identity)
             old = impu.bindings
             impu.apply(state, bindings, profile)
-            notify_change(impu, old, "user", self.events)
+            notify_change(impu, old, reason, self.events)
             changed.append(self._persist(impu))
         await asyncio.gather(*changed)
         return [None] * len(updates)
@@ -246,11 +246,12 @@ class ImpuShard:
 
     async def _propagate(
         self, identities: list[str], state: RegState, bindings: dict[str, Binding],
-        profile: Profile | None,
+        profile: Profile | None, reason: str,
     ) -> None:
         by_shard: dict[int, list[tuple]] = defaultdict(list)
         for identity in identities:
-            by_shard[shard_of(identity, self.shards)].append((identity, state, bindings, profile))
+            by_shard[shard_of(identity, self.shards)].append(
+                (identity, state, bindings, profile, reason))
         remote = []
         for index, updates in by_shard.items():
             if index == self.index:

@@ -90,7 +90,7 @@ async def _apply_to_set(impu: Impu, members: Profile | None, state: RegState,
     ``reason`` tells watchers why bindings went (a key of reginfo.REMOVAL_EVENTS)."""
     others = [i for i in members.identities if i != impu.identity] if members else []
     if others:
-        await ctx.propagate(others, state, {}, profile)
+        await ctx.propagate(others, state, {}, profile, reason)
     old = impu.bindings
     impu.apply(state, {}, profile)
     if ctx.events:  # before the write, as in save(): the subscriptions' versions go with it

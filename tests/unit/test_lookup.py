@@ -160,6 +160,7 @@ def test_unregister_removes_the_set_then_sends_administrative_deregistration():
     assert (sar.public_identity, sar.user_name, sar.assignment_type) == (
         ALICE, "alice@ims.test", SAT.ADMINISTRATIVE_DEREGISTRATION)
     assert fakes.propagated == [(["tel:+15550001"], RegState.NOT_REGISTERED, [])]
+    assert fakes.propagation_reasons == ["network"]  # the set's watchers hear "deactivated" too
     assert (impu.state, impu.bindings, impu.profile) == (RegState.NOT_REGISTERED, {}, None)
     assert fakes.persisted == [(ALICE, RegState.NOT_REGISTERED, [])]
 

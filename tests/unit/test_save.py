@@ -33,6 +33,7 @@ class Fakes:
         self.answer = answer
         self.sars = []
         self.propagated = []
+        self.propagation_reasons = []
         self.persisted = []
         self.store_down = False
 
@@ -42,8 +43,9 @@ class Fakes:
             raise self.answer
         return self.answer
 
-    async def propagate(self, identities, state, bindings, profile):
+    async def propagate(self, identities, state, bindings, profile, reason):
         self.propagated.append((identities, state, sorted(bindings)))
+        self.propagation_reasons.append(reason)
 
     async def persist(self, impu):
         if self.store_down:
@@ -72,6 +74,7 @@ def test_first_register_sends_sar_and_registers_the_implicit_set():
         "sip:alice@ims.test", "alice@ims.test", "sip:scscf.ims.test:5060", SAT.REGISTRATION)
     assert sar.user_data_already_available is False
     assert fakes.propagated == [(["tel:+15550001", "sip:alice-barred@ims.test"], RegState.REGISTERED, ["uri:sip:a@10.0.0.1"])]
+    assert fakes.propagation_reasons == ["user"]
     assert ("P-Associated-URI", "<sip:alice@ims.test>, <tel:+15550001>") in reply.headers
     assert ("Service-Route", "<sip:orig@scscf.ims.test:5060;lr>") in reply.headers
     assert impu.state == RegState.REGISTERED
