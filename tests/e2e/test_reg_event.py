@@ -9,7 +9,7 @@ import pytest
 import ray
 from lxml import etree
 
-from actors.routing import shard_name
+from actors.routing import shard_name, shard_of
 from tests.conftest import registrar_config, start_registrar
 from tests.e2e.sipp import SIPP, SippRun, Step, free_port, register, run_sipp
 
@@ -240,3 +240,17 @@ def test_publish_that_terminates_a_contact_removes_its_binding(registrar, tmp_pa
     assert refused.reason == "Not authorised to publish this registration"
     (query,) = run_sipp([Step(register(user, contact="", cseq=9), 200)], registrar.sip_port, "udp", tmp_path, "q")
     assert [c.split(";")[0] for c in query.headers.get_all("Contact")] == [f"<{kept}>"]
+
+
+def test_network_deregistration_tells_watchers_deactivated(registrar, tmp_path):
+    user = "netdereg"
+    contact = f"sip:{user}@10.0.0.9"
+    run_sipp([Step(register(user, contact=f"<{contact}>"), 200)], registrar.sip_port, "udp", tmp_path, "regn")
+    watcher = SippRun(watcher_xml(subscribe_text(user, asserted=f"sip:{user}@ims.test"), 1),
+                      registrar.sip_port, "udp", tmp_path, "netwatch")
+    wait_for(lambda: len(notifies(watcher.messages())) == 1)
+    shard = ray.get_actor(shard_name(shard_of(f"sip:{user}@ims.test", 2)), namespace=NAMESPACE)
+    assert ray.get(shard.unregister.remote(f"sip:{user}@ims.test")).removed == 1
+    _, last = notifies(watcher.wait())
+    assert last.headers.get("Subscription-State") == "terminated;reason=noresource"
+    assert contact_events(reginfo(last)) == {contact: ("terminated", "deactivated")}
