@@ -39,6 +39,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
+def rss_bytes(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def process_table(names: tuple[str, ...]) -> dict[int, str]:
     """pid -> short name for every process whose command line mentions one of ``names``."""
     table = {}
@@ -108,8 +118,11 @@ transports_per_node = {args.transports}
         watched = process_table(("ray::", "gcs_server", "raylet", "redis-server"))
         watched[registrar.process.pid] = "scscf serve (driver + HSS emulator)"
         before = {pid: cpu_seconds(pid) for pid in watched}
+        shards = [pid for pid, name in watched.items() if name.startswith("ray::ImpuShard")]
+        memory_before = sum(rss_bytes(pid) for pid in shards)
         result = run_sipp(sip, args.transport, args.users, args.rate, "user", workdir)
         result["cpu"] = {watched[pid]: cpu_seconds(pid) - before[pid] for pid in watched}
+        result["shard_memory"] = sum(rss_bytes(pid) for pid in shards) - memory_before
     finally:
         registrar.process.send_signal(signal.SIGINT)
         registrar.stop()
@@ -132,6 +145,8 @@ def report(args, store: str, result: dict) -> float:
         if seconds >= 0.01:
             print(f"  {name:45s} {seconds:7.2f}  {100 * seconds / elapsed:5.1f}%")
     total = sum(result["cpu"].values())
+    print(f"shard memory grew {result['shard_memory'] / 2**20:.1f} MiB: "
+          f"{result['shard_memory'] / max(ok, 1):.0f} bytes per registered identity")
     print(f"  {'total':45s} {total:7.2f}  -> {1000 * total / max(ok, 1):.3f} ms CPU per REGISTER")
     return ok / elapsed if failed <= args.users // 100 else 0.0
 
