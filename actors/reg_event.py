@@ -17,8 +17,8 @@ from actors.expires import ExpiresPolicy
 from actors.impu import Binding, Impu, Reply
 from actors.reginfo import ReginfoError, build_reginfo, parse_reginfo, registration_infos
 from actors.subscription import (
-    END_REASONS, Subscription, can_publish, can_subscribe, notify_request, on_notify_failure,
-    refresh, subscription_key,
+    END_REASONS, Subscription, can_publish_reg, can_subscribe_to_reg, notify_request,
+    on_notify_failure, refresh, subscription_key,
 )
 from transport.sip.uri import uri_equal
 
@@ -79,7 +79,7 @@ class EventContext:
     pending: set = field(default_factory=set)  # NOTIFY tasks in flight, kept from the GC
 
 
-async def subscribe(impu: Impu, req: SubscribeRequest, ctx: EventContext) -> Reply:
+async def subscribe_to_reg(impu: Impu, req: SubscribeRequest, ctx: EventContext) -> Reply:
     """subscribe_to_reg (with can_subscribe_to_reg): 200 OK and a full-state NOTIFY, or a
     rejection: 480 nothing registered, 481 unknown dialog, 403 not the UE nor its P-CSCF."""
     async with impu.mailbox:
@@ -91,7 +91,7 @@ async def subscribe(impu: Impu, req: SubscribeRequest, ctx: EventContext) -> Rep
             return Reply(481, "Subscription does not exist")
         if not bindings:
             return Reply(480, "Temporarily Unavailable")  # TS 24.229 5.4.2.1.1 step 0
-        if not can_subscribe(impu.profile, bindings, req.asserted, req.watcher):
+        if not can_subscribe_to_reg(impu.profile, bindings, req.asserted, req.watcher):
             return Reply(403, "Not authorised to subscribe to this registration")
         if sub is None:
             sub = Subscription(
@@ -115,7 +115,7 @@ async def subscribe(impu: Impu, req: SubscribeRequest, ctx: EventContext) -> Rep
         return Reply(200, "OK", [("Expires", str(granted)), ("Contact", f"<{ctx.scscf_uri}>")])
 
 
-async def publish(impu: Impu, req: PublishRequest, now: float, ctx: EventContext,
+async def publish_reg(impu: Impu, req: PublishRequest, now: float, ctx: EventContext,
                   remove: Callable[[Impu, list[str]], Awaitable[None]]) -> Reply:
     """publish_reg (with can_publish_reg): contacts the reginfo body marks terminated lose their
     binding; ``remove`` drops them, writes through and notifies, as any de-registration."""
@@ -125,7 +125,7 @@ async def publish(impu: Impu, req: PublishRequest, now: float, ctx: EventContext
         return Reply(400, f"Bad reginfo body: {exc}"[:120])
     async with impu.mailbox:
         bindings = impu.live_bindings(now)
-        if not can_publish(impu.profile, bindings, req.asserted, req.watcher):
+        if not can_publish_reg(impu.profile, bindings, req.asserted, req.watcher):
             return Reply(403, "Not authorised to publish this registration")
         ended = [b.key for b in bindings.values()
                  for reg in registrations for c in reg.contacts

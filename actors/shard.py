@@ -19,7 +19,7 @@ from actors.impu import (
 from actors.routing import SLOTS, jump_hash, shard_name, shard_of
 from actors.reg_event import (
     EventContext, NotifyJob, PublishRequest, SubscribeRequest, expire_subscriptions,
-    notify_change, publish, subscribe,
+    notify_change, publish_reg, subscribe_to_reg,
 )
 from actors.save import SaveContext, save
 from actors.subscription import subscription_expires
@@ -323,13 +323,13 @@ class ImpuShard:
 
     async def subscribe_batch(self, requests: list[SubscribeRequest]) -> list[Reply]:
         await self.ready()
-        return await asyncio.gather(*(self._guarded(r.presentity, subscribe, r, self.events)
+        return await asyncio.gather(*(self._guarded(r.presentity, subscribe_to_reg, r, self.events)
                                       for r in requests))
 
     async def publish_batch(self, requests: list[PublishRequest]) -> list[Reply]:
         await self.ready()
         return await asyncio.gather(*(self._guarded(
-            r.presentity, publish, r, time.time(), self.events, self._remove_bindings)
+            r.presentity, publish_reg, r, time.time(), self.events, self._remove_bindings)
             for r in requests))
 
     async def _guarded(self, identity: str, procedure, *args) -> Reply:

@@ -79,7 +79,7 @@ def subscription_expires(registrar: RegistrarConfig) -> ExpiresPolicy:
     )
 
 
-def can_subscribe(
+def can_subscribe_to_reg(
     profile: Profile | None, bindings: dict[str, Binding], asserted_identity: str | None,
     watcher_uri: str,
 ) -> bool:
@@ -93,7 +93,7 @@ def can_subscribe(
 
 
 # The guide's can_publish_reg admits the same entities as can_subscribe_to_reg.
-can_publish = can_subscribe
+can_publish_reg = can_subscribe_to_reg
 
 
 def _hostport(value: str) -> tuple[str, int] | None:

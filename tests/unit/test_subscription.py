@@ -8,7 +8,7 @@ from actors.config import RegistrarConfig
 from actors.impu import Binding, Profile, Reply
 from actors.reginfo import build_reginfo, registration_infos
 from actors.subscription import (
-    END_REASONS, TERMINATION_REASONS, Subscription, can_publish, can_subscribe, notify_request,
+    END_REASONS, TERMINATION_REASONS, Subscription, can_publish_reg, can_subscribe_to_reg, notify_request,
     on_notify_failure, refresh, subscription_expires, subscription_key,
 )
 
@@ -54,15 +54,15 @@ BINDINGS = {"b": binding()}
     (None, "not a uri", False),
 ])
 def test_who_may_subscribe_and_publish(asserted, watcher, allowed):
-    assert can_subscribe(SET, BINDINGS, asserted, watcher) is allowed
-    assert can_publish(SET, BINDINGS, asserted, watcher) is allowed
+    assert can_subscribe_to_reg(SET, BINDINGS, asserted, watcher) is allowed
+    assert can_publish_reg(SET, BINDINGS, asserted, watcher) is allowed
 
 
 def test_p_cscf_needs_a_binding_through_it():
-    assert can_subscribe(SET, {}, None, "sip:pcscf.ims.test") is False
-    assert can_subscribe(SET, {"b": binding(path=())}, None, "sip:pcscf.ims.test") is False
-    assert can_subscribe(None, BINDINGS, None, "sip:pcscf.ims.test") is True
-    assert can_subscribe(None, BINDINGS, ALICE, ALICE) is False  # no profile: no set to be in
+    assert can_subscribe_to_reg(SET, {}, None, "sip:pcscf.ims.test") is False
+    assert can_subscribe_to_reg(SET, {"b": binding(path=())}, None, "sip:pcscf.ims.test") is False
+    assert can_subscribe_to_reg(None, BINDINGS, None, "sip:pcscf.ims.test") is True
+    assert can_subscribe_to_reg(None, BINDINGS, ALICE, ALICE) is False  # no profile: no set to be in
 
 
 def test_expiry_follows_the_subscription_parameters():
