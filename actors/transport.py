@@ -62,8 +62,11 @@ class SipTransport:
         bound = []
         for spec in self.listen:
             proto, host, port = parse_listen(spec)
-            start = endpoints.start_udp if proto == "udp" else endpoints.start_tcp
-            endpoint = await start(host, port, self._on_message, reuse_port=True)
+            if proto == "udp":  # one P-CSCF's datagrams go to every transport of the node
+                endpoint = await endpoints.start_udp(
+                    host, port, self._on_message, spread=self.config.ray.transports_per_node)
+            else:  # a TCP connection stays with the transport that accepted it
+                endpoint = await endpoints.start_tcp(host, port, self._on_message)
             self.endpoints.append(endpoint)
             self._by_proto.setdefault(proto, endpoint)
             bound.append(f"{proto}:{host}:{endpoint.port}")

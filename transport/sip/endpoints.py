@@ -19,6 +19,7 @@ from .framing import PING, StreamFramer
 from .message import Request, Response
 from .parser import parse_message
 from .rejection import error_response
+from .reuseport import spread_randomly
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +144,12 @@ class UdpEndpoint(_Endpoint, asyncio.DatagramProtocol):
 
 
 async def start_udp(host: str, port: int, on_message: OnMessage, *,
-                    reuse_port: bool = True) -> UdpEndpoint:
+                    reuse_port: bool = True, spread: int = 1) -> UdpEndpoint:
+    """``spread``: how many processes share the port; above 1, datagrams are spread over them
+    at random rather than by sender (see reuseport.py)."""
     sock = _bound_socket(host, port, socket.SOCK_DGRAM, reuse_port)
+    if reuse_port and spread > 1:
+        spread_randomly(sock, spread)
     endpoint = UdpEndpoint(on_message)
     endpoint.address = sock.getsockname()[:2]
     await asyncio.get_running_loop().create_datagram_endpoint(lambda: endpoint, sock=sock)
