@@ -15,7 +15,7 @@ from actors.impu import (
 from actors.reg_event import EventContext, notify_change
 from actors.store import StoreError
 from actors.user_data import UserDataError, parse_user_data
-from transport.diameter.cx import SaaResult, SarRequest
+from transport.diameter.cx import SaaResult, SarRequest, ServerAssignmentType as SAT
 from transport.diameter.router import CxUnavailable
 from transport.sip.errors import SipParseError
 from transport.sip.uri import parse_uri
@@ -84,10 +84,15 @@ async def _save(impu: Impu, req: RegisterRequest, ctx: SaveContext) -> Reply:
     if profile is None:
         profile = Profile(impi, (req.aor,), frozenset(), None)
     if plan.bindings:
+        refusal = None
         if req.aor not in profile.identities:
-            return Reply(403, "Identity not in the HSS profile")
-        if req.aor in profile.barred:
-            return Reply(403, "Public identity barred")
+            refusal = Reply(403, "Identity not in the HSS profile")
+        elif req.aor in profile.barred:
+            refusal = Reply(403, "Public identity barred")
+        if refusal:
+            if plan.assignment == SAT.REGISTRATION:  # the HSS just recorded a registration
+                await _undo_registration(req, impi, ctx)
+            return refusal
     state, kept = _after(plan, profile, ctx.rules)
     others = [i for i in profile.identities if i != impu.identity]
     if others:
@@ -124,6 +129,17 @@ def _sar_request(req: RegisterRequest, impi: str | None, plan: RegisterPlan, ctx
         user_data_already_available=plan.user_data_already_available,
         destination_realm=ctx.dest_realm,
     )
+
+
+async def _undo_registration(req: RegisterRequest, impi: str | None, ctx: SaveContext) -> None:
+    """A REGISTER refused after its SAR REGISTRATION succeeded: the HSS must not keep this
+    S-CSCF as the user's registered one, so it hears USER_DEREGISTRATION (best effort)."""
+    undo = SarRequest(public_identity=req.aor, user_name=impi, server_name=ctx.scscf_name,
+                      assignment_type=SAT.USER_DEREGISTRATION, destination_realm=ctx.dest_realm)
+    try:
+        await ctx.sar(undo)
+    except CxUnavailable:
+        pass  # the HSS will learn at the user's next registration
 
 
 # Experimental-Result codes of TS 29.229 6.2.2 that say the user may not register here.

@@ -10,13 +10,11 @@ with TIMEOUT_DEREGISTRATION the HSS emulator saw. Not a test.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +25,7 @@ import ray  # noqa: E402
 
 from actors.routing import shard_name  # noqa: E402
 from scripts.bench_register import run_sipp  # noqa: E402
-from tests.conftest import registrar_config, start_registrar  # noqa: E402
+from tests.conftest import hss_sar_log, registrar_config, start_registrar  # noqa: E402
 from tests.e2e.sipp import free_port  # noqa: E402
 
 
@@ -50,8 +48,8 @@ def main() -> int:
         shards = [ray.get_actor(shard_name(i), namespace="bench-expiry") for i in range(2)]
         lags = sorted(lag for s in shards for lag in ray.get(s.recent_expiry_lags.remote()))
         left = sum(c["contacts"] for c in ray.get([s.counts.remote() for s in shards]))
-        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/sar_log", timeout=5) as answer:
-            timeouts = sum(e["assignment_type_name"] == "TIMEOUT_DEREGISTRATION" for e in json.load(answer))
+        timeouts = sum(e["assignment_type_name"] == "TIMEOUT_DEREGISTRATION"
+                       for e in hss_sar_log(admin))
     finally:
         registrar.stop()
         ray.shutdown()

@@ -1,12 +1,14 @@
 """Shared fixtures: one Ray runtime per test session, and registrars started as `scscf serve`."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +45,12 @@ class Registrar:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
+
+
+def hss_sar_log(admin_port: int) -> list[dict]:
+    """Every SAR the HSS emulator received, from its admin interface ([hss] admin_listen)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/sar_log", timeout=5) as answer:
+        return json.load(answer)
 
 
 def registrar_config(namespace: str, workdir: Path, sip_port: int, **extra: str) -> str:

@@ -1,18 +1,16 @@
 """Registrations that survive: expiry on time, a shard restarted by Ray, a whole registrar killed."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import time
-import urllib.request
 
 import pytest
 import ray
 
 from actors.routing import shard_name
-from tests.conftest import registrar_config, start_registrar
+from tests.conftest import hss_sar_log, registrar_config, start_registrar
 from tests.e2e.sipp import SIPP, SCENARIOS, Step, free_port, register, run_sipp
 from tests.redis_server import RedisServer, available as redis_available
 
@@ -23,11 +21,6 @@ def config_text(namespace: str, workdir, sip: int, admin: int, *, min_expires=60
                 store='backend = "sqlite"') -> str:
     return registrar_config(namespace, workdir, sip, registrar=f"min_expires = {min_expires}",
                             hss=f'admin_listen = "127.0.0.1:{admin}"', store=store)
-
-
-def sar_log(admin: int) -> list[dict]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/sar_log", timeout=5) as answer:
-        return json.load(answer)
 
 
 def shards(namespace: str, count: int) -> list:
@@ -82,7 +75,7 @@ def test_expired_bindings_go_within_a_second_with_timeout_deregistration(ray_add
         assert len(gone_at) == len(users)
         # every binding expired 3 s after its 200 OK and was gone less than 1 s later
         assert max(gone_at.values()) < registered_at + 3 + 1.0
-        timeouts = {e["public_identity"] for e in sar_log(admin)
+        timeouts = {e["public_identity"] for e in hss_sar_log(admin)
                     if e["assignment_type_name"] == "TIMEOUT_DEREGISTRATION"}
         assert timeouts == set(users)
         counts = ray.get([s.counts.remote() for s in shards("e2e-expiry", 2)])

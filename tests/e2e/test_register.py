@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import registrar_config, start_registrar
+from tests.conftest import hss_sar_log, registrar_config, start_registrar
 from tests.e2e.sipp import SIPP, Step, free_port, register, run_sipp
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(SIPP is None, reason="sipp is not installed")]
@@ -15,19 +15,25 @@ impus = ["sip:alice@ims.test", "tel:+15550001", "sip:alice.work@ims.test"]
 barred = ["sip:alice-barred@ims.test"]
 
 [[subscriber]]
+impi = "carol@ims.test"
+impus = ["sip:carol@ims.test"]
+barred = ["sip:carol-barred@ims.test"]
+
+[[subscriber]]
 impi = "bob@ims.test"
 impus = ["sip:bob@ims.test", "sip:bob.home@ims.test"]
 """
 
 ALICE_AUTH = 'Authorization: Digest username="alice@ims.test", realm="ims.test", uri="sip:ims.test", nonce="", response=""'
 BOB_AUTH = ALICE_AUTH.replace("alice@", "bob@")
+CAROL_AUTH = ALICE_AUTH.replace("alice@", "carol@")
 
 
 @pytest.fixture(scope="module")
 def registrar(ray_address, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("registrar")
     (workdir / "subscribers.toml").write_text(SUBSCRIBERS)
-    sip = free_port()
+    sip, admin = free_port(), free_port()
     config = registrar_config("e2e-register", workdir, sip, registrar=f"""
 min_expires = 60
 max_expires = 7200
@@ -35,8 +41,10 @@ scscf_name = "sip:scscf.ims.test:{sip}"
 """, hss=f"""
 subscribers = "{workdir / 'subscribers.toml'}"
 auto_provision_domain = "ims.test"
+admin_listen = "127.0.0.1:{admin}"
 """)
     server = start_registrar(config, workdir, sip, ray_address)
+    server.hss_admin = admin
     yield server
     assert server.stop() == 0, "".join(server.output[-40:])
 
@@ -146,11 +154,15 @@ def test_implicit_set_registers_every_identity(registrar, tmp_path, transport):
 def test_barred_and_unknown_users_are_forbidden(registrar, tmp_path, transport):
     barred, unknown = exchange(
         registrar, tmp_path, transport,
-        Step(register("alice-barred", extra=ALICE_AUTH, cseq=1), 403),
+        Step(register("carol-barred", extra=CAROL_AUTH, cseq=1), 403),
         Step(register("nobody", domain="elsewhere.test", cseq=2), 403),
     )
     assert barred.reason == "Public identity barred"
     assert unknown.reason == "User unknown"
+    # the HSS recorded the barred identity's REGISTRATION, then heard it undone
+    sars = [(e["assignment_type_name"]) for e in hss_sar_log(registrar.hss_admin)
+            if e["public_identity"] == "sip:carol-barred@ims.test"]
+    assert sars[-2:] == ["REGISTRATION", "USER_DEREGISTRATION"]
 
 
 def test_malformed_register_is_400_with_reason(registrar, tmp_path, transport):

@@ -119,8 +119,12 @@ def test_barred_identity_is_403():
     impu = Impu("sip:alice-barred@ims.test")
     req = register(contact("sip:a@h", 600))
     req.aor = "sip:alice-barred@ims.test"
-    assert run(impu, req, Fakes(saa())) == Reply(403, "Public identity barred")
+    fakes = Fakes(saa())
+    assert run(impu, req, fakes) == Reply(403, "Public identity barred")
     assert impu.bindings == {}
+    # the HSS recorded the REGISTRATION: it is told the identity is not registered here after all
+    assert [s.assignment_type for s in fakes.sars] == [SAT.REGISTRATION, SAT.USER_DEREGISTRATION]
+    assert fakes.sars[1].public_identity == "sip:alice-barred@ims.test"
 
 
 def test_invalid_user_data_is_500_and_nothing_is_stored():
