@@ -11,7 +11,7 @@ import logging
 from actors.impu import Impu, RegState
 from actors.reg_event import notify_change
 from actors.save import SaveContext
-from transport.diameter.cx import SarRequest, ServerAssignmentType as SAT
+from transport.diameter.cx import ServerAssignmentType as SAT
 from transport.diameter.router import CxUnavailable
 
 log = logging.getLogger(__name__)
@@ -47,10 +47,8 @@ def _speaks_for_set(identity: str, profile) -> bool:
 async def _timeout_sar(identity: str, impi: str | None, ctx: SaveContext) -> None:
     assignment = (SAT.TIMEOUT_DEREGISTRATION_STORE_SERVER_NAME if ctx.rules.store_profile_dereg
                   else SAT.TIMEOUT_DEREGISTRATION)
-    request = SarRequest(public_identity=identity, user_name=impi, server_name=ctx.scscf_name,
-                         assignment_type=assignment, destination_realm=ctx.dest_realm)
     try:
-        saa = await ctx.sar(request)
+        saa = await ctx.sar(ctx.sar_request(identity, impi, assignment))
     except CxUnavailable as exc:  # the binding is gone either way; the HSS learns at next SAR
         log.warning("timeout de-registration of %s not sent: %s", identity, exc)
         return

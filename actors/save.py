@@ -40,6 +40,13 @@ class SaveContext:
     support_wildcard_psi: bool = False
     events: EventContext | None = None  # the reg event package: NOTIFYs on every change
 
+    def sar_request(self, identity: str, impi: str | None, assignment: SAT,
+                    user_data_already_available: bool = False) -> SarRequest:
+        """A SAR from this S-CSCF (Server-Name, Destination-Realm) about one identity."""
+        return SarRequest(public_identity=identity, user_name=impi, server_name=self.scscf_name,
+                          assignment_type=assignment, destination_realm=self.dest_realm,
+                          user_data_already_available=user_data_already_available)
+
     def profile(self, user_data: str) -> Profile:
         return profile_from_user_data(user_data, self.user_data_xsd, self.user_data_dtd,
                                       self.support_wildcard_psi)
@@ -70,7 +77,8 @@ async def _save(impu: Impu, req: RegisterRequest, ctx: SaveContext) -> Reply:
         return Reply(200, "OK", ok_headers({}, req, None, now, ctx.service_route))
     impi = req.impi or (impu.profile.impi if impu.profile else None)
     try:
-        saa = await ctx.sar(_sar_request(req, impi, plan, ctx))
+        saa = await ctx.sar(ctx.sar_request(req.aor, impi, plan.assignment,
+                                            plan.user_data_already_available))
     except CxUnavailable as exc:
         return Reply(503, f"HSS unavailable: {exc}"[:100], [("Retry-After", RETRY_AFTER)])
     if not saa.success:
@@ -120,24 +128,11 @@ def _after(plan: RegisterPlan, profile: Profile, rules: RegisterRules) -> tuple[
     return RegState.NOT_REGISTERED, None
 
 
-def _sar_request(req: RegisterRequest, impi: str | None, plan: RegisterPlan, ctx: SaveContext) -> SarRequest:
-    return SarRequest(
-        public_identity=req.aor,
-        user_name=impi,
-        server_name=ctx.scscf_name,
-        assignment_type=plan.assignment,
-        user_data_already_available=plan.user_data_already_available,
-        destination_realm=ctx.dest_realm,
-    )
-
-
 async def _undo_registration(req: RegisterRequest, impi: str | None, ctx: SaveContext) -> None:
     """A REGISTER refused after its SAR REGISTRATION succeeded: the HSS must not keep this
     S-CSCF as the user's registered one, so it hears USER_DEREGISTRATION (best effort)."""
-    undo = SarRequest(public_identity=req.aor, user_name=impi, server_name=ctx.scscf_name,
-                      assignment_type=SAT.USER_DEREGISTRATION, destination_realm=ctx.dest_realm)
     try:
-        await ctx.sar(undo)
+        await ctx.sar(ctx.sar_request(req.aor, impi, SAT.USER_DEREGISTRATION))
     except CxUnavailable:
         pass  # the HSS will learn at the user's next registration
 

@@ -218,14 +218,7 @@ class ImpuShard:
         self._forget_if_unused(impu)
 
     async def _register(self, req: RegisterRequest) -> Reply:
-        impu = self._impu(req.aor)
-        try:
-            return self.metrics.count_reply(await save(impu, req, self.ctx))
-        except Exception:
-            log.exception("REGISTER for %s failed", req.aor)
-            return self.metrics.count_reply(INTERNAL_ERROR)
-        finally:
-            self._forget_if_unused(impu)
+        return self.metrics.count_reply(await self._guarded(req.aor, save, req, self.ctx))
 
     def _impu(self, identity: str) -> Impu:
         impu = self.impus.get(identity)
@@ -333,6 +326,8 @@ class ImpuShard:
             for r in requests))
 
     async def _guarded(self, identity: str, procedure, *args) -> Reply:
+        """Runs a procedure (save, subscribe_to_reg, publish_reg) on the identity's IMPU: a bug
+        answers 500 instead of failing the whole batch; what changed was scheduled by _persist."""
         impu = self._impu(identity)
         try:
             return await procedure(impu, *args)
@@ -340,7 +335,6 @@ class ImpuShard:
             log.exception("%s for %s failed", procedure.__name__, identity)
             return INTERNAL_ERROR
         finally:
-            self._schedule(impu)
             self._forget_if_unused(impu)
 
     async def _remove_bindings(self, impu: Impu, keys: list[str]) -> None:

@@ -109,21 +109,23 @@ class SipTransport:
         return self._response(request, Reply(405, "Method Not Allowed", [("Allow", ALLOW)]))
 
     async def _register(self, request: Request, peer, reliable: bool) -> Response:
-        received = f"{'tcp' if reliable else 'udp'}:{peer[0]}:{peer[1]}"
         try:
-            req = register_request(request, received)
+            req = register_request(request, _flow(peer, reliable))
         except SipParseError as exc:
             return self._response(request, Reply(exc.status, exc.reason))
-        index = shard_of(req.aor, self.shards)
+        return self._response(request, await self._to_shard(req.aor, "register_batch", req))
+
+    async def _to_shard(self, identity: str, method: str, item) -> Reply:
+        """The shard owning ``identity`` answers ``item``, in the next batch of ``method``."""
+        index = shard_of(identity, self.shards)
         try:
-            outcome = await self._batcher(index).submit(req)
+            return await self._batcher(index, method).submit(item)
         except Exception as exc:  # shard restarting or unreachable: the UE should retry soon
             log.warning("shard %d unavailable: %s", index, exc)
-            outcome = Reply(503, "Registrar shard unavailable", [("Retry-After", RETRY_AFTER)])
-        return self._response(request, outcome)
+            return Reply(503, "Registrar shard unavailable", [("Retry-After", RETRY_AFTER)])
 
     async def _event(self, request: Request, peer, reliable: bool) -> Response:
-        received = f"{'tcp' if reliable else 'udp'}:{peer[0]}:{peer[1]}"
+        received = _flow(peer, reliable)
         try:
             if request.method == "SUBSCRIBE":
                 item = subscribe_request(request, received, self.name, _to_tag(request))
@@ -133,13 +135,8 @@ class SipTransport:
             return self._response(request, Reply(489, "Bad Event", [("Allow-Events", "reg")]))
         except SipParseError as exc:
             return self._response(request, Reply(exc.status, exc.reason))
-        index = shard_of(item.presentity, self.shards)
         method = "subscribe_batch" if request.method == "SUBSCRIBE" else "publish_batch"
-        try:
-            outcome = await self._batcher(index, method).submit(item)
-        except Exception as exc:
-            log.warning("shard %d unavailable: %s", index, exc)
-            outcome = Reply(503, "Registrar shard unavailable", [("Retry-After", RETRY_AFTER)])
+        outcome = await self._to_shard(item.presentity, method, item)
         if request.method == "SUBSCRIBE" and outcome.status == 200:
             outcome.headers.append(("Event", request.headers.get("Event")))
         return self._response(request, outcome)
@@ -212,7 +209,7 @@ class SipTransport:
         response.headers.add("Server", SERVER)
         return response
 
-    def _batcher(self, index: int, method: str = "register_batch") -> Batcher:
+    def _batcher(self, index: int, method: str) -> Batcher:
         batcher = self._batchers.get((index, method))
         if batcher is None:
             handle = ray.get_actor(shard_name(index), namespace=self.config.ray.namespace)
@@ -226,6 +223,11 @@ class SipTransport:
             horizon = time.monotonic() - TIMER_J
             for key in [k for k, (t, _) in self._completed.items() if t < horizon]:
                 del self._completed[key]
+
+
+def _flow(peer, reliable: bool) -> str:
+    """transport:host:port a request came on, as bindings and subscriptions keep it."""
+    return f"{'tcp' if reliable else 'udp'}:{peer[0]}:{peer[1]}"
 
 
 def _transaction_key(request: Request) -> tuple:

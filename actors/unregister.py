@@ -14,7 +14,7 @@ from actors.lookup import FOUND, INTERNAL_ERROR, NOT_FOUND
 from actors.reg_event import notify_change
 from actors.save import SaveContext
 from actors.user_data import UserDataError
-from transport.diameter.cx import SaaResult, SarRequest, ServerAssignmentType as SAT
+from transport.diameter.cx import SaaResult, ServerAssignmentType as SAT
 from transport.diameter.router import CxUnavailable
 
 log = logging.getLogger(__name__)
@@ -40,8 +40,8 @@ async def unregister(impu: Impu, ctx: SaveContext) -> Deregistration:
         removed = len(impu.live_bindings(ctx.clock()))
         await _apply_to_set(impu, profile, RegState.NOT_REGISTERED, None, ctx, "network")
         try:
-            saa = await ctx.sar(_sar(impu.identity, profile.impi if profile else None,
-                                     SAT.ADMINISTRATIVE_DEREGISTRATION, ctx))
+            saa = await ctx.sar(ctx.sar_request(impu.identity, profile.impi if profile else None,
+                                                SAT.ADMINISTRATIVE_DEREGISTRATION))
         except CxUnavailable as exc:
             log.warning("administrative de-registration of %s not sent: %s", impu.identity, exc)
             return Deregistration(FOUND, removed, f"not sent: {exc}")
@@ -58,7 +58,7 @@ async def assign_server_unreg(impu: Impu, ctx: SaveContext) -> int:
         if impu.state != RegState.NOT_REGISTERED:
             return FOUND
         try:
-            saa = await ctx.sar(_sar(impu.identity, None, SAT.UNREGISTERED_USER, ctx))
+            saa = await ctx.sar(ctx.sar_request(impu.identity, None, SAT.UNREGISTERED_USER))
         except CxUnavailable as exc:
             log.warning("unregistered-user assignment of %s failed: %s", impu.identity, exc)
             return INTERNAL_ERROR
@@ -107,8 +107,3 @@ def _profile(saa: SaaResult, ctx: SaveContext) -> Profile | None:
     except UserDataError as exc:
         log.warning("unusable user data from the HSS: %s", exc)
         return None
-
-
-def _sar(identity: str, impi: str | None, assignment: SAT, ctx: SaveContext) -> SarRequest:
-    return SarRequest(public_identity=identity, user_name=impi, server_name=ctx.scscf_name,
-                      assignment_type=assignment, destination_realm=ctx.dest_realm)
