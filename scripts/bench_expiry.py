@@ -23,7 +23,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 import ray  # noqa: E402
 
-from actors.routing import shard_name  # noqa: E402
+from actors.vocabulary import shard_name
 from scripts.bench_register import run_sipp  # noqa: E402
 from tests.conftest import hss_sar_log, registrar_config, start_registrar  # noqa: E402
 from tests.e2e.sipp import free_port  # noqa: E402

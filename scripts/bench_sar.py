@@ -21,15 +21,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from scripts.hss_emulator.config import split_host_port  # noqa: E402
 from transport.diameter.cx import SarRequest, ServerAssignmentType  # noqa: E402
-from transport.diameter.hss_config import split_host_port  # noqa: E402
 from transport.diameter.router import CxClient, CxUnavailable  # noqa: E402
 
 
 def start_emulator() -> tuple[subprocess.Popen, int]:
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": path}
-    process = subprocess.Popen([sys.executable, "-m", "scripts.hss", "--listen", "127.0.0.1:0"],
+    process = subprocess.Popen([sys.executable, "-m", "scripts.hss_emulator.cli", "--listen", "127.0.0.1:0"],
                                cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     line = process.stdout.readline()
     found = re.search(r"ready: Diameter on [^ ]+:(\d+)", line)

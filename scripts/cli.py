@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     rpc.add_argument("--url", default="http://127.0.0.1:5080", help="the [rpc] listen address")
     args, rest = parser.parse_known_args(argv)
     if args.command == "hss":
-        from scripts.hss import main as hss_main
+        from scripts.hss_emulator.cli import main as hss_main
 
         return hss_main(rest)
     if args.command == "rpc" and not rest:
@@ -41,36 +41,68 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def serve_forever(config) -> int:
-    from actors.deployment import init_ray, start_registrar
-
     import ray
+
+    from actors.ops.deployment import init_ray, start_registrar
 
     init_ray(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    hss = await start_embedded_hss(config) if config.hss.emulator else None
     try:
         deployment = await start_registrar(config)
     except Exception as exc:
         print(f"scscf: could not start: {exc}", file=sys.stderr)
+        if hss is not None:
+            await hss.stop()
         ray.shutdown()
         return 1
-    hss = f"; hss emulator on {config.hss.listen}" if deployment.hss else ""
+    hss_note = f"; hss emulator on {config.hss.listen}" if hss else ""
     rpc = f"; rpc {deployment.rpc.url}" if deployment.rpc else ""
-    print(f"ready: sip {' '.join(deployment.listeners)}{hss}{rpc}", flush=True)
+    print(f"ready: sip {' '.join(deployment.listeners)}{hss_note}{rpc}", flush=True)
     await stop.wait()
     print("stopping", flush=True)
     await deployment.stop()
+    if hss is not None:
+        await hss.stop()
     ray.shutdown()
     return 0
+
+
+async def start_embedded_hss(config):
+    """The HSS emulator in this process, listening before the Cx pool connects to it."""
+    from actors.config import parse_host_port
+    from scripts.hss_emulator.emulator import HssEmulator
+
+    hss = HssEmulator(hss_config(config))
+    await hss.start(*parse_host_port(config.hss.listen, "hss.listen"))
+    return hss
+
+
+def hss_config(config):
+    """The emulator's own configuration from the registrar's ``[hss]`` section."""
+    from scripts.hss_emulator.config import HssConfig
+
+    section = config.hss
+    raw: dict = {}
+    if section.subscribers:
+        raw = HssConfig.read_toml(section.subscribers)
+    if section.auto_provision_domain:
+        raw["auto_provision_domain"] = section.auto_provision_domain
+    if section.admin_listen:
+        raw["admin_listen"] = section.admin_listen
+    raw.setdefault("origin_realm", config.sip.domain)
+    raw.setdefault("origin_host", f"hss.{config.sip.domain}")
+    return HssConfig.from_toml(raw)
 
 
 def rpc_command(url: str, method: str, params: list[str]) -> int:
     """Prints the result as JSON; an error goes to stderr with exit status 1."""
     import json
 
-    from actors.rpc import call
+    from actors.ops.rpc import call
 
     try:
         reply = call(url, method, params)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.rpc import call
+from actors.ops.rpc import call
 from tests.conftest import start_registrar
 from tests.e2e.sipp import SIPP, Step, free_port, register, run_sipp
 

@@ -9,10 +9,11 @@ import time
 import pytest
 import ray
 
-from actors.routing import shard_name
+from actors.vocabulary import shard_name
 from tests.conftest import hss_sar_log, registrar_config, start_registrar
-from tests.e2e.sipp import SIPP, SCENARIOS, Step, free_port, register, run_sipp
-from tests.redis_server import RedisServer, available as redis_available
+from tests.e2e.sipp import SCENARIOS, SIPP, Step, free_port, register, run_sipp
+from tests.redis_server import RedisServer
+from tests.redis_server import available as redis_available
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(SIPP is None, reason="sipp is not installed")]
 
@@ -30,7 +31,7 @@ def shards(namespace: str, count: int) -> list:
 def snapshot(namespace: str, count: int, users: list[str]) -> dict[str, list[str]]:
     """Contact URIs per identity, read from the shards themselves."""
     handles = shards(namespace, count)
-    from actors.routing import shard_of
+    from actors.rules.routing import shard_of
     out = {}
     for user in users:
         shown = ray.get(handles[shard_of(user, count)].show.remote(user))

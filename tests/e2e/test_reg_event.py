@@ -9,7 +9,8 @@ import pytest
 import ray
 from lxml import etree
 
-from actors.routing import shard_name, shard_of
+from actors.rules.routing import shard_of
+from actors.vocabulary import shard_name
 from tests.conftest import registrar_config, start_registrar
 from tests.e2e.sipp import SIPP, SippRun, Step, free_port, register, run_sipp
 

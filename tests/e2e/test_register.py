@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from actors.vocabulary import RETRY_AFTER
 from tests.conftest import hss_sar_log, registrar_config, start_registrar
 from tests.e2e.sipp import SIPP, Step, free_port, register, run_sipp
 
@@ -186,5 +187,5 @@ def registrar_without_hss(ray_address, tmp_path_factory):
 def test_hss_down_is_a_fast_503_with_retry_after(registrar_without_hss, tmp_path, transport):
     (busy,) = run_sipp([Step(register(f"down-{transport}"), 503)], registrar_without_hss.sip_port,
                        transport, tmp_path)
-    assert busy.headers.get("Retry-After") == "10"
+    assert busy.headers.get("Retry-After") == RETRY_AFTER
     assert busy.reason.startswith("HSS unavailable")

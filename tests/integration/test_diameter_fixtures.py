@@ -10,12 +10,18 @@ import dataclasses
 import functools
 from pathlib import Path
 
+from scripts.hss_emulator.config import HssConfig
+from scripts.hss_emulator.emulator import HssEmulator
 from transport.diameter.base import LocalNode, build_cea, build_cer, build_dpa, build_dwa
-from transport.diameter.codec import (HEADER_LENGTH, Command, ResultCode, message_length,
-                                      parse_message, serialize)
+from transport.diameter.codec import (
+    HEADER_LENGTH,
+    Command,
+    ResultCode,
+    message_length,
+    parse_message,
+    serialize,
+)
 from transport.diameter.cx import SarRequest, ServerAssignmentType
-from transport.diameter.hss_config import HssConfig
-from transport.diameter.hss_emulator import HssEmulator
 from transport.diameter.router import CxClient
 
 HSS_CONFIG = Path(__file__).resolve().parents[1] / "data" / "hss" / "subscribers.toml"

@@ -17,7 +17,7 @@ ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
 
 
 def start_script(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "scripts.hss", *args], cwd=ROOT, env=ENV,
+    return subprocess.Popen([sys.executable, "-m", "scripts.hss_emulator.cli", *args], cwd=ROOT, env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

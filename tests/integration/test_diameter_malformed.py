@@ -8,8 +8,14 @@ import struct
 
 import pytest
 
-from tests.integration.test_diameter_fixtures import (RawClient, async_test, cx_client, sar,
-                                                      start_hss, wait_until)
+from tests.integration.test_diameter_fixtures import (
+    RawClient,
+    async_test,
+    cx_client,
+    sar,
+    start_hss,
+    wait_until,
+)
 from transport.diameter.base import build_dwr
 from transport.diameter.codec import AvpReader, ResultCode, new_request, serialize
 from transport.diameter.cx import encode_sar

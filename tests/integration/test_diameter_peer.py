@@ -5,13 +5,34 @@ import time
 
 import pytest
 
-from tests.integration.test_diameter_fixtures import (TW, RawClient, ScriptedPeer, async_test,
-                                                      sar, start_hss, wait_until)
+from tests.integration.test_diameter_fixtures import (
+    TW,
+    RawClient,
+    ScriptedPeer,
+    async_test,
+    sar,
+    start_hss,
+    wait_until,
+)
 from transport.diameter.base import DisconnectCause, LocalNode, build_dwa
-from transport.diameter.codec import (CX_APPLICATION_ID, VENDOR_3GPP, AvpReader, Command,
-                                      ResultCode, serialize)
-from transport.diameter.cx import (DeregistrationReasonCode, RtrRequest, decode_rta,
-                                   decode_rtr, decode_saa, encode_rta, encode_rtr, encode_sar)
+from transport.diameter.codec import (
+    CX_APPLICATION_ID,
+    VENDOR_3GPP,
+    AvpReader,
+    Command,
+    ResultCode,
+    serialize,
+)
+from transport.diameter.cx import (
+    DeregistrationReasonCode,
+    RtrRequest,
+    decode_rta,
+    decode_rtr,
+    decode_saa,
+    encode_rta,
+    encode_rtr,
+    encode_sar,
+)
 from transport.diameter.errors import DiameterTimeout, PeerDown
 from transport.diameter.peer import DiameterPeer, DiameterServer
 

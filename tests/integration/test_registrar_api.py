@@ -11,11 +11,12 @@ import pytest
 import ray
 
 from actors.config import config_from_dict
-from actors.deployment import start_registrar
-from actors.lookup import FOUND, INTERNAL_ERROR, METHOD_NOT_ALLOWED, NOT_FOUND
-from actors.register_request import register_request
-from actors.registrar import Registrar
-from actors.routing import SLOTS, shard_name, shard_of
+from actors.ops.deployment import start_registrar
+from actors.ops.registrar import Registrar
+from actors.rules.register_request import register_request
+from actors.rules.routing import SLOTS, shard_of
+from actors.vocabulary import FOUND, INTERNAL_ERROR, METHOD_NOT_ALLOWED, NOT_FOUND, shard_name
+from scripts.cli import start_embedded_hss
 from tests.e2e.sipp import free_port
 from transport.diameter.cx import ServerAssignmentType as SAT
 from transport.sip.parser import parse_message
@@ -59,9 +60,11 @@ def env(ray_address, tmp_path_factory):
         "rpc": {"listen": ""},
     })
     loop = LoopThread()
+    hss = loop.run(start_embedded_hss(config))
     deployment = loop.run(start_registrar(config), timeout=120)
-    yield loop, Registrar(config), deployment
+    yield loop, Registrar(config), hss
     loop.run(deployment.stop())
+    loop.run(hss.stop())
     loop.close()
 
 
@@ -100,8 +103,8 @@ CSeq: 1 {method}
 Content-Length: 0""")
 
 
-def sar_log(deployment):
-    return [(impu, kind) for impu, kind, _ in list(deployment.hss.sar_log)]
+def sar_log(hss):
+    return [(impu, kind) for impu, kind, _ in list(hss.sar_log)]
 
 
 def test_lookup_orders_filters_by_method_and_routes_through_path(env):
@@ -148,25 +151,25 @@ def test_path_to_contact_registered_checks_and_fetched_contacts(env):
 
 
 def test_unregister_removes_the_identity_and_tells_the_hss(env):
-    loop, registrar, deployment = env
+    loop, registrar, hss = env
     register("dave", "<sip:dave@10.0.0.4>")
     assert loop.run(registrar.unregister("sip:dave@ims.test")) == FOUND
-    assert sar_log(deployment)[-1] == ("sip:dave@ims.test", SAT.ADMINISTRATIVE_DEREGISTRATION)
+    assert sar_log(hss)[-1] == ("sip:dave@ims.test", SAT.ADMINISTRATIVE_DEREGISTRATION)
     assert loop.run(registrar.lookup("sip:dave@ims.test")) == (NOT_FOUND, [])
     assert loop.run(registrar.unregister("sip:dave@ims.test")) == NOT_FOUND
 
 
 def test_an_unregistered_user_is_assigned_then_lapses(env):
-    loop, registrar, deployment = env
+    loop, registrar, hss = env
     assert loop.run(registrar.assign_server_unreg("sip:carol@ims.test")) == FOUND
-    assert sar_log(deployment)[-1] == ("sip:carol@ims.test", SAT.UNREGISTERED_USER)
+    assert sar_log(hss)[-1] == ("sip:carol@ims.test", SAT.UNREGISTERED_USER)
     assert loop.run(registrar.show_impu("sip:carol@ims.test"))["state"] == "UNREGISTERED"
     assert loop.run(registrar.term_impu_registered("sip:carol@ims.test")) == NOT_FOUND
     assert loop.run(registrar.assign_server_unreg("sip:carol@ims.test", "sideways")) == INTERNAL_ERROR
     invite_from_erin = request("INVITE", "sip:somebody@ims.test")
     invite_from_erin.headers.add("P-Asserted-Identity", "<sip:erin@ims.test>")
     assert loop.run(registrar.assign_server_unreg(invite_from_erin, "orig")) == FOUND
-    assert sar_log(deployment)[-1] == ("sip:erin@ims.test", SAT.UNREGISTERED_USER)
+    assert sar_log(hss)[-1] == ("sip:erin@ims.test", SAT.UNREGISTERED_USER)
     time.sleep(3)  # unreg_validity = 2
     assert loop.run(registrar.show_impu("sip:carol@ims.test"))["state"] == "NOT_REGISTERED"
 

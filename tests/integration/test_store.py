@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from actors.impu import Binding, Impu, Profile, RegState
-from actors.routing import SLOTS, slot_of
-from actors.store import (
-    BINDING_FIELDS, NullStore, StoreError, WriteThrough, decode_impu, encode_impu, open_store,
-)
-from actors.store_redis import RedisStore
+from actors.rules.impu import Impu
+from actors.rules.routing import SLOTS, slot_of
+from actors.store.base import NullStore, WriteThrough, open_store
+from actors.store.records import BINDING_FIELDS, decode_impu, encode_impu
+from actors.store.redis_backend import RedisStore
+from actors.vocabulary import Binding, Profile, RegState, StoreError
 from tests import redis_server as redis_helper
 
 REPO = Path(__file__).resolve().parents[2]
@@ -335,7 +335,7 @@ def test_corrupt_stored_record_raises_store_error_naming_the_identity(make_store
 
 CRASHING_WRITER = """
 import asyncio, sys
-from actors.store import WriteThrough, open_store
+from actors.store.base import WriteThrough, open_store
 
 async def main(directory, identity, record):
     store = open_store("sqlite", directory, "", 3)

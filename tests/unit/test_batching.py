@@ -2,7 +2,7 @@ import asyncio
 
 import pytest
 
-from actors.batching import Batcher
+from actors.hosts.batching import Batcher
 
 
 def run(coro):

@@ -3,14 +3,42 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transport.diameter.codec import (CX_APPLICATION_ID, FLAG_PROXIABLE, FLAG_REQUEST,
-                                      VENDOR_3GPP, parse_message, serialize)
-from transport.diameter.cx import (Command, CxResult, DeregistrationReasonCode, MarRequest,
-                                   PprRequest, ResultCode, RtrRequest, SarRequest,
-                                   ServerAssignmentType, SipAuthItem, decode_maa, decode_mar,
-                                   decode_ppa, decode_ppr, decode_rta, decode_rtr, decode_saa,
-                                   decode_sar, encode_maa, encode_mar, encode_ppa, encode_ppr,
-                                   encode_rta, encode_rtr, encode_saa, encode_sar)
+from transport.diameter.codec import (
+    CX_APPLICATION_ID,
+    FLAG_PROXIABLE,
+    FLAG_REQUEST,
+    VENDOR_3GPP,
+    parse_message,
+    serialize,
+)
+from transport.diameter.cx import (
+    Command,
+    CxResult,
+    DeregistrationReasonCode,
+    MarRequest,
+    PprRequest,
+    ResultCode,
+    RtrRequest,
+    SarRequest,
+    ServerAssignmentType,
+    SipAuthItem,
+    decode_maa,
+    decode_mar,
+    decode_ppa,
+    decode_ppr,
+    decode_rta,
+    decode_rtr,
+    decode_saa,
+    decode_sar,
+    encode_maa,
+    encode_mar,
+    encode_ppa,
+    encode_ppr,
+    encode_rta,
+    encode_rtr,
+    encode_saa,
+    encode_sar,
+)
 from transport.diameter.errors import ProtocolError
 
 # A REGISTRATION SAR sent by Kamailio 5.6 (ims_registrar_scscf + cdp), and the SAA of the HSS

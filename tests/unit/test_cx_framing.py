@@ -6,8 +6,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from transport.diameter.base import LocalNode, build_error_answer
-from transport.diameter.codec import (AvpReader, ResultCode, message_length, new_request,
-                                      parse_message, serialize)
+from transport.diameter.codec import (
+    AvpReader,
+    ResultCode,
+    message_length,
+    new_request,
+    parse_message,
+    serialize,
+)
 from transport.diameter.cx import SarRequest, ServerAssignmentType, encode_sar
 from transport.diameter.errors import ProtocolError
 

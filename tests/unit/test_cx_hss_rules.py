@@ -4,11 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from actors.user_data import parse_user_data
+from scripts.hss_emulator.config import HssConfig, HssConfigError, SubscriberConfig
+from scripts.hss_emulator.subscribers import Subscriber, SubscriberDirectory
 from transport.diameter.codec import ResultCode
-from transport.diameter.cx import CxResult, ServerAssignmentType as T
-from transport.diameter.hss_config import HssConfig, HssConfigError, SubscriberConfig
-from transport.diameter.hss_subscribers import Subscriber, SubscriberDirectory
+from transport.diameter.cx import CxResult
+from transport.diameter.cx import ServerAssignmentType as T
+from transport.diameter.user_data import parse_user_data
 
 HSS_DATA = Path(__file__).resolve().parents[1] / "data" / "hss"
 S1, S2 = "sip:scscf1.ims.test", "sip:scscf2.ims.test"

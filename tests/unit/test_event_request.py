@@ -1,10 +1,10 @@
 """SUBSCRIBE/PUBLISH extraction and subscriptions in the stored record (no Ray, no sockets)."""
 import pytest
 
-from actors.event_request import BadEvent, publish_request, subscribe_request
-from actors.impu import Impu
-from actors.store import decode_impu, encode_impu
-from actors.subscription import Subscription
+from actors.reg_event.requests import BadEvent, publish_request, subscribe_request
+from actors.reg_event.subscription import Subscription
+from actors.rules.impu import Impu
+from actors.store.records import decode_impu, encode_impu
 from transport.sip.errors import SipParseError
 from transport.sip.parser import parse_message
 

@@ -1,6 +1,6 @@
 import random
 
-from actors.expires import ExpiresPolicy
+from actors.rules.expires import ExpiresPolicy
 
 
 def test_requested_value_is_kept_inside_bounds():

@@ -1,9 +1,7 @@
 """REGISTER rules on one identity, without Ray or sockets."""
-from actors.expires import ExpiresPolicy
-from actors.impu import (
-    ContactRequest, Impu, Profile, RegisterRequest, RegisterRules, RegState, Reply, ok_headers,
-    plan_register,
-)
+from actors.rules.expires import ExpiresPolicy
+from actors.rules.impu import Impu, RegisterRules, ok_headers, plan_register
+from actors.vocabulary import ContactRequest, Profile, RegisterRequest, RegState, Reply
 from transport.diameter.cx import ServerAssignmentType as SAT
 
 RULES = RegisterRules(expires=ExpiresPolicy(3600, 0, 60, 7200))

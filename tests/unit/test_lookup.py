@@ -4,16 +4,22 @@ import asyncio
 
 import pytest
 
-from actors.expires import ExpiresPolicy
-from actors.impu import Binding, Impu, Profile, RegState, plan_register
-from actors.lookup import (
-    FOUND, INTERNAL_ERROR, METHOD_NOT_ALLOWED, NOT_FOUND, contact_fields, find_binding, lookup,
-    registered, view,
+from actors.reg_event.procedures import EventContext
+from actors.reg_event.subscription import Subscription
+from actors.rules.expires import ExpiresPolicy
+from actors.rules.impu import Impu, plan_register
+from actors.rules.lookup import contact_fields, find_binding, lookup, registered, view
+from actors.rules.register_request import register_request
+from actors.rules.unregister import assign_server_unreg, lapse_unregistered, unregister
+from actors.vocabulary import (
+    FOUND,
+    INTERNAL_ERROR,
+    METHOD_NOT_ALLOWED,
+    NOT_FOUND,
+    Binding,
+    Profile,
+    RegState,
 )
-from actors.reg_event import EventContext
-from actors.register_request import register_request
-from actors.subscription import Subscription
-from actors.unregister import assign_server_unreg, lapse_unregistered, unregister
 from tests.unit.test_impu import RULES
 from tests.unit.test_save import Fakes, saa
 from transport.diameter.cx import ServerAssignmentType as SAT

@@ -7,11 +7,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from actors.impu import Binding, Profile
-from actors.reginfo import (
-    NS, ContactInfo, ReginfoError, RegistrationInfo, build_reginfo, contact_id, parse_reginfo,
-    registration_id, registration_infos,
+from actors.reg_event.reginfo import (
+    NS,
+    ContactInfo,
+    ReginfoError,
+    RegistrationInfo,
+    build_reginfo,
+    contact_id,
+    parse_reginfo,
+    registration_id,
+    registration_infos,
 )
+from actors.vocabulary import Binding, Profile
 
 SCHEMA = etree.XMLSchema(etree.parse(str(Path(__file__).parents[1] / "data" / "reginfo.xsd")))
 NOW = 1000.0

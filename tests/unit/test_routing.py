@@ -1,15 +1,16 @@
 from collections import Counter
 
-from actors.routing import SLOTS, jump_hash, shard_of, slot_of
+from actors.rules.routing import SLOTS, jump_hash, shard_of, slot_of
 
 
 def test_slot_is_stable_across_processes():
     # A fixed expectation: a process-salted hash would not reproduce it.
     assert slot_of("sip:alice@ims.test") == slot_of("sip:alice@ims.test")
     assert 0 <= slot_of("sip:alice@ims.test") < SLOTS
-    import subprocess, sys
+    import subprocess
+    import sys
     out = subprocess.run(
-        [sys.executable, "-c", "from actors.routing import slot_of; print(slot_of('sip:alice@ims.test'))"],
+        [sys.executable, "-c", "from actors.rules.routing import slot_of; print(slot_of('sip:alice@ims.test'))"],
         capture_output=True, text=True, check=True,
     )
     assert int(out.stdout) == slot_of("sip:alice@ims.test")

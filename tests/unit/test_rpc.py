@@ -3,10 +3,10 @@ import asyncio
 
 import pytest
 
-from actors.impu import Reply
-from actors.metrics import ShardMetrics, select, statistics, summed
-from actors.registrar import identity_of
-from actors.rpc import RpcServer
+from actors.hosts.metrics import ShardMetrics, select, statistics, summed
+from actors.ops.registrar import identity_of
+from actors.ops.rpc import RpcServer
+from actors.vocabulary import Reply
 from transport.diameter.router import CxTimeout, CxUnavailable
 
 

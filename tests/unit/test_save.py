@@ -4,14 +4,15 @@ from pathlib import Path
 
 import pytest
 
-from actors.expires import ExpiresPolicy
-from actors.impu import Impu, RegisterRules, RegState, Reply
-from actors.save import SaveContext, profile_from_user_data, save
-from actors.user_data import UserDataError
-from transport.diameter.cx import SaaResult, ServerAssignmentType as SAT
-from actors.store import StoreError
-from transport.diameter.router import CxUnavailable
+from actors.rules.expires import ExpiresPolicy
+from actors.rules.impu import Impu, RegisterRules
+from actors.rules.save import SaveContext, profile_from_user_data, save
+from actors.vocabulary import RETRY_AFTER, RegState, Reply, StoreError
 from tests.unit.test_impu import contact, register
+from transport.diameter.cx import SaaResult
+from transport.diameter.cx import ServerAssignmentType as SAT
+from transport.diameter.router import CxUnavailable
+from transport.diameter.user_data import UserDataError
 
 USER_DATA = """<?xml version="1.0" encoding="UTF-8"?>
 <IMSSubscription><PrivateID>alice@ims.test</PrivateID>
@@ -87,7 +88,7 @@ def test_store_failure_is_503_and_the_previous_state_stays():
     run(impu, register(contact("sip:a@h", 600)), fakes)
     fakes.store_down = True
     reply = run(impu, register(contact("sip:b@h", 600), cseq=2), fakes)
-    assert reply == Reply(503, "Registration store unavailable", [("Retry-After", "10")])
+    assert reply == Reply(503, "Registration store unavailable", [("Retry-After", RETRY_AFTER)])
     assert sorted(impu.bindings) == ["uri:sip:a@h"]
 
 
@@ -111,7 +112,7 @@ def test_unknown_user_and_identity_mismatch_are_403_and_nothing_is_stored():
 def test_hss_unavailable_is_503_with_retry_after_and_nothing_is_stored():
     impu = Impu("sip:alice@ims.test")
     reply = run(impu, register(contact("sip:a@h", 600)), Fakes(CxUnavailable("no HSS peer is up")))
-    assert reply.status == 503 and ("Retry-After", "10") in reply.headers
+    assert reply.status == 503 and ("Retry-After", RETRY_AFTER) in reply.headers
     assert impu.bindings == {}
 
 

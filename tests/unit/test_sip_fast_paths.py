@@ -9,11 +9,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scripts.bench_sip_parse import IMS_REGISTER
-from transport.sip import (Headers, Response, SipParseError, StreamFramer, make_response,
-                           parse_cseq, parse_message, parse_name_addr, parse_params, parse_uri,
-                           parse_via)
-from transport.sip.headers import (_cseq, _name_addr, _scan, _via, is_plain_name_addr,
-                                   is_plain_via)
+from transport.sip import (
+    Headers,
+    Response,
+    SipParseError,
+    StreamFramer,
+    make_response,
+    parse_cseq,
+    parse_message,
+    parse_name_addr,
+    parse_params,
+    parse_uri,
+    parse_via,
+)
+from transport.sip.headers import _cseq, _name_addr, _scan, _via, is_plain_name_addr, is_plain_via
 from transport.sip.uri import is_plain_request_uri
 
 

@@ -3,9 +3,20 @@ from __future__ import annotations
 
 import pytest
 
-from transport.sip import (STAR, Headers, NameAddr, SipParseError, parse_contacts, parse_cseq,
-                           parse_int_header, parse_message, parse_name_addr, parse_uri, parse_via,
-                           split_header_values)
+from transport.sip import (
+    STAR,
+    Headers,
+    NameAddr,
+    SipParseError,
+    parse_contacts,
+    parse_cseq,
+    parse_int_header,
+    parse_message,
+    parse_name_addr,
+    parse_uri,
+    parse_via,
+    split_header_values,
+)
 
 
 def request(*headers: str, method: str = "REGISTER", body: str = "") -> bytes:

@@ -3,8 +3,14 @@ from __future__ import annotations
 
 import pytest
 
-from transport.sip import (Request, Response, SipParseError, error_response,
-                           make_response, parse_message)
+from transport.sip import (
+    Request,
+    Response,
+    SipParseError,
+    error_response,
+    make_response,
+    parse_message,
+)
 
 HEAD = ("Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK776asdhds;rport\r\n"
         "Via: SIP/2.0/TCP 192.0.2.9;branch=z9hG4bKfirst\r\n"

@@ -8,8 +8,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scripts.bench_sip_parse import IMS_REGISTER
-from transport.sip import (STAR, Request, Response, SipParseError, StreamFramer, TransactionKey,
-                           error_response, make_response, parse_message, parse_uri, uri_equal)
+from transport.sip import (
+    STAR,
+    Request,
+    Response,
+    SipParseError,
+    StreamFramer,
+    TransactionKey,
+    error_response,
+    make_response,
+    parse_message,
+    parse_uri,
+    uri_equal,
+)
 from transport.sip.names import KNOWN
 
 TOKEN_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"

@@ -5,9 +5,21 @@ from pathlib import Path
 
 import pytest
 
-from transport.sip import (STAR, Request, Response, SipParseError, TransactionKey,
-                           error_response, make_response, parse_contacts, parse_head,
-                           parse_message, parse_uri, unescape, uri_equal)
+from transport.sip import (
+    STAR,
+    Request,
+    Response,
+    SipParseError,
+    TransactionKey,
+    error_response,
+    make_response,
+    parse_contacts,
+    parse_head,
+    parse_message,
+    parse_uri,
+    unescape,
+    uri_equal,
+)
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "rfc4475"
 

@@ -3,9 +3,18 @@ from __future__ import annotations
 
 import pytest
 
-from transport.sip import (Final, NonInviteClientTransaction, NonInviteServerTransaction,
-                           Provisional, Retransmit, Terminated, Timeout, TransactionKey,
-                           make_response, parse_message)
+from transport.sip import (
+    Final,
+    NonInviteClientTransaction,
+    NonInviteServerTransaction,
+    Provisional,
+    Retransmit,
+    Terminated,
+    Timeout,
+    TransactionKey,
+    make_response,
+    parse_message,
+)
 from transport.sip.transaction import State
 
 

@@ -5,12 +5,20 @@ import pytest
 from lxml import etree
 
 from actors.config import RegistrarConfig
-from actors.impu import Binding, Profile, Reply
-from actors.reginfo import build_reginfo, registration_infos
-from actors.subscription import (
-    END_REASONS, TERMINATION_REASONS, Subscription, can_publish_reg, can_subscribe_to_reg, notify_request,
-    on_notify_failure, refresh, subscription_expires, subscription_key,
+from actors.reg_event.reginfo import build_reginfo, registration_infos
+from actors.reg_event.subscription import (
+    END_REASONS,
+    TERMINATION_REASONS,
+    Subscription,
+    can_publish_reg,
+    can_subscribe_to_reg,
+    notify_request,
+    on_notify_failure,
+    refresh,
+    subscription_expires,
+    subscription_key,
 )
+from actors.vocabulary import Binding, Profile, Reply
 
 NOW = 1000.0
 ALICE = "sip:alice@ims.test"

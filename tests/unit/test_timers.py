@@ -1,7 +1,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.timers import ExpiryHeap
+from actors.hosts.timers import ExpiryHeap
 
 
 def test_empty_heap_has_nothing_due():

@@ -3,9 +3,16 @@ from pathlib import Path
 
 import pytest
 
-from actors.user_data import (IDENTITY_TYPE_DISTINCT_PSI, IDENTITY_TYPE_WILDCARDED_PSI,
-                              ImsSubscription, PublicIdentity, ServiceProfile, UserDataError,
-                              build_user_data, parse_user_data)
+from transport.diameter.user_data import (
+    IDENTITY_TYPE_DISTINCT_PSI,
+    IDENTITY_TYPE_WILDCARDED_PSI,
+    ImsSubscription,
+    PublicIdentity,
+    ServiceProfile,
+    UserDataError,
+    build_user_data,
+    parse_user_data,
+)
 
 XSD = str(Path(__file__).resolve().parents[1] / "data" / "CxDataType.xsd")
 

@@ -1,0 +1,167 @@
+"""Subscriptions to the reg event package and their rules (pure: no Ray, no sockets).
+
+A subscription is a dialog usage (RFC 6665) of the S-CSCF as notifier, created by a SUBSCRIBE
+from the UE or its P-CSCF (TS 24.229 5.4.2.1.1). Its life:
+
+- SUBSCRIBE accepted, new or refresh: 200 OK with the granted expiry, then at once a NOTIFY
+  with the full state (RFC 6665 4.2.1); every NOTIFY we send carries full state, so
+  a watcher that lost one is whole again with the next.
+- SUBSCRIBE with Expires 0 (unsubscribe, or a fetch when it opens the dialog) and a
+  subscription left to expire: a final full-state NOTIFY, ``terminated;reason=timeout``
+  (RFC 6665 4.1.2.3, 4.2.2, reason codes 4.1.3), then the subscription is dropped.
+- Every registration of the set terminated (user, expiry or network de-registration): the NOTIFY
+  reporting it also ends the subscription (TS 24.229 5.4.2.1.2), ``terminated;reason=noresource``:
+  the state watched no longer exists, and a new registration brings a new subscription (TS 24.229
+  5.1.1.3, 5.2.3). ``deactivated`` would ask for an immediate re-SUBSCRIBE, which 5.4.2.1.1
+  answers 480 while nothing is registered.
+- Watcher no longer authorised (e.g. its identity became barred): ``terminated;reason=rejected``.
+- NOTIFY failed: see on_notify_failure.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from actors.config import RegistrarConfig
+from actors.reg_event.reginfo import CONTENT_TYPE
+from actors.rules.expires import ExpiresPolicy
+from actors.vocabulary import Binding, Profile, Reply
+from transport.sip.errors import SipParseError
+from transport.sip.headers import parse_name_addr
+
+EVENT_PACKAGE = "reg"
+MAX_FORWARDS = "70"
+# RFC 6665 4.1.3 reasons a terminated subscription may give.
+TERMINATION_REASONS = frozenset(
+    ("deactivated", "probation", "rejected", "timeout", "giveup", "noresource", "invariant"))
+# Why a subscription ends -> the reason of its final NOTIFY (see the module docstring).
+END_REASONS = {"unsubscribed": "timeout", "expired": "timeout",
+               "registration-ended": "noresource", "unauthorised": "rejected"}
+# The transport sending a NOTIFY owns its Via: it puts its protocol and sent-by (RFC 3261
+# 18.1.1) in place of this text and keeps the branch, which names the owning transport.
+VIA_PLACEHOLDER = "SIP/2.0/{transport} {sent_by}"
+_DEFAULT_PORTS = {"sip": 5060, "sips": 5061}
+
+
+@dataclass(slots=True)
+class Subscription:
+    presentity: str  # canonical IMPU watched
+    watcher: str  # subscriber's URI (asserted identity or From): the To of our NOTIFYs
+    call_id: str
+    from_tag: str  # the subscriber's tag
+    to_tag: str  # ours
+    remote_target: str  # Contact URI of the SUBSCRIBE
+    route_set: tuple[str, ...]  # Record-Route values of the SUBSCRIBE, in order (RFC 3261 12.1.1)
+    remote_cseq: int
+    expires_at: float
+    event_id: str | None = None  # id parameter of the Event header
+    received: str = ""  # transport:host:port the SUBSCRIBE came from: the watcher's flow
+    local_cseq: int = 0  # CSeq of our last NOTIFY
+    version: int = 0  # reginfo version of the next NOTIFY: 0 first, then +1 (RFC 3680 5.1)
+    transport: str = ""  # name of the transport actor that sends this subscription's NOTIFYs
+
+    @property
+    def key(self) -> str:
+        return subscription_key(self.call_id, self.from_tag, self.to_tag, self.event_id)
+
+    def remaining(self, now: float) -> int:
+        return max(0, int(self.expires_at - now + 0.5))
+
+
+def subscription_key(call_id: str, from_tag: str, to_tag: str, event_id: str | None) -> str:
+    """A subscription is its dialog plus the id of its Event header (RFC 6665)."""
+    return f"{call_id}|{from_tag}|{to_tag}|{event_id or ''}"
+
+
+def subscription_expires(registrar: RegistrarConfig) -> ExpiresPolicy:
+    return ExpiresPolicy(
+        registrar.subscription_default_expires, registrar.subscription_expires_range,
+        registrar.subscription_min_expires, registrar.subscription_max_expires,
+    )
+
+
+def can_subscribe_to_reg(
+    profile: Profile | None, bindings: dict[str, Binding], asserted_identity: str | None,
+    watcher_uri: str,
+) -> bool:
+    """The guide's can_subscribe_to_reg (TS 24.229 5.4.2.1.1 step 1): the UE itself, asserted as
+    one of its set's unbarred IMPUs, or the P-CSCF on the Path of one of its bindings.
+    Application servers, the guide's third entity, are not admitted yet (nor by the guide)."""
+    if asserted_identity and profile and asserted_identity in profile.associated_uris():
+        return True
+    watchers = {_hostport(uri) for uri in (watcher_uri, asserted_identity) if uri} - {None}
+    return any(_hostport(hop) in watchers for b in bindings.values() for hop in b.path)
+
+
+# The guide's can_publish_reg admits the same entities as can_subscribe_to_reg.
+can_publish_reg = can_subscribe_to_reg
+
+
+def _hostport(value: str) -> tuple[str, int] | None:
+    """Host (lower case) and port (the scheme's default when absent) of a URI or name-addr."""
+    try:
+        uri = parse_name_addr(value).uri
+    except SipParseError:
+        return None
+    if uri.scheme not in _DEFAULT_PORTS:
+        return None
+    return uri.host.lower(), uri.port or _DEFAULT_PORTS[uri.scheme]
+
+
+def refresh(
+    sub: Subscription, cseq: int, requested: int | None, remote_target: str | None,
+    policy: ExpiresPolicy, now: float,
+) -> int | Reply:
+    """Applies an in-dialog SUBSCRIBE and returns the seconds granted (0: unsubscribed), or the
+    rejection of a request out of order (RFC 3261 12.2.2)."""
+    if cseq < sub.remote_cseq:
+        return Reply(500, "Server Internal Error")
+    granted = policy.choose(requested)
+    sub.remote_cseq = cseq
+    sub.expires_at = now + granted
+    if remote_target:  # SUBSCRIBE is a target refresh request (RFC 6665)
+        sub.remote_target = remote_target
+    return granted
+
+
+def notify_request(
+    sub: Subscription, body: bytes, state: str, reason: str | None, now: float,
+    local_uri: str, contact_uri: str, branch: str,
+) -> tuple[str, list[tuple[str, str]], bytes]:
+    """Request-URI, headers and body of the next NOTIFY (RFC 6665 4.2.2).
+
+    `body` carries version `sub.version`; this call advances the version and our CSeq. The
+    Request-URI is the remote target and the Route the route set: IMS routes loosely (RFC 3261
+    12.2.1.1). Content-Length is the serializer's.
+    """
+    if state == "active" and reason is None:
+        subscription_state = f"active;expires={sub.remaining(now)}"
+    elif state == "terminated" and (reason is None or reason in TERMINATION_REASONS):
+        subscription_state = "terminated" if reason is None else f"terminated;reason={reason}"
+    else:
+        raise ValueError(f"bad Subscription-State {state!r} reason {reason!r}")
+    sub.local_cseq += 1
+    sub.version += 1
+    event = EVENT_PACKAGE if sub.event_id is None else f"{EVENT_PACKAGE};id={sub.event_id}"
+    headers = [
+        ("Via", f"{VIA_PLACEHOLDER};branch={branch}"),
+        ("Max-Forwards", MAX_FORWARDS),
+        ("From", f"<{local_uri}>;tag={sub.to_tag}"),
+        ("To", f"<{sub.watcher}>;tag={sub.from_tag}"),
+        ("Call-ID", sub.call_id),
+        ("CSeq", f"{sub.local_cseq} NOTIFY"),
+        *(("Route", route) for route in sub.route_set),
+        ("Contact", f"<{contact_uri}>"),
+        ("Event", event),
+        ("Subscription-State", subscription_state),
+        ("Content-Type", CONTENT_TYPE),
+    ]
+    return sub.remote_target, headers, body
+
+
+def on_notify_failure(status: int) -> bool:
+    """Whether a NOTIFY's final response (408 for a transaction timeout, RFC 3261 8.1.3.1)
+    removes the subscription. RFC 6665 4.2.2: a failed NOTIFY removes a SUBSCRIBE-made
+    subscription, which the watcher's next refresh re-creates. 401/407 only challenge that one
+    request (RFC 5057: transaction-only responses) and we hold no credentials to answer: the
+    subscription stays."""
+    return status >= 300 and status not in (401, 407)

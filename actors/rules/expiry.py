@@ -1,0 +1,57 @@
+"""Expiry of bindings (pure apart from the SAR and the store write it is handed).
+
+Every member of an implicit set holds the set's bindings, so every member's timer fires; only
+the default IMPU (the first of the set) tells the HSS, so one expiry is one SAR. TS 29.228
+6.1.2 names that SAR TIMEOUT_DEREGISTRATION (Kamailio sends USER_DEREGISTRATION here).
+"""
+from __future__ import annotations
+
+import logging
+
+from actors.reg_event.procedures import notify_change
+from actors.rules.impu import Impu
+from actors.rules.save import SaveContext
+from actors.vocabulary import RegState
+from transport.diameter.cx import ServerAssignmentType as SAT
+from transport.diameter.router import CxUnavailable
+
+log = logging.getLogger(__name__)
+
+
+async def expire_bindings(impu: Impu, now: float, ctx: SaveContext) -> list[float]:
+    """Drops the identity's expired bindings in its mailbox; returns, for each, how late it
+    went (seconds past its expiry)."""
+    async with impu.mailbox:
+        live = impu.live_bindings(now)
+        lags = [now - b.expires_at for k, b in impu.bindings.items() if k not in live]
+        if not lags:
+            return lags
+        was_registered = impu.state == RegState.REGISTERED
+        profile, old = impu.profile, impu.bindings
+        if live:
+            impu.apply(impu.state, live, profile)
+        else:
+            keep = profile if ctx.rules.store_profile_dereg else None
+            impu.apply(RegState.NOT_REGISTERED, {}, keep)
+        if ctx.events:
+            notify_change(impu, old, "expired", ctx.events)
+        await ctx.persist(impu)
+        if not live and was_registered and _speaks_for_set(impu.identity, profile):
+            await _timeout_sar(impu.identity, profile.impi if profile else None, ctx)
+        return lags
+
+
+def _speaks_for_set(identity: str, profile) -> bool:
+    return profile is None or not profile.identities or profile.identities[0] == identity
+
+
+async def _timeout_sar(identity: str, impi: str | None, ctx: SaveContext) -> None:
+    assignment = (SAT.TIMEOUT_DEREGISTRATION_STORE_SERVER_NAME if ctx.rules.store_profile_dereg
+                  else SAT.TIMEOUT_DEREGISTRATION)
+    try:
+        saa = await ctx.sar(ctx.sar_request(identity, impi, assignment))
+    except CxUnavailable as exc:  # the binding is gone either way; the HSS learns at next SAR
+        log.warning("timeout de-registration of %s not sent: %s", identity, exc)
+        return
+    if not saa.success:
+        log.warning("HSS refused timeout de-registration of %s: %s", identity, saa.description)

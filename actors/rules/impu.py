@@ -1,0 +1,175 @@
+"""One public identity's registration state and the rules of REGISTER (pure: no Ray, no sockets).
+
+RFC 3261 10.3 (binding updates, Call-ID/CSeq ordering, ``Contact: *``), RFC 5626 (a new flow of
+the same ``+sip.instance``/``reg-id`` replaces the old one), RFC 3327 (Path per binding) and
+TS 24.229 5.4.1 (which Server-Assignment-Type a REGISTER needs).
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from actors.rules.expires import ExpiresPolicy
+from actors.vocabulary import Binding, Profile, RegisterRequest, RegState, Reply
+from transport.diameter.cx import ServerAssignmentType as SAT
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterRules:
+    expires: ExpiresPolicy
+    max_contacts: int = 0
+    replace_oldest: bool = False
+    path_strict: bool = False
+    user_data_always: bool = False
+    store_profile_dereg: bool = False
+
+
+@dataclass(slots=True)
+class RegisterPlan:
+    """The binding set a REGISTER asks for, and the SAR it needs before it may be applied."""
+
+    bindings: dict[str, Binding]
+    assignment: SAT | None
+    user_data_already_available: bool
+
+
+class Impu:
+    """A virtual actor: one public identity, its bindings and its mailbox (one writer)."""
+
+    __slots__ = ("identity", "state", "bindings", "profile", "subscriptions", "last_reply", "mailbox")
+
+    def __init__(self, identity: str) -> None:
+        self.identity = identity
+        self.state = RegState.NOT_REGISTERED
+        self.bindings: dict[str, Binding] = {}
+        self.profile: Profile | None = None
+        self.subscriptions: dict = {}  # reg-event Subscription by dialog key (actors/subscription.py)
+        self.last_reply: tuple[tuple, Reply] | None = None
+        self.mailbox = asyncio.Lock()
+
+    def live_bindings(self, now: float) -> dict[str, Binding]:
+        return {k: b for k, b in self.bindings.items() if b.expires_at > now}
+
+    def cached_reply(self, transaction: tuple) -> Reply | None:
+        if transaction and self.last_reply and self.last_reply[0] == transaction:
+            return self.last_reply[1]
+        return None
+
+    def apply(self, state: RegState, bindings: dict[str, Binding], profile: Profile | None) -> None:
+        self.state = state
+        self.bindings = bindings
+        self.profile = profile
+
+
+def plan_register(
+    impu: Impu, req: RegisterRequest, now: float, rules: RegisterRules
+) -> RegisterPlan | Reply:
+    """Computes the new binding set of a REGISTER, or the rejection it deserves."""
+    if req.path and rules.path_strict and not req.path_supported:
+        return Reply(420, "Bad Extension", [("Unsupported", "path")])
+    current = impu.live_bindings(now)
+    if req.star:
+        plan = _remove_all(current, req)
+    else:
+        plan = _update(current, req, now, rules)
+    if isinstance(plan, Reply):
+        return plan
+    return RegisterPlan(plan, *_assignment(impu.state, bool(current), bool(plan), rules))
+
+
+def _remove_all(current: dict[str, Binding], req: RegisterRequest) -> dict[str, Binding] | Reply:
+    if req.expires != 0:
+        return Reply(400, "Contact * requires Expires: 0")
+    for binding in current.values():
+        if binding.call_id == req.call_id and req.cseq <= binding.cseq:
+            return Reply(400, "Invalid CSeq number")
+    return {}
+
+
+def _update(
+    current: dict[str, Binding], req: RegisterRequest, now: float, rules: RegisterRules
+) -> dict[str, Binding] | Reply:
+    new = dict(current)
+    for contact in req.contacts:
+        old = new.get(contact.key)
+        if old and old.call_id == req.call_id and req.cseq <= old.cseq:
+            return Reply(400, "Invalid CSeq number")
+        requested = contact.expires if contact.expires is not None else req.expires
+        granted = rules.expires.choose(requested)
+        if granted == 0:
+            new.pop(contact.key, None)
+            continue
+        new[contact.key] = Binding(
+            uri=contact.uri,
+            key=contact.key,
+            expires_at=now + granted,
+            q=contact.q,
+            instance=contact.instance,
+            reg_id=contact.reg_id,
+            params=contact.params,
+            call_id=req.call_id,
+            cseq=req.cseq,
+            path=req.path,
+            registered_at=old.registered_at if old else now,
+            received=req.received,
+            user_agent=req.user_agent,
+            allow=contact.allow or req.allow,
+        )
+    if rules.max_contacts and len(new) > rules.max_contacts:
+        if not rules.replace_oldest:
+            return Reply(403, "Too many registered contacts")
+        asked = {c.key for c in req.contacts}
+        oldest_first = sorted(
+            (b for b in new.values() if b.key not in asked), key=lambda b: b.registered_at
+        )
+        for binding in oldest_first[: len(new) - rules.max_contacts]:
+            del new[binding.key]
+        if len(new) > rules.max_contacts:
+            return Reply(403, "Too many registered contacts")
+    return new
+
+
+def _assignment(
+    state: RegState, had_bindings: bool, has_bindings: bool, rules: RegisterRules
+) -> tuple[SAT | None, bool]:
+    """TS 24.229 5.4.1: the Server-Assignment-Type and User-Data-Already-Available of a REGISTER."""
+    registered = state == RegState.REGISTERED and had_bindings
+    if has_bindings:
+        if registered:
+            return SAT.RE_REGISTRATION, not rules.user_data_always
+        return SAT.REGISTRATION, False
+    if registered:
+        if rules.store_profile_dereg:
+            return SAT.USER_DEREGISTRATION_STORE_SERVER_NAME, False
+        return SAT.USER_DEREGISTRATION, False
+    return None, False
+
+
+def ok_headers(
+    bindings: dict[str, Binding], req: RegisterRequest, profile: Profile | None, now: float,
+    service_route: str,
+) -> list[tuple[str, str]]:
+    """Headers of the 200 OK: every current binding with its remaining expiry (RFC 3261 10.3),
+    the request's Path (RFC 3327), Service-Route (RFC 3608) and P-Associated-URI (RFC 3455)."""
+    headers = [("Contact", contact_value(b, now)) for b in ordered(bindings.values())]
+    headers += [("Path", p) for p in req.path]
+    if bindings:
+        headers.append(("Service-Route", service_route))
+        if profile:
+            uris = profile.associated_uris()
+            if uris:
+                headers.append(("P-Associated-URI", ", ".join(f"<{u}>" for u in uris)))
+    return headers
+
+
+def ordered(bindings) -> list[Binding]:
+    """Highest q first (absent q counts as 1.0 for the caller's purposes), then most recent."""
+    return sorted(bindings, key=lambda b: (-float(b.q or 1.0), -b.registered_at))
+
+
+def contact_value(binding: Binding, now: float) -> str:
+    parts = [f"<{binding.uri}>"]
+    for name, value in binding.params:
+        parts.append(name if value is None else f"{name}={value}")
+    parts.append(f"expires={binding.remaining(now)}")
+    return ";".join(parts)

@@ -1,0 +1,101 @@
+"""From a parsed SIP REGISTER to the registrar's RegisterRequest (pure).
+
+Anything the registrar cannot use is a SipParseError carrying the 400 and reason to answer.
+"""
+from __future__ import annotations
+
+import re
+
+from actors.vocabulary import ContactRequest, RegisterRequest
+from transport.sip.errors import SipParseError
+from transport.sip.headers import STAR, NameAddr
+from transport.sip.message import Request
+from transport.sip.uri import SipUri
+
+MAX_EXPIRES = 2**32 - 1  # RFC 3261 10.2.1.1: larger values count as this
+_Q_VALUE = re.compile(r"^(0(\.\d{0,3})?|1(\.0{0,3})?)$")
+_USERNAME = re.compile(r'username\s*=\s*"([^"]*)"', re.IGNORECASE)
+
+
+def register_request(req: Request, received: str) -> RegisterRequest:
+    to_uri = req.to.uri
+    if to_uri.scheme not in ("sip", "sips", "tel"):
+        raise SipParseError(400, "Unsupported To URI scheme")
+    aor = to_uri.aor()
+    contacts = req.contacts
+    star = contacts is STAR
+    cseq, _ = req.cseq
+    return RegisterRequest(
+        aor=aor,
+        impi=private_identity(req, to_uri),
+        call_id=req.call_id,
+        cseq=cseq,
+        contacts=[] if star else [contact_request(c) for c in contacts],
+        star=star,
+        expires=_expires(req.expires),
+        path=tuple(req.headers.get_all("Path")),
+        path_supported="path" in req.supported,
+        transaction=(req.call_id, cseq, req.vias[0].branch),
+        received=received,
+        user_agent=req.headers.get("User-Agent"),
+        allow=method_list(req.headers.get_all("Allow")),
+    )
+
+
+def private_identity(req: Request, to_uri: SipUri) -> str | None:
+    """TS 24.229 5.4.1.2.1: the IMPI is the Authorization username; without one (no auth on
+    this hop), the IMPU's user@host form, as the HSS emulator and Kamailio both assume."""
+    authorization = req.headers.get("Authorization")
+    if authorization:
+        match = _USERNAME.search(authorization)
+        if match:
+            return match.group(1)
+    if to_uri.scheme in ("sip", "sips") and to_uri.user:
+        return f"{to_uri.user}@{to_uri.host.lower()}"
+    return None
+
+
+def contact_request(contact: NameAddr) -> ContactRequest:
+    params = contact.params
+    q = params.get("q")
+    if q is not None and not _Q_VALUE.match(q):
+        raise SipParseError(400, "Bad q value in Contact")
+    instance = params.get("+sip.instance")
+    reg_id = params.get("reg-id")
+    if reg_id is not None and not reg_id.isdigit():
+        raise SipParseError(400, "Bad reg-id in Contact")
+    expires = params.get("expires")
+    if expires is not None and not expires.isdigit():
+        raise SipParseError(400, "Bad expires parameter in Contact")
+    uri = contact.uri
+    return ContactRequest(
+        uri=str(uri),
+        key=binding_key(uri, instance, reg_id),
+        expires=None if expires is None else min(int(expires), MAX_EXPIRES),
+        q=q,
+        instance=instance,
+        reg_id=None if reg_id is None else int(reg_id),
+        params=tuple((k, v) for k, v in params.items() if k != "expires"),
+        allow=method_list((params.get("methods") or "").strip('"').split(",")),
+    )
+
+
+def method_list(names) -> tuple[str, ...]:
+    """Method names of an Allow header or a `methods` Contact parameter, upper case."""
+    return tuple(dict.fromkeys(n.strip().upper() for n in names if n.strip()))
+
+
+def binding_key(uri: SipUri, instance: str | None, reg_id: str | None) -> str:
+    """RFC 5626: a binding is the instance's flow when the UA names its instance; otherwise
+    its Contact URI compared as RFC 3261 19.1.4 says (host case-insensitive, params unordered)."""
+    if instance is not None:
+        return f"instance:{instance}|{reg_id or ''}"
+    params = ";".join(
+        f"{k}={v.lower()}" if v is not None else k for k, v in sorted(uri.params.items())
+    )
+    port = uri.port or ""
+    return f"uri:{uri.scheme}:{uri.user or ''}@{uri.host.lower()}:{port};{params}"
+
+
+def _expires(value: int | None) -> int | None:
+    return None if value is None else min(value, MAX_EXPIRES)

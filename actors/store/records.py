@@ -1,0 +1,87 @@
+"""The record codec: the only place that knows how an IMPU is laid out in the store.
+
+Records are opaque bytes to the backends. Records written by earlier versions still load.
+"""
+from __future__ import annotations
+
+import json
+from operator import attrgetter
+
+from actors.reg_event.subscription import Subscription
+from actors.rules.impu import Impu
+from actors.vocabulary import Binding, Profile, RegState, StoreError
+
+# Bump when the layout changes, and teach decode_impu to read the previous version.
+RECORD_VERSION = 2  # 2: bindings gained "allow"; reg-event subscriptions appended
+
+# Bindings are stored as JSON arrays in this order: no key names repeated in every record.
+BINDING_FIELDS = (
+    "uri", "key", "expires_at", "q", "instance", "reg_id", "params", "call_id", "cseq", "path",
+    "registered_at", "received", "user_agent", "allow",
+)
+_binding_values = attrgetter(*BINDING_FIELDS)
+SUBSCRIPTION_FIELDS = (
+    "presentity", "watcher", "call_id", "from_tag", "to_tag", "remote_target", "route_set",
+    "remote_cseq", "expires_at", "event_id", "received", "local_cseq", "version", "transport",
+)
+_subscription_values = attrgetter(*SUBSCRIPTION_FIELDS)
+# Built once: json.dumps with options builds an encoder per call, which doubles the cost.
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
+
+
+def encode_impu(impu: Impu) -> bytes:
+    """``[version, state, [binding...], profile|null, [subscription...]]``; the identity is the
+    record's key.
+
+    The cached reply of the last transaction is not kept: it only absorbs retransmissions.
+    """
+    profile = impu.profile
+    record = [
+        RECORD_VERSION,
+        int(impu.state),
+        [_binding_values(b) for b in impu.bindings.values()],
+        None if profile is None else
+        [profile.impi, profile.identities, sorted(profile.barred), profile.user_data,
+         profile.wildcards],
+        [_subscription_values(sub) for sub in impu.subscriptions.values()],
+    ]
+    return _encoder.encode(record).encode()
+
+
+def decode_impu(identity: str, data: bytes) -> Impu:
+    try:
+        version, state, bindings, profile, *rest = json.loads(data)
+        if version not in (1, RECORD_VERSION) or len(rest) != version - 1:
+            raise ValueError(f"unknown record version {version!r}")
+        names = BINDING_FIELDS if version == RECORD_VERSION else BINDING_FIELDS[:-1]
+        impu = Impu(identity)
+        impu.state = RegState(state)
+        impu.bindings = {b.key: b for b in (_decode_binding(v, names) for v in bindings)}
+        if profile is not None:
+            impi, identities, barred, user_data, *wildcards = profile  # version 1: no wildcards
+            impu.profile = Profile(impi, tuple(identities), frozenset(barred), user_data,
+                                   tuple(wildcards[0]) if wildcards else ())
+        for values in rest[0] if rest else ():
+            sub = _decode_subscription(values)
+            impu.subscriptions[sub.key] = sub
+        return impu
+    except (ValueError, TypeError) as exc:  # JSON, unpacking and enum errors are ValueErrors
+        raise StoreError(f"corrupt record of {identity}: {exc}") from exc
+
+
+def _decode_subscription(values: list) -> Subscription:
+    if len(values) != len(SUBSCRIPTION_FIELDS):
+        raise ValueError(f"subscription has {len(values)} fields, expected {len(SUBSCRIPTION_FIELDS)}")
+    sub = Subscription(**dict(zip(SUBSCRIPTION_FIELDS, values)))
+    sub.route_set = tuple(sub.route_set)
+    return sub
+
+
+def _decode_binding(values: list, names: tuple[str, ...]) -> Binding:
+    if len(values) != len(names):
+        raise ValueError(f"binding has {len(values)} fields, expected {len(names)}")
+    binding = Binding(**dict(zip(names, values)))
+    binding.params = tuple((name, value) for name, value in binding.params)
+    binding.path = tuple(binding.path)
+    binding.allow = tuple(binding.allow)
+    return binding
