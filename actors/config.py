@@ -54,6 +54,25 @@ class RegistrarConfig:
 
 
 @dataclass
+class AuthConfig:
+    """Authentication of REGISTER (TS 24.229 5.4.1.2), under the names of Kamailio's ims_auth."""
+
+    enabled: bool = True
+    registration_default_algorithm: str = "AKAv1-MD5"  # or "MD5", or "HSS-Selected"
+    auth_data_timeout: int = 60  # seconds a challenge waits for the UE's answer
+    max_nonce_reuse: int = 0  # further REGISTERs a nonce may authorize (nc counting up)
+    av_request_at_once: int = 1  # vectors per MAR; the spare ones serve later challenges
+    ignore_failed_auth: int = 0  # 1: a wrong or stale answer is accepted (load tests only)
+    registration_qop: str = "auth,auth-int"  # offered in challenges; "" offers none
+    realm: str = ""  # default: sip.domain
+
+
+ALGORITHMS = ("AKAv1-MD5", "MD5", "HSS-Selected")
+QOPS = ("auth", "auth-int")
+MAX_AV_REQUEST = 16
+
+
+@dataclass
 class CxConfig:
     peers: list[str] = field(default_factory=list)
     origin_host: str = "scscf.ims.test"
@@ -98,6 +117,7 @@ class RayConfig:
 class Config:
     sip: SipConfig = field(default_factory=SipConfig)
     registrar: RegistrarConfig = field(default_factory=RegistrarConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
     cx: CxConfig = field(default_factory=CxConfig)
     hss: HssConfigSection = field(default_factory=HssConfigSection)
     ray: RayConfig = field(default_factory=RayConfig)
@@ -114,6 +134,8 @@ class Config:
             self.registrar.scscf_name = f"sip:scscf.{self.sip.domain}:{first_port(self.sip.listen)}"
         if not self.registrar.cxdx_dest_realm:
             self.registrar.cxdx_dest_realm = self.sip.domain
+        if not self.auth.realm:
+            self.auth.realm = self.sip.domain
         # Actors run in other working directories: the data directory is fixed here.
         self.store.path = str(Path(self.store.path).resolve())
         validate(self)
@@ -122,6 +144,7 @@ class Config:
 _SECTIONS = {
     "sip": SipConfig,
     "registrar": RegistrarConfig,
+    "auth": AuthConfig,
     "cx": CxConfig,
     "hss": HssConfigSection,
     "ray": RayConfig,
@@ -245,3 +268,23 @@ def validate(config: Config) -> None:
         raise ConfigError("store.backend must be 'sqlite', 'redis' or 'none'")
     if config.cx.request_timeout <= 0:
         raise ConfigError("cx.request_timeout must be positive")
+    _validate_auth(config.auth)
+
+
+def _validate_auth(auth: AuthConfig) -> None:
+    if auth.registration_default_algorithm not in ALGORITHMS:
+        raise ConfigError(f"auth.registration_default_algorithm must be one of "
+                          f"{', '.join(ALGORITHMS)}")
+    if auth.auth_data_timeout < 1:
+        raise ConfigError("auth.auth_data_timeout must be at least 1 second")
+    if auth.max_nonce_reuse < 0:
+        raise ConfigError("auth.max_nonce_reuse must not be negative")
+    if not 1 <= auth.av_request_at_once <= MAX_AV_REQUEST:
+        raise ConfigError(f"auth.av_request_at_once must be between 1 and {MAX_AV_REQUEST}")
+    if auth.ignore_failed_auth not in (0, 1):
+        raise ConfigError("auth.ignore_failed_auth must be 0 or 1")
+    offered = [qop.strip() for qop in auth.registration_qop.split(",")]
+    if auth.registration_qop.strip() and not all(qop in QOPS for qop in offered):
+        raise ConfigError("auth.registration_qop must list auth and/or auth-int, or be empty")
+    if not auth.realm or any(c in auth.realm for c in '"\\\r\n'):
+        raise ConfigError("auth.realm must be a non-empty domain without quotes")

@@ -88,6 +88,8 @@ class RegisterRequest:
     received: str = ""  # transport:host:port the request came from
     user_agent: str | None = None
     allow: tuple = ()  # the Allow header, upper case
+    authorization: str | None = None  # the Authorization header value for our realm
+    integrity_protected: str | None = None  # its integrity-protected parameter (TS 24.229)
 
 
 @dataclass(slots=True)

@@ -23,10 +23,10 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 import ray  # noqa: E402
 
-from actors.vocabulary import shard_name
-from scripts.bench_register import run_sipp  # noqa: E402
-from tests.conftest import hss_sar_log, registrar_config, start_registrar  # noqa: E402
-from tests.e2e.sipp import free_port  # noqa: E402
+from actors.vocabulary import shard_name  # noqa: E402
+from scripts.harness.ports import free_port  # noqa: E402
+from scripts.harness.registrar import hss_sar_log, registrar_config, start_registrar  # noqa: E402
+from scripts.harness.sipp import register_users  # noqa: E402
 
 
 def main() -> int:
@@ -43,7 +43,8 @@ def main() -> int:
                               hss=f'admin_listen = "127.0.0.1:{admin}"')
     registrar = start_registrar(config, workdir, sip, ray.get_runtime_context().gcs_address)
     try:
-        result = run_sipp(sip, "udp", args.users, args.rate, "exp", workdir, expires=args.expires)
+        result = register_users(sip, "udp", args.users, args.rate, "exp", workdir,
+                                expires=args.expires)
         time.sleep(args.expires + 2)
         shards = [ray.get_actor(shard_name(i), namespace="bench-expiry") for i in range(2)]
         lags = sorted(lag for s in shards for lag in ray.get(s.recent_expiry_lags.remote()))

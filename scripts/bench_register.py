@@ -14,20 +14,18 @@ import argparse
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import start_registrar  # noqa: E402
-from tests.e2e.sipp import SIPP, free_port  # noqa: E402
-from tests.redis_server import RedisServer  # noqa: E402
+from scripts.harness.ports import free_port  # noqa: E402
+from scripts.harness.redis_server import RedisServer  # noqa: E402
+from scripts.harness.registrar import start_registrar  # noqa: E402
+from scripts.harness.sipp import SIPP, register_users  # noqa: E402
 
-SCENARIO = ROOT / "scripts" / "sipp" / "register.xml"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -65,36 +63,6 @@ def process_table(names: tuple[str, ...]) -> dict[int, str]:
     return table
 
 
-def run_sipp(port: int, transport: str, users: int, rate: int, prefix: str, workdir: Path,
-             expires: int = 600) -> dict:
-    csv = workdir / f"{prefix}.csv"
-    csv.write_text("SEQUENTIAL\n" + "".join(f"{prefix}{i};ims.test;{expires}\n" for i in range(users)))
-    cmd = [
-        SIPP, f"127.0.0.1:{port}", "-sf", str(SCENARIO), "-inf", str(csv), "-r", str(rate),
-        "-m", str(users), "-t", "u1" if transport == "udp" else "t1", "-i", "127.0.0.1",
-        "-p", str(free_port()), "-trace_rtt", "-rtt_freq", "1", "-trace_stat", "-fd", "1",
-        "-nostdin", "-timeout", str(max(60, users // max(rate, 1) * 3)), "-max_recv_loops", "10000",
-        "-l", str(max(rate * 2, 100)),
-    ]
-    started = time.monotonic()
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
-    elapsed = time.monotonic() - started
-    rtts = []
-    for rtt in workdir.glob("register_*_rtt.csv"):
-        for line in rtt.read_text().splitlines()[1:]:
-            parts = line.split(";")
-            if len(parts) >= 2:
-                rtts.append(float(parts[1]))
-        rtt.unlink()
-    stats = {}
-    for stat in workdir.glob("register_*_.csv"):
-        lines = stat.read_text().splitlines()
-        header, last = lines[0].split(";"), lines[-1].split(";")
-        stats = dict(zip(header, last))
-        stat.unlink()
-    return {"elapsed": elapsed, "rtts": sorted(rtts), "stats": stats, "returncode": proc.returncode}
-
-
 def bench(args, store: str, redis_url: str) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-register-{store}-"))
     sip, hss = free_port(), free_port()
@@ -114,13 +82,14 @@ transports_per_node = {args.transports}
 """
     registrar = start_registrar(config, workdir, sip, None)
     try:
-        run_sipp(sip, args.transport, min(2000, args.users), min(args.rate, 500), "warm", workdir)
+        register_users(sip, args.transport, min(2000, args.users), min(args.rate, 500), "warm",
+                       workdir)
         watched = process_table(("ray::", "gcs_server", "raylet", "redis-server"))
         watched[registrar.process.pid] = "scscf serve (driver + HSS emulator)"
         before = {pid: cpu_seconds(pid) for pid in watched}
         shards = [pid for pid, name in watched.items() if name.startswith("ray::ImpuShard")]
         memory_before = sum(rss_bytes(pid) for pid in shards)
-        result = run_sipp(sip, args.transport, args.users, args.rate, "user", workdir)
+        result = register_users(sip, args.transport, args.users, args.rate, "user", workdir)
         result["cpu"] = {watched[pid]: cpu_seconds(pid) - before[pid] for pid in watched}
         result["shard_memory"] = sum(rss_bytes(pid) for pid in shards) - memory_before
     finally:

@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from actors.store.base import Store, WriteThrough, open_store  # noqa: E402
-from tests.redis_server import RedisServer  # noqa: E402
+from scripts.harness.redis_server import RedisServer  # noqa: E402
 
 
 class CountedStore:

@@ -111,6 +111,12 @@ def parse_authorization(value: str) -> DigestCredentials:
     return _credentials(scheme, _parse_params(value, position))
 
 
+def parse_params(text: str) -> dict[str, str]:
+    """The parameters of a challenge or credentials after the scheme (names lowercased, quoted
+    values unescaped); ValueError when the list is malformed."""
+    return _parse_params(text, 0)
+
+
 def _parse_params(text: str, position: int) -> dict[str, str]:
     params: dict[str, str] = {}
     while True:

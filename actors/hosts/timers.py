@@ -1,5 +1,8 @@
 """One expiry timer structure per shard for all of its identities (pure: no clock, no asyncio).
 
+Each identity has one deadline: the earliest of its bindings, its reg-event subscriptions and
+the end of its UNREGISTERED state (Impu.deadlines); the shard's single timer serves them all.
+
 A heap of ``(deadline, identity)`` tuples with lazy deletion: re-scheduling or cancelling only
 updates ``_deadlines``, and a heap entry counts only while it matches its identity's current
 deadline. Stale entries are dropped as they surface, and the heap is rebuilt when they outnumber

@@ -70,14 +70,16 @@ async def start_registrar(config: Config) -> Deployment:
 
 async def _start(d: Deployment) -> None:
     config, ns = d.config, d.config.ray.namespace
+    cx_pool = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)(CxPool)
     d.cx_pools = [
-        CxPool.options(name=cx_pool_name(i), namespace=ns).remote(i, config)
+        cx_pool.options(name=cx_pool_name(i), namespace=ns).remote(i, config)
         for i in range(config.ray.cx_pool)
     ]
     await asyncio.gather(*(c.start.remote() for c in d.cx_pools))
     nodes = alive_nodes()
+    shard = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)(ImpuShard)
     d.shards = [
-        ImpuShard.options(name=shard_name(i), namespace=ns, scheduling_strategy=_spread(nodes, i))
+        shard.options(name=shard_name(i), namespace=ns, scheduling_strategy=_spread(nodes, i))
         .remote(i, config)
         for i in range(config.ray.shards)
     ]

@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 
 JOIN_POLL = 5.0  # seconds between looks for nodes that joined
 
+# Restarted when it dies; a call it was running fails rather than being replayed.
+SipTransportActor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)(SipTransport)
+
 
 def alive_nodes() -> list[dict]:
     """Alive nodes in a stable order: by name (`ray start --node-name`, by default the IP)."""
@@ -35,8 +38,8 @@ async def start_transports(config: Config, nodes: list[dict], into: list) -> lis
     name or else ``listen``. Handles go into ``into`` before they start, so that a failed start
     still gets them stopped. Returns the listeners as 'udp:host:port'."""
     handles = [
-        SipTransport.options(name=transport_name(node["NodeName"], i),
-                             namespace=config.ray.namespace, scheduling_strategy=pinned(node))
+        SipTransportActor.options(name=transport_name(node["NodeName"], i),
+                                  namespace=config.ray.namespace, scheduling_strategy=pinned(node))
         .remote(config, config.sip.listen_per_node.get(node["NodeName"]))
         for node in nodes for i in range(config.ray.transports_per_node)
     ]

@@ -1,17 +1,16 @@
 """The reg event package on an IMPU: the guide's subscribe_to_reg / publish_reg and the NOTIFYs
 every registration change sends (TS 24.229 5.4.2, RFC 3680). Pure apart from the I/O it is
-handed: sending a NOTIFY through a transport and writing the IMPU through to the store.
+handed: writing the IMPU through to the store.
 
-NOTIFYs of one IMPU are built in its mailbox, so versions and CSeqs are assigned in order; they
-are sent outside it, so a slow watcher never holds up a REGISTER.
+NOTIFYs of one IMPU are built in its mailbox, so versions and CSeqs are assigned in order, and
+handed as data (OutgoingNotify) to ``EventContext.post``: the shard delivers them outside the
+mailbox, so a slow watcher never holds up a REGISTER, one dialog's in the order they were built.
 """
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from actors.reg_event.reginfo import ReginfoError, build_reginfo, parse_reginfo, registration_infos
 from actors.reg_event.subscription import (
@@ -20,7 +19,6 @@ from actors.reg_event.subscription import (
     can_publish_reg,
     can_subscribe_to_reg,
     notify_request,
-    on_notify_failure,
     refresh,
     subscription_key,
 )
@@ -29,22 +27,26 @@ from actors.rules.impu import Impu
 from actors.vocabulary import Binding, NotifyJob, PublishRequest, Reply, SubscribeRequest
 from transport.sip.uri import uri_equal
 
-log = logging.getLogger(__name__)
 
-# The NOTIFY a SUBSCRIBE triggers waits this long, so that the 200 OK (which makes the dialog at
-# the watcher) leaves first. A NOTIFY before the 200 is legal (RFC 6665 4.1.2.4), but UAs,
-# sipp among them, mishandle it.
-AFTER_THE_200 = 0.05
+@dataclass(frozen=True, slots=True)
+class OutgoingNotify:
+    """A NOTIFY built for a subscription, for the shard to deliver through ``sub.transport``."""
+
+    sub: Subscription
+    job: NotifyJob
+    # The NOTIFY of a SUBSCRIBE: it waits for that SUBSCRIBE's 200 OK, which makes the dialog at
+    # the watcher. One before the 200 is legal (RFC 6665 4.1.2.4), but UAs, sipp among them,
+    # mishandle it.
+    after_reply: bool = False
 
 
 @dataclass
 class EventContext:
     policy: ExpiresPolicy
     scscf_uri: str  # our From URI and Contact in NOTIFYs
-    send_notify: Callable[[str, NotifyJob], Awaitable[int]]  # (transport actor, job) -> status
+    post: Callable[[list[OutgoingNotify]], None]  # hands NOTIFYs to the shard, in build order
     persist: Callable[[Impu], Awaitable[None]]
     clock: Callable[[], float]
-    pending: set = field(default_factory=set)  # NOTIFY tasks in flight, kept from the GC
 
 
 async def subscribe_to_reg(impu: Impu, req: SubscribeRequest, ctx: EventContext) -> Reply:
@@ -73,13 +75,15 @@ async def subscribe_to_reg(impu: Impu, req: SubscribeRequest, ctx: EventContext)
             return granted
         if granted:
             impu.subscriptions[key] = sub
-            jobs = [_notify_job(impu, sub, bindings, bindings, "user", "active", None, now, ctx)]
+            notify = _notify(impu, sub, bindings, bindings, "user", "active", None, now, ctx)
         else:  # unsubscribe, or a one-time fetch: a last full state, then it ends
             impu.subscriptions.pop(key, None)
-            jobs = [_notify_job(impu, sub, bindings, bindings, "user", "terminated",
-                                END_REASONS["unsubscribed"], now, ctx)]
+            notify = _notify(impu, sub, bindings, bindings, "user", "terminated",
+                             END_REASONS["unsubscribed"], now, ctx)
+        # Posted before the write: a set update arriving meanwhile (it takes no mailbox) may
+        # build this dialog's next NOTIFY, which must queue behind this one.
+        ctx.post([OutgoingNotify(notify.sub, notify.job, after_reply=True)])
         await ctx.persist(impu)
-        _send(impu, jobs, ctx, delay=AFTER_THE_200)
         return Reply(200, "OK", [("Expires", str(granted)), ("Contact", f"<{ctx.scscf_uri}>")])
 
 
@@ -113,14 +117,14 @@ def notify_change(impu: Impu, old: dict[str, Binding], reason: str, ctx: EventCo
     now = ctx.clock()
     new = impu.live_bindings(now)
     if new:
-        jobs = [_notify_job(impu, s, old, new, reason, "active", None, now, ctx)
-                for s in impu.subscriptions.values()]
+        notifies = [_notify(impu, s, old, new, reason, "active", None, now, ctx)
+                    for s in impu.subscriptions.values()]
     else:
-        jobs = [_notify_job(impu, s, old, new, reason, "terminated",
+        notifies = [_notify(impu, s, old, new, reason, "terminated",
                             END_REASONS["registration-ended"], now, ctx)
-                for s in impu.subscriptions.values()]
+                    for s in impu.subscriptions.values()]
         impu.subscriptions.clear()
-    _send(impu, jobs, ctx)
+    ctx.post(notifies)
 
 
 def expire_subscriptions(impu: Impu, ctx: EventContext) -> bool:
@@ -128,43 +132,32 @@ def expire_subscriptions(impu: Impu, ctx: EventContext) -> bool:
     now = ctx.clock()
     ended = [s for s in impu.subscriptions.values() if s.expires_at <= now]
     bindings = impu.live_bindings(now)
-    jobs = []
+    notifies = []
     for sub in ended:
         del impu.subscriptions[sub.key]
-        jobs.append(_notify_job(impu, sub, bindings, bindings, "user", "terminated",
+        notifies.append(_notify(impu, sub, bindings, bindings, "user", "terminated",
                                 END_REASONS["expired"], now, ctx))
-    _send(impu, jobs, ctx)
+    if notifies:
+        ctx.post(notifies)
     return bool(ended)
 
 
-def _notify_job(impu: Impu, sub: Subscription, old: dict[str, Binding], new: dict[str, Binding],
-                reason: str, state: str, end_reason: str | None, now: float,
-                ctx: EventContext) -> tuple[Subscription, NotifyJob]:
+async def end_subscription(impu: Impu, sub: Subscription, ctx: EventContext) -> bool:
+    """A NOTIFY of ``sub`` failed for good (subscription.on_notify_failure): the subscription
+    is dropped, unless it already ended or another took its place. True when it was dropped."""
+    async with impu.mailbox:
+        if impu.subscriptions.get(sub.key) is not sub:
+            return False
+        del impu.subscriptions[sub.key]
+        await ctx.persist(impu)
+        return True
+
+
+def _notify(impu: Impu, sub: Subscription, old: dict[str, Binding], new: dict[str, Binding],
+            reason: str, state: str, end_reason: str | None, now: float,
+            ctx: EventContext) -> OutgoingNotify:
     infos = registration_infos(impu.profile, impu.identity, old, new, now, reason)
     body = build_reginfo(sub.version, "full", infos)
-    # The sending transport writes the Via (its address, a branch naming it) over this one.
     uri, headers, body = notify_request(sub, body, state, end_reason, now, ctx.scscf_uri,
-                                        ctx.scscf_uri, "z9hG4bK")
-    return sub, NotifyJob(sub.received, uri, headers, body)
-
-
-def _send(impu: Impu, jobs: list[tuple[Subscription, NotifyJob]], ctx: EventContext,
-          delay: float = 0.0) -> None:
-    for sub, job in jobs:
-        task = asyncio.get_running_loop().create_task(_deliver(impu, sub, job, ctx, delay))
-        ctx.pending.add(task)
-        task.add_done_callback(ctx.pending.discard)
-
-
-async def _deliver(impu: Impu, sub: Subscription, job: NotifyJob, ctx: EventContext,
-                   delay: float) -> None:
-    await asyncio.sleep(delay)
-    try:
-        status = await ctx.send_notify(sub.transport, job)
-    except Exception as exc:  # the transport is gone: as good as a timeout
-        log.warning("NOTIFY to %s not sent: %s", sub.watcher, exc)
-        status = 408
-    if on_notify_failure(status) and impu.subscriptions.get(sub.key) is sub:
-        async with impu.mailbox:
-            impu.subscriptions.pop(sub.key, None)
-            await ctx.persist(impu)
+                                        ctx.scscf_uri)
+    return OutgoingNotify(sub, NotifyJob(sub.received, uri, headers, body))

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from actors.config import RegistrarConfig
 from actors.reg_event.reginfo import CONTENT_TYPE
 from actors.rules.expires import ExpiresPolicy
 from actors.vocabulary import Binding, Profile, Reply
@@ -36,9 +35,6 @@ TERMINATION_REASONS = frozenset(
 # Why a subscription ends -> the reason of its final NOTIFY (see the module docstring).
 END_REASONS = {"unsubscribed": "timeout", "expired": "timeout",
                "registration-ended": "noresource", "unauthorised": "rejected"}
-# The transport sending a NOTIFY owns its Via: it puts its protocol and sent-by (RFC 3261
-# 18.1.1) in place of this text and keeps the branch, which names the owning transport.
-VIA_PLACEHOLDER = "SIP/2.0/{transport} {sent_by}"
 _DEFAULT_PORTS = {"sip": 5060, "sips": 5061}
 
 
@@ -71,12 +67,6 @@ def subscription_key(call_id: str, from_tag: str, to_tag: str, event_id: str | N
     """A subscription is its dialog plus the id of its Event header (RFC 6665)."""
     return f"{call_id}|{from_tag}|{to_tag}|{event_id or ''}"
 
-
-def subscription_expires(registrar: RegistrarConfig) -> ExpiresPolicy:
-    return ExpiresPolicy(
-        registrar.subscription_default_expires, registrar.subscription_expires_range,
-        registrar.subscription_min_expires, registrar.subscription_max_expires,
-    )
 
 
 def can_subscribe_to_reg(
@@ -125,9 +115,10 @@ def refresh(
 
 def notify_request(
     sub: Subscription, body: bytes, state: str, reason: str | None, now: float,
-    local_uri: str, contact_uri: str, branch: str,
+    local_uri: str, contact_uri: str,
 ) -> tuple[str, list[tuple[str, str]], bytes]:
-    """Request-URI, headers and body of the next NOTIFY (RFC 6665 4.2.2).
+    """Request-URI, headers and body of the next NOTIFY (RFC 6665 4.2.2), but its Via: the
+    transport that sends it writes that (its sent-by, a branch naming it).
 
     `body` carries version `sub.version`; this call advances the version and our CSeq. The
     Request-URI is the remote target and the Route the route set: IMS routes loosely (RFC 3261
@@ -143,7 +134,6 @@ def notify_request(
     sub.version += 1
     event = EVENT_PACKAGE if sub.event_id is None else f"{EVENT_PACKAGE};id={sub.event_id}"
     headers = [
-        ("Via", f"{VIA_PLACEHOLDER};branch={branch}"),
         ("Max-Forwards", MAX_FORWARDS),
         ("From", f"<{local_uri}>;tag={sub.to_tag}"),
         ("To", f"<{sub.watcher}>;tag={sub.from_tag}"),

@@ -11,6 +11,7 @@ import logging
 from actors.reg_event.procedures import notify_change
 from actors.rules.impu import Impu
 from actors.rules.save import SaveContext
+from actors.rules.state import RegEvent, next_state
 from actors.vocabulary import RegState
 from transport.diameter.cx import ServerAssignmentType as SAT
 from transport.diameter.router import CxUnavailable
@@ -28,11 +29,11 @@ async def expire_bindings(impu: Impu, now: float, ctx: SaveContext) -> list[floa
             return lags
         was_registered = impu.state == RegState.REGISTERED
         profile, old = impu.profile, impu.bindings
-        if live:
+        if live:  # still registered, with fewer bindings
             impu.apply(impu.state, live, profile)
         else:
             keep = profile if ctx.rules.store_profile_dereg else None
-            impu.apply(RegState.NOT_REGISTERED, {}, keep)
+            impu.apply(next_state(impu.state, RegEvent.EXPIRE), {}, keep)
         if ctx.events:
             notify_change(impu, old, "expired", ctx.events)
         await ctx.persist(impu)

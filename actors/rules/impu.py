@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from actors.auth.challenges import PendingChallenges
 from actors.rules.expires import ExpiresPolicy
 from actors.vocabulary import Binding, Profile, RegisterRequest, RegState, Reply
 from transport.diameter.cx import ServerAssignmentType as SAT
@@ -36,14 +37,17 @@ class RegisterPlan:
 class Impu:
     """A virtual actor: one public identity, its bindings and its mailbox (one writer)."""
 
-    __slots__ = ("identity", "state", "bindings", "profile", "subscriptions", "last_reply", "mailbox")
+    __slots__ = ("identity", "state", "bindings", "profile", "subscriptions", "unreg_until",
+                 "challenges", "last_reply", "mailbox")
 
     def __init__(self, identity: str) -> None:
         self.identity = identity
-        self.state = RegState.NOT_REGISTERED
+        self.state = RegState.NOT_REGISTERED  # changed only as actors/rules/state.py allows
         self.bindings: dict[str, Binding] = {}
         self.profile: Profile | None = None
-        self.subscriptions: dict = {}  # reg-event Subscription by dialog key (actors/subscription.py)
+        self.subscriptions: dict = {}  # reg-event Subscription by dialog key (reg_event/subscription.py)
+        self.unreg_until: float | None = None  # UNREGISTERED: when that state's validity ends
+        self.challenges: PendingChallenges | None = None  # vectors of 401s sent, kept in memory
         self.last_reply: tuple[tuple, Reply] | None = None
         self.mailbox = asyncio.Lock()
 
@@ -55,10 +59,36 @@ class Impu:
             return self.last_reply[1]
         return None
 
-    def apply(self, state: RegState, bindings: dict[str, Binding], profile: Profile | None) -> None:
+    def apply(self, state: RegState, bindings: dict[str, Binding], profile: Profile | None,
+              unreg_until: float | None = None) -> None:
+        """Takes a new state; ``unreg_until`` is the validity of an UNREGISTERED one."""
         self.state = state
         self.bindings = bindings
         self.profile = profile
+        self.unreg_until = unreg_until
+
+    def deadlines(self) -> list[float]:
+        """Every instant something of this identity ends: a binding, a subscription, the
+        UNREGISTERED state. The shard's timer wakes it at the earliest."""
+        found = [b.expires_at for b in self.bindings.values()]
+        found += [s.expires_at for s in self.subscriptions.values()]
+        if self.unreg_until is not None:
+            found.append(self.unreg_until)
+        if self.challenges is not None and self.challenges.next_expiry is not None:
+            found.append(self.challenges.next_expiry)
+        return found
+
+    def pending_challenges(self) -> PendingChallenges:
+        if self.challenges is None:
+            self.challenges = PendingChallenges()
+        return self.challenges
+
+    def expire_challenges(self, now: float) -> None:
+        """Frees the vectors of challenges left unanswered past auth_data_timeout."""
+        if self.challenges is not None:
+            self.challenges.expire(now)
+            if not self.challenges:
+                self.challenges = None
 
 
 def plan_register(

@@ -14,10 +14,13 @@ from transport.sip.uri import SipUri
 
 MAX_EXPIRES = 2**32 - 1  # RFC 3261 10.2.1.1: larger values count as this
 _Q_VALUE = re.compile(r"^(0(\.\d{0,3})?|1(\.0{0,3})?)$")
-_USERNAME = re.compile(r'username\s*=\s*"([^"]*)"', re.IGNORECASE)
+# One auth-param (RFC 7235 2.1): a quoted value is taken whole, so text inside it is no param.
+_AUTH_PARAM = re.compile(r'([\w.!%*+`\'~-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]*))')
 
 
-def register_request(req: Request, received: str) -> RegisterRequest:
+def register_request(req: Request, received: str, realm: str | None = None) -> RegisterRequest:
+    """``realm`` picks the Authorization header meant for us; by default the Request-URI's
+    host, the home domain a REGISTER is sent to (TS 24.229 5.1.1.2.1)."""
     to_uri = req.to.uri
     if to_uri.scheme not in ("sip", "sips", "tel"):
         raise SipParseError(400, "Unsupported To URI scheme")
@@ -25,9 +28,13 @@ def register_request(req: Request, received: str) -> RegisterRequest:
     contacts = req.contacts
     star = contacts is STAR
     cseq, _ = req.cseq
+    credentials = req.headers.get_all("Authorization")
+    authorization = (our_authorization(credentials, realm or req.request_uri.host)
+                     if credentials else None)
+    params = {} if authorization is None else auth_params(authorization)
     return RegisterRequest(
         aor=aor,
-        impi=private_identity(req, to_uri),
+        impi=private_identity(params.get("username"), to_uri),
         call_id=req.call_id,
         cseq=cseq,
         contacts=[] if star else [contact_request(c) for c in contacts],
@@ -39,17 +46,36 @@ def register_request(req: Request, received: str) -> RegisterRequest:
         received=received,
         user_agent=req.headers.get("User-Agent"),
         allow=method_list(req.headers.get_all("Allow")),
+        authorization=authorization,
+        integrity_protected=params.get("integrity-protected"),
     )
 
 
-def private_identity(req: Request, to_uri: SipUri) -> str | None:
+def our_authorization(values: list[str], realm: str) -> str | None:
+    """The first Authorization whose realm is ours, or the only one there is (RFC 3261 22.4:
+    credentials for other realms belong to other servers)."""
+    for value in values:
+        if auth_params(value).get("realm", "").lower() == realm.lower():
+            return value
+    return values[0] if len(values) == 1 else None
+
+
+def auth_params(value: str) -> dict[str, str]:
+    """The parameters of credentials, names lowercased, quoted values unescaped; lenient
+    (the authentication parses strictly and answers 400), the first of a repeated one wins."""
+    params: dict[str, str] = {}
+    for match in _AUTH_PARAM.finditer(value):
+        name, quoted, token = match.groups()
+        params.setdefault(name.lower(),
+                          token if quoted is None else re.sub(r"\\(.)", r"\1", quoted))
+    return params
+
+
+def private_identity(username: str | None, to_uri: SipUri) -> str | None:
     """TS 24.229 5.4.1.2.1: the IMPI is the Authorization username; without one (no auth on
     this hop), the IMPU's user@host form, as the HSS emulator and Kamailio both assume."""
-    authorization = req.headers.get("Authorization")
-    if authorization:
-        match = _USERNAME.search(authorization)
-        if match:
-            return match.group(1)
+    if username:
+        return username
     if to_uri.scheme in ("sip", "sips") and to_uri.user:
         return f"{to_uri.user}@{to_uri.host.lower()}"
     return None

@@ -8,15 +8,23 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from actors.auth.procedures import (
+    AuthContext,
+    Authorized,
+    AuthRequest,
+    Forbidden,
+    authorize_register,
+)
 from actors.reg_event.procedures import EventContext, notify_change
 from actors.rules.impu import Impu, RegisterPlan, RegisterRules, ok_headers, plan_register
+from actors.rules.state import RegEvent, next_state
 from actors.vocabulary import (
     RETRY_AFTER,
-    Binding,
     Profile,
     RegisterRequest,
     RegState,
     Reply,
+    SetUpdate,
     StoreError,
 )
 from transport.diameter.cx import SaaResult, SarRequest
@@ -26,8 +34,8 @@ from transport.diameter.user_data import UserDataError, parse_user_data
 from transport.sip.errors import SipParseError
 from transport.sip.uri import parse_uri
 
-# (other members of the set, their new state, bindings and profile, why bindings went)
-Propagate = Callable[[list[str], RegState, dict[str, Binding], Profile | None, str], Awaitable[None]]
+# The other members of the implicit set take the set's new state, wherever their shards are.
+Propagate = Callable[[list[SetUpdate]], Awaitable[None]]
 
 
 @dataclass
@@ -39,10 +47,12 @@ class SaveContext:
     propagate: Propagate
     persist: Callable[[Impu], Awaitable[None]]  # write-through: durable before the reply
     clock: Callable[[], float]
+    unreg_validity: float  # seconds an UNREGISTERED assignment lasts (registrar.unreg_validity)
     user_data_xsd: str | None = None
     user_data_dtd: str | None = None
     support_wildcard_psi: bool = False
     events: EventContext | None = None  # the reg event package: NOTIFYs on every change
+    auth: AuthContext | None = None  # the [auth] procedures; None: no authentication
 
     def sar_request(self, identity: str, impi: str | None, assignment: SAT,
                     user_data_already_available: bool = False) -> SarRequest:
@@ -62,14 +72,41 @@ class SaveContext:
 
 
 async def save(impu: Impu, req: RegisterRequest, ctx: SaveContext) -> Reply:
-    """Processes one REGISTER in the IMPU's mailbox; a retransmission gets the same reply."""
+    """Processes one REGISTER from a UE in the IMPU's mailbox: authentication first (as
+    ims_auth's ims_www_authorize / ims_www_challenge before Kamailio's save()), then the
+    bindings. A retransmission gets the same reply."""
     async with impu.mailbox:
         cached = impu.cached_reply(req.transaction)
         if cached is not None:
             return cached
-        reply = await _save(impu, req, ctx)
+        reply = await _authenticate(impu, req, ctx) or await _save(impu, req, ctx)
         impu.last_reply = (req.transaction, reply)
         return reply
+
+
+async def save_unauthenticated(impu: Impu, req: RegisterRequest, ctx: SaveContext) -> Reply:
+    """A binding change the registrar itself makes (a PUBLISH ending bindings): no UE to
+    challenge, no retransmission to absorb."""
+    async with impu.mailbox:
+        return await _save(impu, req, ctx)
+
+
+async def _authenticate(impu: Impu, req: RegisterRequest, ctx: SaveContext) -> Reply | None:
+    """None when the REGISTER may go on, else the 401, 403, 400 or 503 to answer."""
+    if ctx.auth is None:
+        return None
+    profile = impu.profile
+    registered_impi = profile.impi if impu.state == RegState.REGISTERED and profile else None
+    outcome = await authorize_register(
+        impu.pending_challenges(), AuthRequest.of_register(req),
+        registered_with_impi=registered_impi is not None and registered_impi == req.impi,
+        now=ctx.clock(), context=ctx.auth)
+    impu.expire_challenges(ctx.clock())
+    if isinstance(outcome, Authorized):
+        return None
+    if isinstance(outcome, Forbidden) and outcome.assignment is not None:
+        await _tell_hss(req, req.impi, outcome.assignment, ctx)
+    return outcome.reply()
 
 
 async def _save(impu: Impu, req: RegisterRequest, ctx: SaveContext) -> Reply:
@@ -103,16 +140,16 @@ async def _save(impu: Impu, req: RegisterRequest, ctx: SaveContext) -> Reply:
             refusal = Reply(403, "Public identity barred")
         if refusal:
             if plan.assignment == SAT.REGISTRATION:  # the HSS just recorded a registration
-                await _undo_registration(req, impi, ctx)
+                await _tell_hss(req, impi, SAT.USER_DEREGISTRATION, ctx)
             return refusal
-    state, kept = _after(plan, profile, ctx.rules)
+    state, kept = _after(impu.state, plan, profile, ctx.rules)
     others = [i for i in profile.identities if i != impu.identity]
     if others:
         try:
-            await ctx.propagate(others, state, plan.bindings, kept, "user")
+            await ctx.propagate([SetUpdate(i, state, plan.bindings, kept, "user") for i in others])
         except Exception:  # another shard unavailable: tell the UE to retry, apply nothing here
             return Reply(503, "Implicit set update failed", [("Retry-After", RETRY_AFTER)])
-    before = (impu.state, impu.bindings, impu.profile)
+    before = (impu.state, impu.bindings, impu.profile, impu.unreg_until)
     impu.apply(state, plan.bindings, kept)
     if ctx.events:  # before the write, so the subscriptions' new versions are stored with it
         notify_change(impu, before[1], "user", ctx.events)
@@ -124,21 +161,24 @@ async def _save(impu: Impu, req: RegisterRequest, ctx: SaveContext) -> Reply:
     return Reply(200, "OK", ok_headers(plan.bindings, req, kept, now, ctx.service_route))
 
 
-def _after(plan: RegisterPlan, profile: Profile, rules: RegisterRules) -> tuple[RegState, Profile | None]:
+def _after(state: RegState, plan: RegisterPlan, profile: Profile,
+           rules: RegisterRules) -> tuple[RegState, Profile | None]:
+    """The state and profile the REGISTER leaves (a binding left registers or refreshes)."""
     if plan.bindings:
-        return RegState.REGISTERED, profile
-    if rules.store_profile_dereg:
-        return RegState.NOT_REGISTERED, profile
-    return RegState.NOT_REGISTERED, None
+        event = RegEvent.REFRESH if state == RegState.REGISTERED else RegEvent.REGISTER
+        return next_state(state, event), profile
+    return next_state(state, RegEvent.DEREGISTER), profile if rules.store_profile_dereg else None
 
 
-async def _undo_registration(req: RegisterRequest, impi: str | None, ctx: SaveContext) -> None:
-    """A REGISTER refused after its SAR REGISTRATION succeeded: the HSS must not keep this
-    S-CSCF as the user's registered one, so it hears USER_DEREGISTRATION (best effort)."""
+async def _tell_hss(req: RegisterRequest, impi: str | None, assignment: SAT,
+                    ctx: SaveContext) -> None:
+    """A SAR the REGISTER's answer does not wait on (best effort): USER_DEREGISTRATION after
+    a REGISTER refused once its SAR REGISTRATION succeeded, so the HSS does not keep this
+    S-CSCF as the user's; AUTHENTICATION_FAILURE after a wrong answer (TS 29.228 6.1.2)."""
     try:
-        await ctx.sar(ctx.sar_request(req.aor, impi, SAT.USER_DEREGISTRATION))
+        await ctx.sar(ctx.sar_request(req.aor, impi, assignment))
     except CxUnavailable:
-        pass  # the HSS will learn at the user's next registration
+        pass  # the HSS learns at the user's next registration
 
 
 # Experimental-Result codes of TS 29.229 6.2.2 that say the user may not register here.

@@ -1,8 +1,10 @@
-"""Registration changes the network makes: ``unregister`` and ``assign_server_unreg``.
+"""Registration changes the network makes: ``unregister``, ``assign_server_unreg`` and the end
+of the UNREGISTERED state it gives.
 
 Like save(), each runs in the identity's mailbox and gets its I/O (SAR, updates to the other
 members of the implicit set, the store) through the SaveContext, so it runs the same in a
-shard actor and in a unit test.
+shard actor and in a unit test. Every member of a set assigned UNREGISTERED keeps the
+validity's end in its own record, and the timer of its own shard ends it there.
 """
 from __future__ import annotations
 
@@ -11,7 +13,16 @@ import logging
 from actors.reg_event.procedures import notify_change
 from actors.rules.impu import Impu
 from actors.rules.save import SaveContext
-from actors.vocabulary import FOUND, INTERNAL_ERROR, NOT_FOUND, Deregistration, Profile, RegState
+from actors.rules.state import RegEvent, next_state
+from actors.vocabulary import (
+    FOUND,
+    INTERNAL_ERROR,
+    NOT_FOUND,
+    Deregistration,
+    Profile,
+    RegState,
+    SetUpdate,
+)
 from transport.diameter.cx import SaaResult
 from transport.diameter.cx import ServerAssignmentType as SAT
 from transport.diameter.router import CxUnavailable
@@ -31,7 +42,7 @@ async def unregister(impu: Impu, ctx: SaveContext) -> Deregistration:
             return Deregistration(NOT_FOUND, 0, "")
         profile = impu.profile
         removed = len(impu.live_bindings(ctx.clock()))
-        await _apply_to_set(impu, profile, RegState.NOT_REGISTERED, None, ctx, "network")
+        await _apply_to_set(impu, profile, RegEvent.NETWORK_DEREGISTER, None, ctx, "network")
         try:
             saa = await ctx.sar(ctx.sar_request(impu.identity, profile.impi if profile else None,
                                                 SAT.ADMINISTRATIVE_DEREGISTRATION))
@@ -63,32 +74,40 @@ async def assign_server_unreg(impu: Impu, ctx: SaveContext) -> int:
         served = impu.identity in profile.identities or profile.wildcard_for(impu.identity)
         if not served or impu.identity in profile.barred:
             return NOT_FOUND
-        await _apply_to_set(impu, profile, RegState.UNREGISTERED, profile, ctx)
+        await _apply_to_set(impu, profile, RegEvent.ASSIGN_UNREGISTERED, profile, ctx)
         return FOUND
 
 
-async def lapse_unregistered(impu: Impu, ctx: SaveContext) -> bool:
-    """The UNREGISTERED state outlived its validity: the profile is dropped. No SAR: the HSS
-    keeps naming this S-CSCF, so the next request for the user comes back and assigns again."""
+async def lapse_unregistered(impu: Impu, now: float, ctx: SaveContext) -> bool:
+    """The UNREGISTERED state outlived its validity (by ``now``): the profile is dropped. No
+    SAR: the HSS keeps naming this S-CSCF, so the next request for the user comes back and
+    assigns again. Each member of the set lapses by its own timer, so nothing is propagated."""
     async with impu.mailbox:
-        if impu.state != RegState.UNREGISTERED:
+        if impu.state != RegState.UNREGISTERED or (impu.unreg_until or 0.0) > now:
             return False
-        await _apply_to_set(impu, impu.profile, RegState.NOT_REGISTERED, None, ctx)
+        impu.apply(next_state(impu.state, RegEvent.UNREGISTERED_VALIDITY_LAPSED), {}, None)
+        await ctx.persist(impu)
         return True
 
 
-async def _apply_to_set(impu: Impu, members: Profile | None, state: RegState,
+async def _apply_to_set(impu: Impu, members: Profile | None, event: RegEvent,
                         profile: Profile | None, ctx: SaveContext, reason: str = "user") -> None:
     """Every member of the implicit set shares one registration state (TS 23.228 5.2.1a).
     ``reason`` tells watchers why bindings went (a key of reginfo.REMOVAL_EVENTS)."""
+    state = next_state(impu.state, event)
     others = [i for i in members.identities if i != impu.identity] if members else []
     if others:
-        await ctx.propagate(others, state, {}, profile, reason)
+        await ctx.propagate([SetUpdate(i, state, {}, profile, reason) for i in others])
     old = impu.bindings
-    impu.apply(state, {}, profile)
+    impu.apply(state, {}, profile, unreg_until(state, ctx))
     if ctx.events:  # before the write, as in save(): the subscriptions' versions go with it
         notify_change(impu, old, reason, ctx.events)
     await ctx.persist(impu)
+
+
+def unreg_until(state: RegState, ctx: SaveContext) -> float | None:
+    """When an identity entering ``state`` now leaves it by itself: only UNREGISTERED does."""
+    return ctx.clock() + ctx.unreg_validity if state == RegState.UNREGISTERED else None
 
 
 def _profile(saa: SaaResult, ctx: SaveContext) -> Profile | None:

@@ -12,7 +12,9 @@ from actors.rules.impu import Impu
 from actors.vocabulary import Binding, Profile, RegState, StoreError
 
 # Bump when the layout changes, and teach decode_impu to read the previous version.
-RECORD_VERSION = 2  # 2: bindings gained "allow"; reg-event subscriptions appended
+# 2: bindings gained "allow"; reg-event subscriptions appended. 3: the end of an UNREGISTERED
+# state's validity appended.
+RECORD_VERSION = 3
 
 # Bindings are stored as JSON arrays in this order: no key names repeated in every record.
 BINDING_FIELDS = (
@@ -30,8 +32,8 @@ _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_cir
 
 
 def encode_impu(impu: Impu) -> bytes:
-    """``[version, state, [binding...], profile|null, [subscription...]]``; the identity is the
-    record's key.
+    """``[version, state, [binding...], profile|null, [subscription...], unreg_until|null]``;
+    the identity is the record's key.
 
     The cached reply of the last transaction is not kept: it only absorbs retransmissions.
     """
@@ -44,6 +46,7 @@ def encode_impu(impu: Impu) -> bytes:
         [profile.impi, profile.identities, sorted(profile.barred), profile.user_data,
          profile.wildcards],
         [_subscription_values(sub) for sub in impu.subscriptions.values()],
+        impu.unreg_until,
     ]
     return _encoder.encode(record).encode()
 
@@ -51,9 +54,9 @@ def encode_impu(impu: Impu) -> bytes:
 def decode_impu(identity: str, data: bytes) -> Impu:
     try:
         version, state, bindings, profile, *rest = json.loads(data)
-        if version not in (1, RECORD_VERSION) or len(rest) != version - 1:
+        if version not in (1, 2, RECORD_VERSION) or len(rest) != version - 1:
             raise ValueError(f"unknown record version {version!r}")
-        names = BINDING_FIELDS if version == RECORD_VERSION else BINDING_FIELDS[:-1]
+        names = BINDING_FIELDS if version >= 2 else BINDING_FIELDS[:-1]  # 1: no "allow"
         impu = Impu(identity)
         impu.state = RegState(state)
         impu.bindings = {b.key: b for b in (_decode_binding(v, names) for v in bindings)}
@@ -64,6 +67,8 @@ def decode_impu(identity: str, data: bytes) -> Impu:
         for values in rest[0] if rest else ():
             sub = _decode_subscription(values)
             impu.subscriptions[sub.key] = sub
+        if version >= 3 and rest[1] is not None:  # before 3 the shard restarts the validity
+            impu.unreg_until = float(rest[1])
         return impu
     except (ValueError, TypeError) as exc:  # JSON, unpacking and enum errors are ValueErrors
         raise StoreError(f"corrupt record of {identity}: {exc}") from exc

@@ -13,14 +13,26 @@
     impus = ["sip:alice@ims.test", "tel:+15550001"]   # one implicit set, default first
     barred = ["sip:alice-barred@ims.test"]
     wildcard = ["sip:alice-chat!.*!@ims.test"]        # wildcarded PSIs of the set
-    password = "secret"                               # enables SIP Digest in MAA
+    password = "secret"                   # SIP Digest: HA1 = MD5(impi:realm:password)
+    k = "465b5ce8b199b49faa5f0a2ee238a6bc"  # IMS AKA (Milenage): K, and OP or OPc, in hex
+    op = "cdc202d5123e20f62b6d676ac72cb318"
+    amf = "8000"                          # optional, hex
+    sqn = 1                               # optional: the SQN of the next vector
+    auth_scheme = "Digest-AKAv1-MD5"      # optional: the only scheme allowed ("SIP Digest",
+                                          # "Digest-MD5"); by default any it has credentials
+                                          # for, AKA first when a MAR leaves the choice
+
+Auto-provisioned subscribers get the test credentials below: password "imstest" and the
+K/OP of TS 35.208 test set 1, AMF 8000, SQN from 1.
 """
 from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from actors.auth.aka import SQN_LIMIT
+from actors.auth.milenage import opc as derive_opc
 from transport.diameter.cx_base import CHARGING_INFORMATION_KEYS
 from transport.diameter.user_data import UserDataError, wildcard_regex
 
@@ -29,13 +41,50 @@ class HssConfigError(ValueError):
     """The configuration is malformed; the message names the offending key."""
 
 
+AKA = "Digest-AKAv1-MD5"
+SIP_DIGEST = "SIP Digest"
+# Scheme names as configured or asked for in a MAR, lower-cased -> the scheme they mean.
+SCHEME_NAMES = {"digest-akav1-md5": AKA, "sip digest": SIP_DIGEST, "digest-md5": SIP_DIGEST,
+                "digest": SIP_DIGEST}
+
+TEST_PASSWORD = "imstest"
+TEST_K = bytes.fromhex("465b5ce8b199b49faa5f0a2ee238a6bc")  # TS 35.208 4.3, test set 1
+TEST_OP = bytes.fromhex("cdc202d5123e20f62b6d676ac72cb318")
+
+
+@dataclass(frozen=True)
+class AkaCredentials:
+    """What the HSS shares with the USIM/ISIM for Milenage."""
+    k: bytes = field(repr=False)
+    opc: bytes = field(repr=False)
+    amf: bytes = b"\x80\x00"
+    sqn: int = 1  # the SQN of the first vector
+
+
+TEST_AKA = AkaCredentials(TEST_K, derive_opc(TEST_K, TEST_OP))
+
+
 @dataclass(frozen=True)
 class SubscriberConfig:
     impi: str
     impus: tuple[str, ...]  # the implicit registration set, default IMPU first
     barred: tuple[str, ...] = ()
     wildcards: tuple[str, ...] = ()
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
+    aka: AkaCredentials | None = None
+    auth_scheme: str | None = None  # the only scheme allowed; None: any it has credentials for
+
+    @classmethod
+    def auto_provisioned(cls, impi: str, impus: tuple[str, ...]) -> SubscriberConfig:
+        """A subscriber made up on first sight, with the documented test credentials."""
+        return cls(impi, impus, password=TEST_PASSWORD, aka=TEST_AKA)
+
+    @property
+    def schemes(self) -> tuple[str, ...]:
+        """The schemes it can authenticate with, the one a MAR's "Unknown" gets first."""
+        if self.auth_scheme is not None:
+            return (self.auth_scheme,)
+        return ((AKA,) if self.aka else ()) + ((SIP_DIGEST,) if self.password else ())
 
 
 @dataclass(frozen=True)
@@ -67,7 +116,8 @@ class HssConfig:
 
 _TOP_KEYS = {"origin_host", "origin_realm", "auto_provision_domain", "admin_listen",
              "watchdog_interval", "charging_information", "subscriber"}
-_SUBSCRIBER_KEYS = {"impi", "impus", "barred", "wildcard", "password"}
+_SUBSCRIBER_KEYS = {"impi", "impus", "barred", "wildcard", "password", "k", "op", "opc", "amf",
+                    "sqn", "auth_scheme"}
 
 
 def _parse(table: dict) -> HssConfig:
@@ -102,9 +152,49 @@ def _subscriber(entry: dict, where: str) -> SubscriberConfig:
             wildcard_regex(pattern)
         except UserDataError as exc:
             raise HssConfigError(f"{where}.wildcard: {exc}") from None
+    password = _string(entry, "password", where)
+    aka = _aka(entry, where)
+    scheme = _string(entry, "auth_scheme", where)
+    if scheme is not None:
+        if scheme.lower() not in SCHEME_NAMES:
+            raise HssConfigError(f"{where}.auth_scheme: expected one of {AKA!r}, "
+                                 f"{SIP_DIGEST!r}, 'Digest-MD5'")
+        scheme = SCHEME_NAMES[scheme.lower()]
+        if scheme == AKA and aka is None:
+            raise HssConfigError(f"{where}.auth_scheme: {AKA} needs k and op (or opc)")
+        if scheme == SIP_DIGEST and password is None:
+            raise HssConfigError(f"{where}.auth_scheme: {SIP_DIGEST} needs a password")
     return SubscriberConfig(impi=impi, impus=impus, barred=_strings(entry, "barred", where),
-                            wildcards=wildcards,
-                            password=_string(entry, "password", where))
+                            wildcards=wildcards, password=password, aka=aka, auth_scheme=scheme)
+
+
+def _aka(entry: dict, where: str) -> AkaCredentials | None:
+    if "k" not in entry:
+        for key in ("op", "opc", "amf", "sqn"):
+            if key in entry:
+                raise HssConfigError(f"{where}.{key}: only meaningful with k")
+        return None
+    k = _hex(entry, "k", where, 16)
+    if ("op" in entry) == ("opc" in entry):
+        raise HssConfigError(f"{where}.op: give exactly one of op and opc with k")
+    opc = (_hex(entry, "opc", where, 16) if "opc" in entry
+           else derive_opc(k, _hex(entry, "op", where, 16)))
+    amf = _hex(entry, "amf", where, 2) if "amf" in entry else b"\x80\x00"
+    sqn = entry.get("sqn", 1)
+    if not isinstance(sqn, int) or isinstance(sqn, bool) or not 0 <= sqn < SQN_LIMIT:
+        raise HssConfigError(f"{where}.sqn: expected an integer in [0, 2**48)")
+    return AkaCredentials(k, opc, amf, sqn)
+
+
+def _hex(table: dict, key: str, where: str, length: int) -> bytes:
+    value = table[key]
+    try:
+        octets = bytes.fromhex(value) if isinstance(value, str) else None
+    except ValueError:
+        octets = None
+    if octets is None or len(octets) != length:
+        raise HssConfigError(f"{_path(where, key)}: expected {2 * length} hex digits")
+    return octets
 
 
 def _no_shared_identities(subscribers: tuple[SubscriberConfig, ...]):

@@ -3,7 +3,6 @@ RTR and PPR to the S-CSCFs connected to it. For labs and tests; it keeps everyth
 """
 from __future__ import annotations
 
-import hashlib
 from collections import deque
 
 from diameter.message import Message
@@ -22,7 +21,6 @@ from transport.diameter.cx_base import (
     RtaResult,
     RtrRequest,
     ServerAssignmentType,
-    SipAuthItem,
 )
 from transport.diameter.cx_hss import decode_ppa, decode_rta, encode_ppr, encode_rtr
 from transport.diameter.cx_scscf import decode_mar, decode_sar, encode_maa, encode_saa
@@ -33,7 +31,6 @@ __all__ = ["HssEmulator", "HssConfig", "HssConfigError", "SubscriberConfig", "Hs
            "UnknownSubscriber", "NotConnected"]
 
 SAR_LOG_LIMIT = 100_000
-_DIGEST_SCHEMES = {"SIP Digest", "Digest", "Unknown"}
 
 
 class HssError(Exception):
@@ -56,7 +53,7 @@ class HssEmulator:
         self.sar_log: deque[tuple[str, ServerAssignmentType, str]] = deque(maxlen=SAR_LOG_LIMIT)
         self._local = LocalNode(config.origin_host, config.origin_realm,
                                 product_name="ray-scscf HSS emulator")
-        self._server = DiameterServer(self._local, request_handler=self._handle,
+        self._server = DiameterServer(self._local, request_handler=self.handle,
                                       watchdog_interval=config.watchdog_interval)
         self._session_ids = SessionIds(config.origin_host)
         self._admin = None
@@ -94,7 +91,8 @@ class HssEmulator:
 
     # -- requests from the S-CSCF --------------------------------------------------------------
 
-    def _handle(self, msg: Message) -> Message:
+    def handle(self, msg: Message) -> Message:
+        """The answer to one request from an S-CSCF."""
         command = msg.header.command_code
         if command == Command.SERVER_ASSIGNMENT:
             return self._on_sar(msg)
@@ -134,26 +132,28 @@ class HssEmulator:
                          wildcarded_public_identity=wildcard)
 
     def _on_mar(self, msg: Message) -> Message:
+        """TS 29.228 6.3.1: the identities first, then the scheme and the vectors."""
         mar = decode_mar(msg)
         found = self.subscribers.by_identity(mar.public_identity)
-        fields = {}
         if found is None:
-            fields["experimental_result_code"] = CxResult.DIAMETER_ERROR_USER_UNKNOWN
-        elif found[0].impi != mar.user_name:
-            fields["experimental_result_code"] = CxResult.DIAMETER_ERROR_IDENTITIES_DONT_MATCH
-        elif mar.auth_scheme not in _DIGEST_SCHEMES or found[0].config.password is None:
-            fields["experimental_result_code"] = CxResult.DIAMETER_ERROR_AUTH_SCHEME_NOT_SUPPORTED
-        else:
-            sub = found[0]
-            # TS 29.228 6.3 / 8.1: a MAR stores (and may overwrite) the S-CSCF name.
-            sub.server_name, sub.diameter_client = mar.server_name, _origin_host(msg)
-            realm = sub.impi.rpartition("@")[2] or self.config.origin_realm
-            ha1 = hashlib.md5(f"{sub.impi}:{realm}:{sub.config.password}".encode()).hexdigest()
-            fields.update(user_name=sub.impi, public_identity=mar.public_identity,
-                          auth_items=[SipAuthItem(scheme="SIP Digest", item_number=1,
-                                                  digest_realm=realm, digest_qop="auth",
-                                                  digest_ha1=ha1)])
-        return encode_maa(msg, self.config.origin_host, self.config.origin_realm, **fields)
+            return self._maa(msg, experimental_result_code=CxResult.DIAMETER_ERROR_USER_UNKNOWN)
+        sub = found[0]
+        if sub.impi != mar.user_name:
+            return self._maa(
+                msg, experimental_result_code=CxResult.DIAMETER_ERROR_IDENTITIES_DONT_MATCH)
+        realm = sub.impi.rpartition("@")[2] or self.config.origin_realm
+        answer = sub.auth.answer(mar.auth_scheme, mar.number_auth_items, realm,
+                                 mar.resync_authorization)
+        if not answer.success:
+            return self._maa(msg, result_code=answer.result_code,
+                             experimental_result_code=answer.experimental_result_code)
+        # TS 29.228 6.3 / 8.1: a MAR stores (and may overwrite) the S-CSCF name.
+        sub.server_name, sub.diameter_client = mar.server_name, _origin_host(msg)
+        return self._maa(msg, user_name=sub.impi, public_identity=mar.public_identity,
+                         auth_items=list(answer.items))
+
+    def _maa(self, request: Message, **fields) -> Message:
+        return encode_maa(request, self.config.origin_host, self.config.origin_realm, **fields)
 
     # -- requests to the S-CSCF ----------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Subscribers of the HSS emulator: identities, registration state, and the SAR rules.
+"""Subscribers of the HSS emulator: identities, registration state, and the SAR rules (the MAR
+rules are in authentication.py).
 
 The registration state is kept per IMPI, each IMPI owning one implicit registration set.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from scripts.hss_emulator.authentication import SubscriberAuth
 from scripts.hss_emulator.config import HssConfig, SubscriberConfig
 from transport.diameter.codec import ResultCode
 from transport.diameter.cx_base import CxResult, ServerAssignmentType
@@ -41,10 +43,11 @@ def _refused_for(server_name: str) -> Assignment:
 
 
 class Subscriber:
-    __slots__ = ("config", "server_name", "registered", "diameter_client", "_user_data")
+    __slots__ = ("config", "auth", "server_name", "registered", "diameter_client", "_user_data")
 
     def __init__(self, config: SubscriberConfig):
         self.config = config
+        self.auth = SubscriberAuth(config)
         self.server_name: str | None = None
         self.registered = False
         self.diameter_client: str | None = None  # Origin-Host of the assigned S-CSCF
@@ -105,7 +108,8 @@ class Subscriber:
         c = self.config
         return {"impi": c.impi, "impus": list(c.impus), "barred": list(c.barred),
                 "wildcards": list(c.wildcards), "server_name": self.server_name,
-                "registered": self.registered, "diameter_client": self.diameter_client}
+                "registered": self.registered, "diameter_client": self.diameter_client,
+                "sqn": self.auth.sqn}
 
 
 _AUTO_IMPU = re.compile(r"sip:([^@;:?>\s]+)@([^@;:?>\s]+)", re.IGNORECASE)
@@ -134,7 +138,8 @@ class SubscriberDirectory:
         sub = self._by_impi.get(impi)
         if sub is None and provision and self._auto_domain and "@" in impi:
             if impi.rpartition("@")[2].lower() == self._auto_domain:
-                sub = self._add(Subscriber(SubscriberConfig(impi, (f"sip:{impi}",))))
+                sub = self._add(Subscriber(SubscriberConfig.auto_provisioned(
+                    impi, (f"sip:{impi}",))))
         return sub
 
     def by_identity(self, identity: str) -> tuple[Subscriber, str | None] | None:
@@ -149,5 +154,6 @@ class SubscriberDirectory:
         if auto and self._auto_domain and auto.group(2).lower() == self._auto_domain:
             impi = f"{auto.group(1)}@{auto.group(2)}"
             if impi not in self._by_impi:
-                return self._add(Subscriber(SubscriberConfig(impi, (identity,)))), None
+                return self._add(Subscriber(SubscriberConfig.auto_provisioned(
+                    impi, (identity,)))), None
         return None

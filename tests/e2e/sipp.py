@@ -6,18 +6,14 @@ can assert the exact headers of every response sipp received.
 from __future__ import annotations
 
 import re
-import shutil
-import socket
 import subprocess
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
+from scripts.harness.sipp import sipp_command
 from transport.sip.message import Response
 from transport.sip.parser import parse_message
-
-SIPP = shutil.which("sipp")
-SCENARIOS = Path(__file__).resolve().parents[2] / "scripts" / "sipp"
 
 
 @dataclass
@@ -25,25 +21,14 @@ class Step:
     """One request sipp sends and the status it must receive (sipp fails on anything else).
 
     The request text may use sipp keywords: [local_ip], [local_port], [transport], [branch],
-    [call_id], and [cseq] for CSeq numbers that count up within the scenario.
+    [call_id], and [cseq] for CSeq numbers that count up within the scenario. With
+    ``challenge`` the expected 401 is kept, so the next request can answer it with sipp's
+    [authentication ...] keyword.
     """
 
     request: str
     expect: int
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP on loopback."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
+    challenge: bool = False
 
 
 def scenario_xml(steps: list[Step]) -> str:
@@ -51,7 +36,8 @@ def scenario_xml(steps: list[Step]) -> str:
     for step in steps:
         body = textwrap.dedent(step.request).strip("\n") + "\n\n"
         parts.append(f'<send retrans="500"><![CDATA[\n\n{body}]]></send>')
-        parts.append(f'<recv response="{step.expect}" timeout="8000"/>')
+        auth = ' auth="true"' if step.challenge else ""
+        parts.append(f'<recv response="{step.expect}"{auth} timeout="8000"/>')
     parts.append("</scenario>")
     return "\n".join(parts)
 
@@ -75,12 +61,11 @@ class SippRun:
         self.errors = workdir / f"{name}_{transport}_errors.log"
         for stale in (self.trace, self.errors):
             stale.unlink(missing_ok=True)
-        cmd = [
-            SIPP, f"127.0.0.1:{port}", "-sf", str(scenario), "-m", "1", "-l", "1",
-            "-t", "u1" if transport == "udp" else "t1", "-i", "127.0.0.1", "-p", str(free_port()),
-            "-trace_msg", "-message_file", str(self.trace), "-trace_err", "-error_file",
-            str(self.errors), "-timeout", "40", "-timeout_error", "-nostdin", "-max_recv_loops", "1000",
-        ]
+        cmd = sipp_command(
+            scenario, port, transport, "-m", "1", "-l", "1", "-trace_msg", "-message_file",
+            str(self.trace), "-trace_err", "-error_file", str(self.errors), "-timeout", "40",
+            "-timeout_error", "-max_recv_loops", "1000",
+        )
         self.process = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True)
 

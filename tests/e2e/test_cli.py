@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import start_registrar
-from tests.e2e.sipp import SIPP, Step, register, run_sipp
+from scripts.harness.registrar import start_registrar
+from scripts.harness.sipp import SIPP
+from tests.e2e.sipp import received_messages
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,8 +36,19 @@ def test_serve_with_embedded_defaults_registers_and_stops_cleanly(tmp_path):
     server = start_registrar("", tmp_path, 5060, address=None)  # empty file: every default
     try:
         assert any("udp:127.0.0.1:5060" in line and "tcp:127.0.0.1:5060" in line for line in server.output)
-        (ok,) = run_sipp([Step(register("readme"), 200)], 5060, "udp", tmp_path)
-        assert ok.headers.get("P-Associated-URI") == "<sip:readme@ims.test>"
+        # The README's sipp example, as written: challenged (authentication is on by default),
+        # then registered with the emulator's test password.
+        readme = subprocess.run(
+            [SIPP, "127.0.0.1:5060", "-sf", str(ROOT / "scripts/sipp/register_one.xml"),
+             "-m", "1", "-p", "5099", "-trace_msg", "-message_file",
+             str(tmp_path / "readme.log"), "-nostdin", "-timeout", "30", "-timeout_error"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert readme.returncode == 0, readme.stderr[-2000:]
+        unauthorised, ok = [m for m in received_messages(tmp_path / "readme.log")]
+        assert unauthorised.status == 401
+        assert 'algorithm=MD5' in unauthorised.headers.get("WWW-Authenticate")
+        assert ok.status == 200
+        assert ok.headers.get("P-Associated-URI") == "<sip:alice@ims.test>"
         assert ok.headers.get("Service-Route") == "<sip:orig@scscf.ims.test:5060;lr>"
     finally:
         server.process.send_signal(signal.SIGINT)

@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from actors.ops.rpc import call
-from tests.conftest import start_registrar
-from tests.e2e.sipp import SIPP, Step, free_port, register, run_sipp
+from scripts.harness.ports import free_port
+from scripts.harness.registrar import start_registrar
+from scripts.harness.sipp import SIPP
+from tests.e2e.sipp import Step, register, run_sipp
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(SIPP is None, reason="sipp is not installed")]
 
@@ -76,6 +78,8 @@ namespace = "e2e-multinode"
 shards = 2
 [rpc]
 listen = "127.0.0.1:{rpc}"
+[auth]
+enabled = false
 """
     server = start_registrar(config, tmp_path, sip_b, cluster.address)
     try:

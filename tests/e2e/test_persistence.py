@@ -10,10 +10,12 @@ import pytest
 import ray
 
 from actors.vocabulary import shard_name
-from tests.conftest import hss_sar_log, registrar_config, start_registrar
-from tests.e2e.sipp import SCENARIOS, SIPP, Step, free_port, register, run_sipp
-from tests.redis_server import RedisServer
-from tests.redis_server import available as redis_available
+from scripts.harness.ports import free_port
+from scripts.harness.redis_server import RedisServer
+from scripts.harness.redis_server import available as redis_available
+from scripts.harness.registrar import hss_sar_log, registrar_config, start_registrar
+from scripts.harness.sipp import SCENARIOS, SIPP
+from tests.e2e.sipp import Step, register, run_sipp
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(SIPP is None, reason="sipp is not installed")]
 

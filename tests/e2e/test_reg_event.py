@@ -11,8 +11,10 @@ from lxml import etree
 
 from actors.rules.routing import shard_of
 from actors.vocabulary import shard_name
-from tests.conftest import registrar_config, start_registrar
-from tests.e2e.sipp import SIPP, SippRun, Step, free_port, register, run_sipp
+from scripts.harness.ports import free_port
+from scripts.harness.registrar import registrar_config, start_registrar
+from scripts.harness.sipp import SIPP
+from tests.e2e.sipp import SippRun, Step, register, run_sipp
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(SIPP is None, reason="sipp is not installed")]
 

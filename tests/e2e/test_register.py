@@ -4,8 +4,10 @@ from __future__ import annotations
 import pytest
 
 from actors.vocabulary import RETRY_AFTER
-from tests.conftest import hss_sar_log, registrar_config, start_registrar
-from tests.e2e.sipp import SIPP, Step, free_port, register, run_sipp
+from scripts.harness.ports import free_port
+from scripts.harness.registrar import hss_sar_log, registrar_config, start_registrar
+from scripts.harness.sipp import SIPP
+from tests.e2e.sipp import Step, register, run_sipp
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(SIPP is None, reason="sipp is not installed")]
 

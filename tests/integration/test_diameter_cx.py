@@ -8,11 +8,15 @@ import aiohttp
 import pytest
 
 from scripts.hss_emulator.emulator import NotConnected, UnknownSubscriber
+from actors.auth import aka
+from actors.auth.milenage import opc
+from scripts.hss_emulator.config import TEST_K, TEST_OP
 from tests.integration.test_diameter_fixtures import (
     SCSCF,
     ScriptedPeer,
     async_test,
     cx_client,
+    mar,
     sar,
     start_hss,
     wait_until,
@@ -52,7 +56,7 @@ async def test_registration_returns_the_implicit_set():
     assert hss.subscriber_state("alice@ims.test") == {
         "impi": "alice@ims.test", "impus": ALICE_SET[:2], "barred": ALICE_SET[2:3],
         "wildcards": ALICE_SET[3:], "server_name": SCSCF, "registered": True,
-        "diameter_client": "scscf.ims.test"}
+        "diameter_client": "scscf.ims.test", "sqn": None}
     assert list(hss.sar_log) == [("sip:alice@ims.test", T.REGISTRATION, SCSCF)]
     await cx.close()
     await hss.stop()
@@ -128,11 +132,47 @@ async def test_multimedia_auth_sip_digest():
     maa = await cx.mar(MarRequest("sip:alice@ims.test", "alice@ims.test", SCSCF))
     assert maa.success and maa.number_auth_items == 1
     item = maa.auth_items[0]
-    assert (item.scheme, item.digest_realm, item.digest_qop) == ("SIP Digest", "ims.test", "auth")
+    assert (item.scheme, item.digest_realm, item.digest_algorithm, item.digest_qop) == (
+        "SIP Digest", "ims.test", "MD5", "auth")
     assert item.digest_ha1 == hashlib.md5(b"alice@ims.test:ims.test:alice-secret").hexdigest()
     no_password = await cx.mar(MarRequest("sip:bob@ims.test", "bob@ims.test", SCSCF))
     assert no_password.experimental_result_code == \
         CxResult.DIAMETER_ERROR_AUTH_SCHEME_NOT_SUPPORTED
+    aka_for_alice = await cx.mar(mar("sip:alice@ims.test", "alice@ims.test", "Digest-AKAv1-MD5"))
+    assert aka_for_alice.experimental_result_code == \
+        CxResult.DIAMETER_ERROR_AUTH_SCHEME_NOT_SUPPORTED
+    await cx.close()
+    await hss.stop()
+
+
+@async_test
+async def test_multimedia_auth_aka_and_resynchronisation():
+    """An auto-provisioned user authenticates with the TS 35.208 test set 1 K/OP; a UE whose
+    SQN is ahead sends AUTS, the HSS resynchronises and the next vector is fresh for it."""
+    hss = await start_hss()
+    cx = cx_client(hss.bound_port)
+    await cx.start()
+    k, opc_ = TEST_K, opc(TEST_K, TEST_OP)
+    maa = await cx.mar(mar("sip:dave@ims.test", "dave@ims.test", number_auth_items=2))
+    assert maa.success and [item.item_number for item in maa.auth_items] == [1, 2]
+    first = maa.auth_items[0]
+    assert first.scheme == "Digest-AKAv1-MD5"
+    rand, autn = first.authenticate[:16], first.authenticate[16:]
+    answer = aka.ue_respond(k, opc_, rand, autn, 0)
+    assert (answer.sqn, answer.res, answer.ck, answer.ik) == (
+        1, first.authorization, first.confidentiality_key, first.integrity_key)
+    stale = aka.ue_respond(k, opc_, rand, autn, 500)  # this UE has seen SQN 500 already
+    assert stale.synchronisation_failure
+    resynced = await cx.mar(mar("sip:dave@ims.test", "dave@ims.test", "Digest-AKAv1-MD5",
+                                resync_authorization=rand + stale.auts))
+    assert resynced.success and hss.subscriber_state("dave@ims.test")["sqn"] == 502
+    fresh = resynced.auth_items[0]
+    assert aka.ue_respond(k, opc_, fresh.authenticate[:16], fresh.authenticate[16:], 500).sqn \
+        == 501
+    forged = await cx.mar(mar("sip:dave@ims.test", "dave@ims.test", "Digest-AKAv1-MD5",
+                              resync_authorization=rand + bytes(14)))
+    assert forged.result_code == ResultCode.DIAMETER_AUTHORIZATION_REJECTED
+    assert forged.auth_items == [] and hss.subscriber_state("dave@ims.test")["sqn"] == 502
     await cx.close()
     await hss.stop()
 

@@ -21,7 +21,7 @@ from transport.diameter.codec import (
     parse_message,
     serialize,
 )
-from transport.diameter.cx import SarRequest, ServerAssignmentType
+from transport.diameter.cx import MarRequest, SarRequest, ServerAssignmentType
 from transport.diameter.router import CxClient
 
 HSS_CONFIG = Path(__file__).resolve().parents[1] / "data" / "hss" / "subscribers.toml"
@@ -56,6 +56,11 @@ def cx_client(*ports: int, **options) -> CxClient:
 def sar(impu: str, impi: str | None, kind=ServerAssignmentType.REGISTRATION,
         server: str = SCSCF, **fields) -> SarRequest:
     return SarRequest(impu, impi, server, kind, **fields)
+
+
+def mar(impu: str, impi: str, scheme: str = "Unknown", server: str = SCSCF,
+        **fields) -> MarRequest:
+    return MarRequest(impu, impi, server, scheme, **fields)
 
 
 async def wait_until(condition, timeout: float = 3.0):

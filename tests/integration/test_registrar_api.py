@@ -17,7 +17,7 @@ from actors.rules.register_request import register_request
 from actors.rules.routing import SLOTS, shard_of
 from actors.vocabulary import FOUND, INTERNAL_ERROR, METHOD_NOT_ALLOWED, NOT_FOUND, shard_name
 from scripts.cli import start_embedded_hss
-from tests.e2e.sipp import free_port
+from scripts.harness.ports import free_port
 from transport.diameter.cx import ServerAssignmentType as SAT
 from transport.sip.parser import parse_message
 
@@ -58,6 +58,7 @@ def env(ray_address, tmp_path_factory):
         "ray": {"namespace": NAMESPACE, "shards": SHARDS},
         "store": {"backend": "none"},
         "rpc": {"listen": ""},
+        "auth": {"enabled": False},  # REGISTERs go straight to the shards, unauthenticated
     })
     loop = LoopThread()
     hss = loop.run(start_embedded_hss(config))

@@ -21,7 +21,7 @@ from actors.store.base import NullStore, WriteThrough, open_store
 from actors.store.records import BINDING_FIELDS, decode_impu, encode_impu
 from actors.store.redis_backend import RedisStore
 from actors.vocabulary import Binding, Profile, RegState, StoreError
-from tests import redis_server as redis_helper
+from scripts.harness import redis_server as redis_helper
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = 1_700_000_000.25
@@ -103,7 +103,7 @@ def realistic_impu(identity: str) -> Impu:
 
 def assert_same(a: Impu, b: Impu) -> None:
     def state(impu):
-        return impu.identity, impu.state, impu.bindings, impu.profile
+        return impu.identity, impu.state, impu.bindings, impu.profile, impu.unreg_until
 
     assert state(a) == state(b)
 
@@ -119,17 +119,50 @@ def test_codec_round_trips_unregistered_impu_without_profile():
     assert_same(decode_impu(impu.identity, encode_impu(impu)), impu)
 
 
+def test_codec_keeps_the_end_of_the_unregistered_validity():
+    impu = Impu("sip:unreg@ims.example.net")
+    impu.apply(RegState.UNREGISTERED, {}, Profile(None, (impu.identity,), frozenset(), None),
+               unreg_until=NOW + 1800)
+    record = encode_impu(impu)
+    assert json.loads(record)[0] == 3
+    assert decode_impu(impu.identity, record).unreg_until == NOW + 1800
+
+
+def test_version_2_records_still_load():
+    # As version 2 wrote them: one binding with "allow", a profile, one subscription, and no
+    # validity (the shard restarts that of an UNREGISTERED identity on load).
+    v2 = (b'[2,1,[["sip:v2@10.0.0.1:5060","uri:sip:v2@10.0.0.1:5060",1700000600.5,null,null,'
+          b'null,[],"call-1",3,["<sip:pcscf.ims.example.net;lr>"],1700000000.5,'
+          b'"udp:10.0.0.1:5060","phone/1",["INVITE"]]],'
+          b'["v2@ims.example.net",["sip:v2@ims.example.net"],[],null,[]],'
+          b'[["sip:v2@ims.example.net","sip:v2@ims.example.net","sub-1","ue","scscf",'
+          b'"sip:v2@10.0.0.1:5060",[],1,1700000600.0,null,"udp:10.0.0.1:5060",2,2,'
+          b'"sip-transport-n-0"]]]')
+    impu = decode_impu("sip:v2@ims.example.net", v2)
+    assert impu.state == RegState.REGISTERED
+    (binding,) = impu.bindings.values()
+    assert (binding.expires_at, binding.path, binding.allow) == (
+        1700000600.5, ("<sip:pcscf.ims.example.net;lr>",), ("INVITE",))
+    assert impu.profile.identities == ("sip:v2@ims.example.net",)
+    (sub,) = impu.subscriptions.values()
+    assert (sub.call_id, sub.local_cseq, sub.version, sub.transport) == (
+        "sub-1", 2, 2, "sip-transport-n-0")
+    assert impu.unreg_until is None
+    unregistered = decode_impu("tel:+15550000", b'[2,2,[],["x",["tel:+15550000"],[],null,[]],[]]')
+    assert (unregistered.state, unregistered.unreg_until) == (RegState.UNREGISTERED, None)
+
+
 def test_version_1_records_read_as_bindings_that_accept_every_method():
     impu = realistic_impu("sip:old@ims.example.net")
     for binding in impu.bindings.values():
         binding.allow = ()
-    version, state, bindings, profile, _subscriptions = json.loads(encode_impu(impu))
+    version, state, bindings, profile, _subscriptions, _unreg_until = json.loads(encode_impu(impu))
     v1 = json.dumps([1, state, [b[:-1] for b in bindings], profile]).encode()
     assert_same(decode_impu(impu.identity, v1), impu)
 
 
 @pytest.mark.parametrize("data", [
-    b"not json", b"\xff\xfe", b"{}", b"[3,1,[],null]", b"[1,9,[],null]", b'[1,1,[["x"]],null]',
+    b"not json", b"\xff\xfe", b"{}", b"[3,1,[],null]", b"[4,1,[],null,[],null,null]", b"[1,9,[],null]", b'[1,1,[["x"]],null]',
 ])
 def test_corrupt_record_raises_store_error_naming_the_identity(data):
     with pytest.raises(StoreError, match="sip:broken@example.com"):

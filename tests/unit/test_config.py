@@ -56,3 +56,40 @@ def test_invalid_toml_and_missing_file_are_clear(tmp_path):
 def test_config_is_picklable_for_actors():
     import pickle
     assert pickle.loads(pickle.dumps(Config())).sip.domain == "ims.test"
+
+
+def test_auth_defaults_are_those_of_ims_auth():
+    auth = load_config(None).auth
+    assert auth.enabled is True
+    assert auth.registration_default_algorithm == "AKAv1-MD5"
+    assert (auth.auth_data_timeout, auth.max_nonce_reuse, auth.av_request_at_once) == (60, 0, 1)
+    assert auth.ignore_failed_auth == 0
+    assert auth.registration_qop == "auth,auth-int"
+    assert auth.realm == "ims.test"  # the SIP domain
+
+
+def test_auth_values_are_read():
+    config = config_from_dict({"sip": {"domain": "example.net"},
+                               "auth": {"registration_default_algorithm": "MD5",
+                                        "registration_qop": "", "av_request_at_once": 3}})
+    assert config.auth.registration_default_algorithm == "MD5"
+    assert (config.auth.registration_qop, config.auth.av_request_at_once) == ("", 3)
+    assert config.auth.realm == "example.net"
+    assert config_from_dict({"auth": {"realm": "home.test"}}).auth.realm == "home.test"
+
+
+@pytest.mark.parametrize("auth, message", [
+    ({"enabled": 1}, "auth.enabled must be bool, not int"),
+    ({"registration_default_algorithm": "SHA-256"}, "auth.registration_default_algorithm"),
+    ({"auth_data_timeout": 0}, "auth.auth_data_timeout must be at least 1 second"),
+    ({"max_nonce_reuse": -1}, "auth.max_nonce_reuse must not be negative"),
+    ({"av_request_at_once": 0}, "auth.av_request_at_once must be between 1 and 16"),
+    ({"ignore_failed_auth": 2}, "auth.ignore_failed_auth must be 0 or 1"),
+    ({"registration_qop": "auth,auth-conf"}, "auth.registration_qop"),
+    ({"realm": 'ims"test'}, "auth.realm"),
+    ({"nonce_expire": 30}, "unknown key auth.nonce_expire"),
+])
+def test_bad_auth_values_name_the_key(auth, message):
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({"auth": auth})
+    assert str(err.value).startswith(message)

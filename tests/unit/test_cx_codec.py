@@ -220,11 +220,50 @@ def test_mar_maa_round_trip():
     items = [SipAuthItem("Digest-AKAv1-MD5", item_number=1, authenticate=b"\x02" * 32,
                          authorization=b"\x03" * 8, confidentiality_key=b"\x04" * 16,
                          integrity_key=b"\x05" * 16),
-             SipAuthItem("SIP Digest", item_number=2, digest_realm="ims.test", digest_qop="auth",
-                         digest_ha1="0" * 32)]
+             SipAuthItem("SIP Digest", item_number=2, digest_realm="ims.test",
+                         digest_algorithm="MD5", digest_qop="auth", digest_ha1="0" * 32)]
     maa = decode_maa(wire(encode_maa(request, *HSS, user_name="a@ims.test",
                                      public_identity="sip:a@ims.test", auth_items=items)))
     assert maa.success and maa.number_auth_items == 2 and maa.auth_items == items
+
+
+def _codes(avp):
+    return [(member.code, member.vendor_id) for member in avp.value]
+
+
+def test_mar_wire_layout_of_a_resynchronisation():
+    """TS 29.229 6.3: the MAR's SIP-Auth-Data-Item carries the scheme and RAND || AUTS."""
+    req = MarRequest("sip:a@ims.test", "a@ims.test", "sip:scscf.ims.test", "Digest-AKAv1-MD5",
+                     resync_authorization=b"\x01" * 16 + b"\x02" * 14,
+                     destination_realm="ims.test")
+    msg = wire(encode_mar(req, *ORIGIN, "s;2;2"))
+    assert msg.header.command_code == Command.MULTIMEDIA_AUTH
+    by_code = {(a.code, a.vendor_id): a for a in msg.avps}
+    assert by_code[(607, VENDOR_3GPP)].value == 1  # SIP-Number-Auth-Items
+    item = by_code[(612, VENDOR_3GPP)]  # SIP-Auth-Data-Item
+    assert _codes(item) == [(608, VENDOR_3GPP), (610, VENDOR_3GPP)]
+    assert item.value[0].value == "Digest-AKAv1-MD5"
+    assert item.value[1].value == b"\x01" * 16 + b"\x02" * 14
+
+
+def test_maa_wire_layout_of_aka_and_digest_items():
+    """TS 29.229 6.3.9-6.3.13: AKA in SIP-Authenticate/-Authorization/CK/IK; SIP Digest in
+    SIP-Digest-Authenticate (RFC 4590 Digest-Realm, -Algorithm, -QoP, -HA1)."""
+    request = wire(encode_mar(MarRequest("sip:a@ims.test", "a@ims.test", "sip:s", "Unknown",
+                                         destination_realm="ims.test"), *ORIGIN, "s;2;3"))
+    items = [SipAuthItem("Digest-AKAv1-MD5", item_number=1, authenticate=b"\x02" * 32,
+                         authorization=b"\x03" * 8, confidentiality_key=b"\x04" * 16,
+                         integrity_key=b"\x05" * 16),
+             SipAuthItem("SIP Digest", digest_realm="ims.test", digest_algorithm="MD5",
+                         digest_qop="auth", digest_ha1="a" * 32)]
+    answer = wire(encode_maa(request, *HSS, auth_items=items))
+    aka_item, digest_item = [a for a in answer.avps if (a.code, a.vendor_id) == (612, VENDOR_3GPP)]
+    assert _codes(aka_item) == [(613, VENDOR_3GPP), (608, VENDOR_3GPP), (609, VENDOR_3GPP),
+                                (610, VENDOR_3GPP), (625, VENDOR_3GPP), (626, VENDOR_3GPP)]
+    assert _codes(digest_item) == [(608, VENDOR_3GPP), (635, VENDOR_3GPP)]
+    (digest_group,) = [a for a in digest_item.value if a.code == 635]
+    assert [(a.code, a.value) for a in digest_group.value] == [
+        (104, "ims.test"), (111, "MD5"), (110, "auth"), (121, "a" * 32)]
 
 
 def test_rtr_rta_round_trip():

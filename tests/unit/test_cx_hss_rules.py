@@ -1,13 +1,20 @@
-"""The HSS emulator's configuration, subscriber look-up and SAR rules (TS 29.228 6.1.2)."""
+"""The HSS emulator's configuration, subscriber look-up, SAR rules (TS 29.228 6.1.2) and MAR
+rules (TS 29.228 6.3, TS 33.102 6.3)."""
+import hashlib
 import re
 from pathlib import Path
 
 import pytest
 
-from scripts.hss_emulator.config import HssConfig, HssConfigError, SubscriberConfig
+from actors.auth import aka
+from actors.auth.milenage import opc
+from scripts.hss_emulator.authentication import SubscriberAuth
+from scripts.hss_emulator.config import (AKA, SIP_DIGEST, TEST_K, TEST_OP, AkaCredentials,
+                                         HssConfig, HssConfigError, SubscriberConfig)
+from scripts.hss_emulator.emulator import HssEmulator
 from scripts.hss_emulator.subscribers import Subscriber, SubscriberDirectory
-from transport.diameter.codec import ResultCode
-from transport.diameter.cx import CxResult
+from transport.diameter.codec import ResultCode, parse_message, serialize
+from transport.diameter.cx import CxResult, MarRequest, decode_maa, encode_mar
 from transport.diameter.cx import ServerAssignmentType as T
 from transport.diameter.user_data import parse_user_data
 
@@ -46,6 +53,25 @@ def test_config_file(config):
     ({"watchdog_interval": 0}, "watchdog_interval"),
     ({"charging_information": {"primary": "x"}}, "charging_information.primary"),
     ({"orign_realm": "x"}, "orign_realm"),
+    ({"subscriber": [{"impi": "a@x", "impus": ["sip:a@x"], "k": "00" * 15, "op": "00" * 16}]},
+     "subscriber[0].k"),
+    ({"subscriber": [{"impi": "a@x", "impus": ["sip:a@x"], "k": "zz" * 16, "op": "00" * 16}]},
+     "subscriber[0].k"),
+    ({"subscriber": [{"impi": "a@x", "impus": ["sip:a@x"], "k": "00" * 16}]}, "subscriber[0].op"),
+    ({"subscriber": [{"impi": "a@x", "impus": ["sip:a@x"], "k": "00" * 16, "op": "00" * 16,
+                      "opc": "00" * 16}]}, "subscriber[0].op"),
+    ({"subscriber": [{"impi": "a@x", "impus": ["sip:a@x"], "op": "00" * 16}]},
+     "subscriber[0].op"),
+    ({"subscriber": [{"impi": "a@x", "impus": ["sip:a@x"], "k": "00" * 16, "opc": "00" * 16,
+                      "amf": "80"}]}, "subscriber[0].amf"),
+    ({"subscriber": [{"impi": "a@x", "impus": ["sip:a@x"], "k": "00" * 16, "opc": "00" * 16,
+                      "sqn": 2 ** 48}]}, "subscriber[0].sqn"),
+    ({"subscriber": [{"impi": "a@x", "impus": ["sip:a@x"], "auth_scheme": "Digest-AKAv2-MD5"}]},
+     "subscriber[0].auth_scheme"),
+    ({"subscriber": [{"impi": "a@x", "impus": ["sip:a@x"], "auth_scheme": "SIP Digest"}]},
+     "subscriber[0].auth_scheme"),
+    ({"subscriber": [{"impi": "a@x", "impus": ["sip:a@x"], "password": "p",
+                      "auth_scheme": "Digest-AKAv1-MD5"}]}, "subscriber[0].auth_scheme"),
 ])
 def test_config_errors_name_the_key(table, key):
     with pytest.raises(HssConfigError, match="^" + re.escape(key)):
@@ -154,3 +180,140 @@ def test_unsupported_assignment_types(kind):
     outcome = new_subscriber().assign(kind, S1, "c1", False)
     assert (outcome.result_code, outcome.experimental_result_code) == (
         None, CxResult.DIAMETER_ERROR_IN_ASSIGNMENT_TYPE)
+
+
+# -- Multimedia-Auth -----------------------------------------------------------------------------
+
+# TS 35.208 4.3, test set 1: what Milenage gives for this K, OP, RAND, SQN and AMF.
+RAND1 = bytes.fromhex("23553cbe9637a89d218ae64dae47bf35")
+SET1 = AkaCredentials(TEST_K, opc(TEST_K, TEST_OP), amf=bytes.fromhex("b9b9"),
+                      sqn=0xff9bb4d0b607)
+
+
+def fixed_random(value: bytes):
+    return lambda size: value[:size]
+
+
+def aka_subscriber(**fields):
+    config = SubscriberConfig("a@ims.test", ("sip:a@ims.test",), aka=SET1, **fields)
+    return SubscriberAuth(config, fixed_random(RAND1))
+
+
+def test_aka_config_keys_are_read():
+    entry = {"impi": "a@x", "impus": ["sip:a@x"], "k": TEST_K.hex(), "op": TEST_OP.hex(),
+             "amf": "B9B9", "sqn": 5, "password": "pw"}
+    (sub,) = HssConfig.from_toml({"subscriber": [entry]}).subscribers
+    assert sub.aka == AkaCredentials(TEST_K, opc(TEST_K, TEST_OP), b"\xb9\xb9", 5)
+    assert sub.schemes == (AKA, SIP_DIGEST)  # AKA first when the MAR leaves the choice
+    with_opc = dict(entry, opc=sub.aka.opc.hex(), auth_scheme="Digest-MD5")
+    del with_opc["op"]
+    (sub,) = HssConfig.from_toml({"subscriber": [with_opc]}).subscribers
+    assert sub.aka.opc == opc(TEST_K, TEST_OP) and sub.schemes == (SIP_DIGEST,)
+    assert "pw" not in repr(sub) and TEST_K.hex() not in repr(sub)  # secrets stay out of logs
+
+
+def test_an_aka_vector_is_milenage_of_test_set_1():
+    answer = aka_subscriber().answer("Digest-AKAv1-MD5", 1, "ims.test")
+    (item,) = answer.items
+    assert (item.scheme, item.item_number) == (AKA, 1)
+    assert item.authenticate == RAND1 + bytes.fromhex("55f328b43577" "b9b9" "4a9ffac354dfafb3")
+    assert item.authorization == bytes.fromhex("a54211d5e3ba50bf")
+    assert item.confidentiality_key == bytes.fromhex("b40ba9a3c58b2a05bbf0d987b21bf8cb")
+    assert item.integrity_key == bytes.fromhex("f769bcd751044604127672711c6d3441")
+
+
+def test_sqn_advances_per_vector_and_items_are_capped_at_what_was_asked():
+    sub = aka_subscriber()
+    items = sub.answer("Unknown", 3, "ims.test").items
+    assert [item.item_number for item in items] == [1, 2, 3]
+    sqns = [aka.ue_respond(SET1.k, SET1.opc, RAND1, item.authenticate[16:], 0).sqn
+            for item in items]
+    assert sqns == [SET1.sqn, SET1.sqn + 1, SET1.sqn + 2]
+    assert sub.sqn == SET1.sqn + 3
+    assert len(sub.answer("Unknown", 1000, "ims.test").items) == 16
+
+
+def test_resynchronisation_continues_after_the_ue_sqn():
+    sub = aka_subscriber()
+    auts = aka.make_auts(SET1.k, SET1.opc, RAND1, 0xffffffff0000)
+    (item,) = sub.answer("Digest-AKAv1-MD5", 1, "ims.test", resync=RAND1 + auts).items
+    assert sub.sqn == 0xffffffff0002
+    answer = aka.ue_respond(SET1.k, SET1.opc, RAND1, item.authenticate[16:], 0xffffffff0000)
+    assert answer.sqn == 0xffffffff0001 and answer.res == item.authorization
+
+
+@pytest.mark.parametrize("resync", [RAND1 + bytes(14), RAND1 + bytes(13), b""])
+def test_a_resynchronisation_that_does_not_verify_is_rejected(resync):
+    sub = aka_subscriber()
+    answer = sub.answer("Digest-AKAv1-MD5", 1, "ims.test", resync=resync)
+    assert not answer.success
+    assert (answer.result_code, answer.experimental_result_code) == (
+        ResultCode.DIAMETER_AUTHORIZATION_REJECTED, None)
+    assert sub.sqn == SET1.sqn  # nothing handed out, SQN_HE unchanged
+
+
+def test_sip_digest_gives_ha1_of_impi_realm_password():
+    sub = SubscriberAuth(SubscriberConfig("a@ims.test", ("sip:a@ims.test",), password="pw"))
+    (item,) = sub.answer("SIP Digest", 4, "ims.test").items
+    assert (item.scheme, item.digest_realm, item.digest_algorithm, item.digest_qop) == (
+        SIP_DIGEST, "ims.test", "MD5", "auth")
+    assert item.digest_ha1 == hashlib.md5(b"a@ims.test:ims.test:pw").hexdigest()
+    assert sub.answer("Unknown", 1, "ims.test").items == (item,)
+    assert sub.answer("digest-md5", 1, "ims.test").items == (item,)
+
+
+@pytest.mark.parametrize("config, scheme", [
+    (SubscriberConfig("a@x", ("sip:a@x",)), "Unknown"),  # no credentials at all
+    (SubscriberConfig("a@x", ("sip:a@x",), password="pw"), "Digest-AKAv1-MD5"),
+    (SubscriberConfig("a@x", ("sip:a@x",), aka=SET1), "SIP Digest"),
+    (SubscriberConfig("a@x", ("sip:a@x",), password="pw", aka=SET1, auth_scheme=AKA),
+     "SIP Digest"),
+    (SubscriberConfig("a@x", ("sip:a@x",), aka=SET1), "NASS-Bundled"),
+])
+def test_a_scheme_the_subscriber_lacks_is_not_supported(config, scheme):
+    answer = SubscriberAuth(config).answer(scheme, 1, "x")
+    assert (answer.result_code, answer.experimental_result_code) == (
+        None, CxResult.DIAMETER_ERROR_AUTH_SCHEME_NOT_SUPPORTED)
+
+
+def test_auto_provisioned_subscribers_have_the_documented_test_credentials():
+    directory = SubscriberDirectory(HssConfig(auto_provision_domain="ims.test"))
+    sub, _ = directory.by_identity("sip:carol@ims.test")
+    assert sub.config.password == "imstest"
+    assert sub.config.aka == AkaCredentials(bytes.fromhex("465b5ce8b199b49faa5f0a2ee238a6bc"),
+                                            opc(TEST_K, bytes.fromhex(
+                                                "cdc202d5123e20f62b6d676ac72cb318")),
+                                            b"\x80\x00", 1)
+    (item,) = sub.auth.answer("Unknown", 1, "ims.test").items
+    rand, autn = item.authenticate[:16], item.authenticate[16:]
+    answer = aka.ue_respond(TEST_K, opc(TEST_K, TEST_OP), rand, autn, 0)
+    assert (answer.sqn, answer.res) == (1, item.authorization)
+    assert sub.state()["sqn"] == 2
+
+
+def mar_through(emulator: HssEmulator, request: MarRequest):
+    """The emulator's MAA for ``request``, both over the wire codec."""
+    msg = parse_message(serialize(encode_mar(request, "scscf.ims.test", "ims.test", "s;1;1",
+                                             "ims.test")))
+    return decode_maa(parse_message(serialize(emulator.handle(msg))))
+
+
+def test_mar_identity_checks_come_first(config):
+    emulator = HssEmulator(config)
+    unknown = mar_through(emulator, MarRequest("sip:x@elsewhere.test", "x@elsewhere.test", S1))
+    assert unknown.experimental_result_code == CxResult.DIAMETER_ERROR_USER_UNKNOWN
+    mismatch = mar_through(emulator, MarRequest("sip:alice@ims.test", "bob@ims.test", S1))
+    assert mismatch.experimental_result_code == CxResult.DIAMETER_ERROR_IDENTITIES_DONT_MATCH
+    assert emulator.subscriber_state("alice@ims.test")["server_name"] is None
+
+
+def test_a_successful_mar_stores_the_server_name(config):
+    emulator = HssEmulator(config)
+    maa = mar_through(emulator, MarRequest("sip:carol@ims.test", "carol@ims.test", S1,
+                                           number_auth_items=2))
+    assert maa.success and maa.number_auth_items == 2
+    assert [item.scheme for item in maa.auth_items] == [AKA, AKA]
+    assert (maa.user_name, maa.public_identity) == ("carol@ims.test", "sip:carol@ims.test")
+    state = emulator.subscriber_state("carol@ims.test")
+    assert (state["server_name"], state["diameter_client"], state["sqn"]) == (
+        S1, "scscf.ims.test", 3)

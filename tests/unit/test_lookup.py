@@ -172,29 +172,21 @@ def test_unregister_removes_the_set_then_sends_administrative_deregistration():
 
 
 def test_unregister_tells_reg_event_watchers_the_contacts_were_deactivated():
-    fakes, sent = Fakes(saa()), []
-
-    async def send_notify(transport, job):
-        sent.append((transport, job))
-        return 200
-
+    fakes, posted = Fakes(saa()), []
     ctx = fakes.context()
     ctx.events = EventContext(policy=ExpiresPolicy(3600, 0, 10, 0), scscf_uri="sip:scscf.ims.test",
-                              send_notify=send_notify, persist=fakes.persist, clock=lambda: NOW)
+                              post=posted.extend, persist=fakes.persist, clock=lambda: NOW)
     impu = impu_with(binding("sip:a@h"))
     watcher = Subscription(presentity=ALICE, watcher="sip:pcscf.ims.test", call_id="s", from_tag="f",
                            to_tag="t", remote_target="sip:pcscf.ims.test", route_set=(),
                            remote_cseq=1, expires_at=NOW + 600, transport="sip-transport-n-0")
     impu.subscriptions[watcher.key] = watcher
 
-    async def deregister():
-        await unregister(impu, ctx)
-        await asyncio.gather(*ctx.events.pending)
-
-    run(deregister())
-    ((transport, job),) = sent
-    assert transport == "sip-transport-n-0"
-    assert b'event="deactivated"' in job.body and b'state="terminated"' in job.body
+    run(unregister(impu, ctx))
+    (notify,) = posted
+    assert notify.sub is watcher and notify.sub.transport == "sip-transport-n-0"
+    assert notify.after_reply is False
+    assert b'event="deactivated"' in notify.job.body and b'state="terminated"' in notify.job.body
     assert impu.subscriptions == {}
 
 
@@ -220,6 +212,8 @@ def test_assign_server_unreg_keeps_the_set_unregistered_with_its_profile():
     assert (sar.public_identity, sar.user_name, sar.assignment_type) == (
         ALICE, None, SAT.UNREGISTERED_USER)
     assert impu.state == RegState.UNREGISTERED
+    assert impu.unreg_until == 1000.0 + 1800  # the clock plus unreg_validity, kept in the record
+    assert fakes.persisted == [(ALICE, RegState.UNREGISTERED, [])]
     assert impu.profile.identities == (ALICE, "tel:+15550001", "sip:alice-barred@ims.test")
     assert fakes.propagated == [(["tel:+15550001", "sip:alice-barred@ims.test"],
                                  RegState.UNREGISTERED, [])]
@@ -248,17 +242,20 @@ def test_assign_server_unreg_of_a_registered_identity_needs_no_sar():
     assert fakes.sars == [] and impu.state == RegState.REGISTERED
 
 
-def test_the_unregistered_state_lapses_without_sar_and_never_touches_a_registration():
+def test_the_unregistered_state_lapses_at_its_validity_without_sar_nor_touching_a_registration():
     fakes = Fakes(saa())
     impu = Impu(ALICE)
     run(assign_server_unreg(impu, fakes.context()))
-    assert run(lapse_unregistered(impu, fakes.context())) is True
-    assert (impu.state, impu.profile) == (RegState.NOT_REGISTERED, None)
-    assert fakes.propagated[-1] == (["tel:+15550001", "sip:alice-barred@ims.test"],
-                                    RegState.NOT_REGISTERED, [])
-    assert len(fakes.sars) == 1
+    ends = impu.unreg_until
+    assert run(lapse_unregistered(impu, ends - 1, fakes.context())) is False
+    assert impu.state == RegState.UNREGISTERED
+    assert run(lapse_unregistered(impu, ends, fakes.context())) is True
+    assert (impu.state, impu.profile, impu.unreg_until) == (RegState.NOT_REGISTERED, None, None)
+    assert fakes.persisted[-1] == (ALICE, RegState.NOT_REGISTERED, [])
+    # every member lapses by its own timer: nothing is propagated, nothing sent to the HSS
+    assert len(fakes.propagated) == 1 and len(fakes.sars) == 1
     registered_impu = impu_with(binding("sip:a@h"))
-    assert run(lapse_unregistered(registered_impu, fakes.context())) is False
+    assert run(lapse_unregistered(registered_impu, ends, fakes.context())) is False
     assert registered_impu.state == RegState.REGISTERED
 
 

@@ -44,9 +44,11 @@ class Fakes:
             raise self.answer
         return self.answer
 
-    async def propagate(self, identities, state, bindings, profile, reason):
-        self.propagated.append((identities, state, sorted(bindings)))
-        self.propagation_reasons.append(reason)
+    async def propagate(self, updates):
+        (state,) = {u.state for u in updates}  # one set, one state
+        (bindings,) = {tuple(sorted(u.bindings)) for u in updates}
+        self.propagated.append(([u.identity for u in updates], state, list(bindings)))
+        self.propagation_reasons += sorted({u.reason for u in updates})
 
     async def persist(self, impu):
         if self.store_down:
@@ -58,6 +60,7 @@ class Fakes:
             rules=RegisterRules(expires=ExpiresPolicy(3600, 0, 60, 0), **rules),
             scscf_name="sip:scscf.ims.test:5060", dest_realm="ims.test",
             sar=self.sar, propagate=self.propagate, persist=self.persist, clock=lambda: 1000.0,
+            unreg_validity=1800,
         )
 
 

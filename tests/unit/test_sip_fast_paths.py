@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scripts.bench_sip_parse import IMS_REGISTER
+from scripts.harness.samples import IMS_REGISTER
 from transport.sip import (
     Headers,
     Response,

@@ -7,7 +7,7 @@ import time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scripts.bench_sip_parse import IMS_REGISTER
+from scripts.harness.samples import IMS_REGISTER
 from transport.sip import (
     STAR,
     Request,

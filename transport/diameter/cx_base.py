@@ -132,10 +132,11 @@ class SipAuthItem:
     scheme: str
     item_number: int | None = None
     authenticate: bytes | None = None  # AKA: RAND || AUTN
-    authorization: bytes | None = None  # AKA: XRES; in a MAR: the resynchronisation data
+    authorization: bytes | None = None  # AKA: XRES
     confidentiality_key: bytes | None = None
     integrity_key: bytes | None = None
-    digest_realm: str | None = None
+    digest_realm: str | None = None  # SIP Digest: the members of SIP-Digest-Authenticate
+    digest_algorithm: str | None = None
     digest_qop: str | None = None
     digest_ha1: str | None = None
 
@@ -147,7 +148,7 @@ class MarRequest:
     server_name: str
     auth_scheme: str = "Unknown"  # "Unknown" lets the HSS pick the user's scheme
     number_auth_items: int = 1
-    resync_authorization: bytes | None = None
+    resync_authorization: bytes | None = None  # AKA resynchronisation: RAND || AUTS
     destination_realm: str | None = None
     destination_host: str | None = None
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from diameter.message import Avp, Message
 from diameter.message.constants import (AVP_DESTINATION_HOST, AVP_DESTINATION_REALM,
-                                        AVP_DIGEST_HA1, AVP_DIGEST_QOP, AVP_DIGEST_REALM,
+                                        AVP_DIGEST_ALGORITHM, AVP_DIGEST_HA1, AVP_DIGEST_QOP,
+                                        AVP_DIGEST_REALM,
                                         AVP_TGPP_3GPP_SIP_AUTH_DATA_ITEM,
                                         AVP_TGPP_3GPP_SIP_AUTHENTICATE,
                                         AVP_TGPP_3GPP_SIP_AUTHENTICATION_SCHEME,
@@ -174,8 +175,8 @@ _AUTH_ITEM_AVPS = {
     "integrity_key": (AVP_TGPP_INTEGRITY_KEY, V3GPP),
 }
 # ... and of the SIP-Digest-Authenticate group inside it (RFC 4590 AVPs, no vendor).
-_DIGEST_AVPS = {"digest_realm": AVP_DIGEST_REALM, "digest_qop": AVP_DIGEST_QOP,
-                "digest_ha1": AVP_DIGEST_HA1}
+_DIGEST_AVPS = {"digest_realm": AVP_DIGEST_REALM, "digest_algorithm": AVP_DIGEST_ALGORITHM,
+                "digest_qop": AVP_DIGEST_QOP, "digest_ha1": AVP_DIGEST_HA1}
 
 
 def _auth_item_avp(item: SipAuthItem) -> Avp:

@@ -1,4 +1,4 @@
-"""A throwaway redis-server for tests: a free loopback port, its own temporary directory, AOF on."""
+"""A throwaway redis-server: a free loopback port, its own temporary directory, AOF on."""
 from __future__ import annotations
 
 import os
@@ -9,17 +9,13 @@ import subprocess
 import tempfile
 import time
 
+from scripts.harness.ports import free_port
+
 BINARY = "redis-server"
 
 
 def available() -> bool:
     return shutil.which(BINARY) is not None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RedisServer:

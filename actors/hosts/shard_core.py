@@ -1,0 +1,410 @@
+"""ShardCore: everything one IMPU shard does, as a plain class that knows no Ray.
+
+It holds the identities of its routing slots, each a virtual actor with its own mailbox (Impu),
+writes them through to its store, reloads them on start, runs one timer for every deadline of
+every identity (bindings, subscriptions, the UNREGISTERED validity) and delivers the reg
+event's NOTIFYs in order per dialog. Its I/O comes in as callables (ShardIO), so the Ray actor
+(shard.py) and a unit test host it alike.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter, defaultdict, deque
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from actors.auth.procedures import AuthContext
+from actors.config import Config
+from actors.hosts.dialog_queues import DialogQueues
+from actors.hosts.metrics import ShardMetrics
+from actors.hosts.timers import ExpiryHeap
+from actors.reg_event.procedures import (
+    EventContext,
+    end_subscription,
+    expire_subscriptions,
+    notify_change,
+    publish_reg,
+    subscribe_to_reg,
+)
+from actors.reg_event.subscription import Subscription, subscription_key
+from actors.rules import unregister as unreg
+from actors.rules.expires import ExpiresPolicy
+from actors.rules.expiry import expire_bindings
+from actors.rules.impu import Impu, RegisterRules
+from actors.rules.lookup import find_binding, view
+from actors.rules.routing import SLOTS, jump_hash, shard_of
+from actors.rules.save import SaveContext, save, save_unauthenticated
+from actors.rules.state import IllegalTransition, next_state, set_update_event
+from actors.store.base import Store, WriteThrough
+from actors.store.records import decode_impu, encode_impu
+from actors.vocabulary import (
+    Binding,
+    ContactRequest,
+    Deregistration,
+    ImpuView,
+    NotifyJob,
+    PublishRequest,
+    RegisterRequest,
+    RegState,
+    Reply,
+    SetUpdate,
+    SubscribeRequest,
+)
+from transport.diameter.cx import MaaResult, MarRequest, SaaResult, SarRequest
+
+log = logging.getLogger(__name__)
+
+INTERNAL_ERROR = Reply(500, "Server Internal Error")
+# A SUBSCRIBE's NOTIFY leaves this long after the batch carrying its 200 OK has been returned.
+# Returning is not delivering: Ray carries the reply to the transport and our NOTIFY call to it
+# on separate paths, in no set order, so the NOTIFY gives the 200 a head start. The wait is
+# counted from the reply, not from the NOTIFY's build, so a slow store write does not eat it.
+AFTER_THE_200 = 0.05
+# An identity whose expiry failed (or left a deadline in the past) is tried again this much later.
+EXPIRY_RETRY = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ShardIO:
+    """What a shard asks of the rest of the registrar."""
+
+    sar: Callable[[SarRequest], Awaitable[SaaResult]]  # to the HSS; raises CxUnavailable
+    mar: Callable[[MarRequest], Awaitable[MaaResult]]  # likewise, for authentication
+    apply_to_shard: Callable[[int, list[SetUpdate]], Awaitable[None]]  # another shard's members
+    send_notify: Callable[[str, NotifyJob], Awaitable[int]]  # (transport actor, job) -> status
+
+
+def register_rules(config: Config) -> RegisterRules:
+    reg = config.registrar
+    return RegisterRules(
+        expires=ExpiresPolicy(reg.default_expires, reg.default_expires_range, reg.min_expires, reg.max_expires),
+        max_contacts=reg.max_contacts,
+        replace_oldest=reg.max_contacts_policy == "replace_oldest",
+        path_strict=reg.path_strict,
+        user_data_always=bool(reg.user_data_always),
+        store_profile_dereg=bool(reg.store_profile_dereg),
+    )
+
+
+def subscription_expires(config: Config) -> ExpiresPolicy:
+    """The reg event's subscription_* parameters as the policy the rules apply."""
+    reg = config.registrar
+    return ExpiresPolicy(reg.subscription_default_expires, reg.subscription_expires_range,
+                         reg.subscription_min_expires, reg.subscription_max_expires)
+
+
+class ShardCore:
+    def __init__(self, index: int, config: Config, io: ShardIO, store: Store, *,
+                 clock: Callable[[], float] = time.time, node_id: str = "",
+                 expire_in_background: bool = True, after_the_200: float = AFTER_THE_200) -> None:
+        """``expire_in_background`` False leaves the timer to whoever calls ``run_due``."""
+        self.index = index
+        self.shards = config.ray.shards
+        self.impus: dict[str, Impu] = {}
+        self._users: Counter[str] = Counter()  # requests holding, or waiting for, each IMPU
+        self._io = io
+        self._clock = clock
+        self._node_id = node_id
+        self._after_the_200 = after_the_200
+        self.metrics = ShardMetrics()
+        self._backend = store
+        self._store = WriteThrough(store)
+        self._notifies = DialogQueues(io.send_notify, self._notify_failed)
+        reg = config.registrar
+        self.ctx = SaveContext(
+            rules=register_rules(config),
+            scscf_name=reg.scscf_name,
+            dest_realm=reg.cxdx_dest_realm,
+            sar=self._sar,
+            propagate=self._propagate,
+            persist=self._persist,
+            clock=clock,
+            unreg_validity=reg.unreg_validity,
+            user_data_xsd=reg.user_data_xsd or None,
+            user_data_dtd=reg.user_data_dtd or None,
+            support_wildcard_psi=bool(reg.support_wildcardPSI),
+            auth=AuthContext(config.auth, reg.scscf_name, io.mar) if config.auth.enabled else None,
+        )
+        self.events = EventContext(
+            policy=subscription_expires(config),
+            scscf_uri=reg.scscf_name,
+            post=self._notifies.post,
+            persist=self._persist,
+            clock=clock,
+        )
+        self.ctx.events = self.events
+        self._timers = ExpiryHeap()
+        self._timer_changed = asyncio.Event()
+        self._expire_in_background = expire_in_background
+        self._tasks: set[asyncio.Task] = set()  # the timer loop and the expiries it started
+        self._loaded: asyncio.Task | None = None
+        self.expired_contacts = 0
+        self.expiry_lags: deque[float] = deque(maxlen=100_000)  # seconds past expiry, recent ones
+
+    # -- Life cycle --
+
+    async def ready(self) -> int:
+        """Loads this shard's identities from the store, once per process start (including a
+        restart by Ray), and starts the timer. Every entry point awaits it."""
+        if self._loaded is None:
+            self._loaded = asyncio.get_running_loop().create_task(self._load())
+        await asyncio.shield(self._loaded)
+        return len(self.impus)
+
+    async def close(self) -> None:
+        """Flushes every pending write; called on a graceful stop."""
+        await self._store.close()
+
+    async def notifies_delivered(self) -> None:
+        """Returns once every NOTIFY built so far has its final answer."""
+        await self._notifies.idle()
+
+    async def _load(self) -> None:
+        await self._backend.open()
+        slots = [s for s in range(SLOTS) if jump_hash(s, self.shards) == self.index]
+        now = self._clock()
+        async for identity, data in self._backend.load_slots(slots):
+            impu = self.impus[identity] = decode_impu(identity, data)
+            if impu.state == RegState.UNREGISTERED and impu.unreg_until is None:
+                impu.unreg_until = now + self.ctx.unreg_validity  # stored before validities were
+            self._schedule(impu)
+        log.info("shard %d loaded %d identities", self.index, len(self.impus))
+        if self._expire_in_background:
+            self._spawn(self._expire_forever())
+
+    # -- The REGISTER path and implicit sets --
+
+    async def register_batch(self, requests: list[RegisterRequest]) -> list[Reply]:
+        await self.ready()
+        return await asyncio.gather(*(self._register(r) for r in requests))
+
+    async def _register(self, req: RegisterRequest) -> Reply:
+        reply = await self._guarded(req.aor, save, req, self.ctx)
+        impu = self.impus.get(req.aor)
+        if impu is not None and impu.challenges is not None:
+            self._schedule(impu)  # a 401's vector is freed when auth_data_timeout ends
+        return self.metrics.count_reply(reply)
+
+    async def apply_batch(self, updates: list[SetUpdate]) -> list[None]:
+        """Implicit-set members registered by another IMPU. Applied without taking the member's
+        mailbox: two members of one set registering at once on two shards would deadlock."""
+        await self.ready()
+        await asyncio.gather(*(self._apply(u) for u in updates))
+        return [None] * len(updates)
+
+    async def _apply(self, update: SetUpdate) -> None:
+        with self._using(update.identity) as impu:
+            try:
+                state = next_state(impu.state, set_update_event(update.state))
+            except IllegalTransition as exc:
+                log.warning("%s keeps its state: %s", update.identity, exc)
+                return
+            old = impu.bindings
+            impu.apply(state, update.bindings, update.profile, unreg.unreg_until(state, self.ctx))
+            notify_change(impu, old, update.reason, self.events)
+            await self._persist(impu)
+
+    async def _propagate(self, updates: list[SetUpdate]) -> None:
+        by_shard: dict[int, list[SetUpdate]] = defaultdict(list)
+        for update in updates:
+            by_shard[shard_of(update.identity, self.shards)].append(update)
+        await asyncio.gather(*(
+            self.apply_batch(batch) if index == self.index else self._io.apply_to_shard(index, batch)
+            for index, batch in by_shard.items()))
+
+    async def _sar(self, request: SarRequest) -> SaaResult:
+        return await self.metrics.time_sar(self._io.sar(request))
+
+    # -- The reg event package --
+
+    async def subscribe_batch(self, requests: list[SubscribeRequest]) -> list[Reply]:
+        await self.ready()
+        try:
+            return await asyncio.gather(*(
+                self._guarded(r.presentity, subscribe_to_reg, r, self.events) for r in requests))
+        finally:  # the replies leave as this returns; their NOTIFYs a little later
+            dialogs = [(r.presentity, subscription_key(r.call_id, r.from_tag, r.to_tag, r.event_id))
+                       for r in requests]
+            asyncio.get_running_loop().call_later(
+                self._after_the_200, self._notifies.release, dialogs)
+
+    async def publish_batch(self, requests: list[PublishRequest]) -> list[Reply]:
+        await self.ready()
+        return await asyncio.gather(*(self._guarded(
+            r.presentity, publish_reg, r, self._clock(), self.events, self._remove_bindings)
+            for r in requests))
+
+    async def _remove_bindings(self, impu: Impu, keys: list[str]) -> None:
+        """A PUBLISH ended these bindings: handled as the REGISTER that removes them would be
+        (SAR, implicit set, store, NOTIFYs), under a Call-ID of its own so no CSeq clashes."""
+        contacts = [ContactRequest(impu.bindings[k].uri, k, 0) for k in keys if k in impu.bindings]
+        request = RegisterRequest(
+            aor=impu.identity, impi=impu.profile.impi if impu.profile else None,
+            call_id=f"publish-{time.time_ns()}", cseq=1, contacts=contacts, star=False, expires=0)
+        reply = await save_unauthenticated(impu, request, self.ctx)
+        if reply.status != 200:
+            log.warning("PUBLISH removal for %s: %d %s", impu.identity, reply.status, reply.reason)
+
+    async def _notify_failed(self, sub: Subscription) -> None:
+        if sub.presentity in self.impus:
+            with self._using(sub.presentity) as impu:
+                await end_subscription(impu, sub, self.events)
+
+    # -- The terminating side and administration --
+
+    async def view_batch(self, identities: list[str]) -> list[ImpuView]:
+        await self.ready()
+        now = self._clock()
+        return [view(self.impus.get(i), i, now) for i in identities]
+
+    async def find_contact(self, uri: str) -> Binding | None:
+        await self.ready()
+        return find_binding(self.impus.values(), uri, self._clock())
+
+    async def unregister(self, identity: str) -> Deregistration:
+        await self.ready()
+        with self._using(identity) as impu:
+            return await unreg.unregister(impu, self.ctx)
+
+    async def assign_server_unreg(self, identity: str) -> int:
+        await self.ready()
+        with self._using(identity) as impu:
+            return await unreg.assign_server_unreg(impu, self.ctx)
+
+    async def counts(self) -> dict:
+        await self.ready()
+        now = self._clock()
+        registered = [i for i in self.impus.values() if i.state == RegState.REGISTERED]
+        return {
+            "shard": self.index,
+            "impus": len(registered),
+            "contacts": sum(len(i.live_bindings(now)) for i in registered),
+            "expired_contacts": self.expired_contacts,
+            "subscriptions": sum(len(i.subscriptions) for i in self.impus.values()),
+        }
+
+    async def show(self, identity: str) -> dict | None:
+        await self.ready()
+        impu = self.impus.get(identity)
+        if impu is None:
+            return None
+        now = self._clock()
+        return {
+            "identity": identity,
+            "state": impu.state.name,
+            "contacts": [
+                {"uri": b.uri, "expires": b.remaining(now), "q": b.q, "path": list(b.path)}
+                for b in impu.live_bindings(now).values()
+            ],
+            "associated": impu.profile.associated_uris() if impu.profile else [],
+        }
+
+    async def statistics(self) -> dict:
+        """counts() with the REGISTER-path counters, the NOTIFYs in queue and the node."""
+        return {**await self.counts(), **self.metrics.snapshot(),
+                "notifies_in_q": len(self._notifies), "node_id": self._node_id}
+
+    async def recent_expiry_lags(self) -> list[float]:
+        """How late the recent expiries came (seconds past each binding's expiry)."""
+        return list(self.expiry_lags)
+
+    # -- One timer for every deadline --
+
+    async def run_due(self, now: float) -> None:
+        """Ends what is due at ``now``: bindings, subscriptions, UNREGISTERED validities. Each
+        identity on its own, since one may wait seconds for a SAR to a dead HSS."""
+        await asyncio.gather(*(self._expire(identity, now) for identity in self._timers.due(now)))
+
+    async def _expire_forever(self) -> None:
+        """Sleeps until the earliest deadline (or an earlier one is scheduled), then starts
+        ``run_due`` without waiting for it: a slow expiry holds up no later one."""
+        while True:
+            deadline = self._timers.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - self._clock())
+            self._timer_changed.clear()
+            try:
+                await asyncio.wait_for(self._timer_changed.wait(), timeout)
+            except TimeoutError:
+                pass
+            self._spawn(self.run_due(self._clock()))
+
+    async def _expire(self, identity: str, now: float) -> None:
+        if identity not in self.impus:
+            return
+        with self._using(identity) as impu:
+            try:
+                lags = await expire_bindings(impu, now, self.ctx)
+                self.expired_contacts += len(lags)
+                self.expiry_lags.extend(lags)
+                async with impu.mailbox:
+                    if expire_subscriptions(impu, self.events):
+                        await self._persist(impu)
+                await unreg.lapse_unregistered(impu, now, self.ctx)
+                impu.expire_challenges(now)
+            except Exception:
+                log.exception("expiring %s failed", identity)
+            deadlines = impu.deadlines()
+            if deadlines and min(deadlines) <= now:  # it failed, or could not end what was due
+                self._timers.schedule(identity, now + EXPIRY_RETRY)
+            else:
+                self._schedule(impu)
+
+    def _schedule(self, impu: Impu) -> None:
+        deadlines = impu.deadlines()
+        if not deadlines:
+            self._timers.cancel(impu.identity)
+            return
+        earliest = min(deadlines)
+        next_before = self._timers.next_deadline()
+        self._timers.schedule(impu.identity, earliest)
+        if next_before is None or earliest < next_before:
+            self._timer_changed.set()
+
+    def _spawn(self, work: Coroutine) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- Identities in memory --
+
+    async def _persist(self, impu: Impu) -> None:
+        keep = impu.bindings or impu.profile is not None
+        await self._store.write(impu.identity, encode_impu(impu) if keep else None)
+        self._schedule(impu)
+
+    async def _guarded(self, identity: str, procedure, *args) -> Reply:
+        """Runs a procedure (save, subscribe_to_reg, publish_reg) on the identity's IMPU: a bug
+        answers 500 instead of failing the whole batch; what changed was scheduled by _persist."""
+        with self._using(identity) as impu:
+            try:
+                return await procedure(impu, *args)
+            except Exception:
+                log.exception("%s for %s failed", procedure.__name__, identity)
+                return INTERNAL_ERROR
+
+    @contextmanager
+    def _using(self, identity: str) -> Iterator[Impu]:
+        """The identity's IMPU for one request. It stays in memory while any request holds it
+        or waits for its mailbox: counted, since a lock just released reads unlocked before
+        its next waiter runs, and forgetting the IMPU then would lose that waiter's update."""
+        impu = self.impus.get(identity)
+        if impu is None:
+            impu = self.impus[identity] = Impu(identity)
+        self._users[identity] += 1
+        try:
+            yield impu
+        finally:
+            self._users[identity] -= 1
+            if not self._users[identity]:
+                del self._users[identity]
+                self._forget_if_unused(impu)
+
+    def _forget_if_unused(self, impu: Impu) -> None:
+        """Rejected or fully de-registered identities hold no memory."""
+        if (impu.state == RegState.NOT_REGISTERED and not impu.bindings and impu.profile is None
+                and not impu.subscriptions and impu.challenges is None
+                and self.impus.get(impu.identity) is impu):
+            del self.impus[impu.identity]

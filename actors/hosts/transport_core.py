@@ -1,0 +1,299 @@
+"""TransportCore: everything a SIP transport does between its sockets and the IMPU shards.
+
+It answers what needs no registration state itself (OPTIONS, 405), turns REGISTER, SUBSCRIBE
+and PUBLISH into the registrar's requests and sends them in per-shard batches to the shard
+owning the identity, absorbs UDP retransmissions as RFC 3261 server transactions, and sends
+NOTIFYs as client transactions. Its I/O is injected (the shard call, the forwarding of a
+response to another transport, the endpoints, the clock, the timer), so it runs without Ray.
+
+UDP retransmissions that reach this transport again are absorbed here; those that reach
+another transport are absorbed by the IMPU (it caches its last reply).
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from actors.config import parse_listen
+from actors.hosts.batching import Batcher
+from actors.hosts.timers import ExpiryHeap
+from actors.reg_event.requests import BadEvent, publish_request, subscribe_request
+from actors.rules.register_request import register_request
+from actors.rules.routing import shard_of
+from actors.vocabulary import (
+    ALLOW,
+    RETRY_AFTER,
+    SERVER,
+    NotifyJob,
+    Reply,
+    branch_owner,
+    notify_branch,
+)
+from transport.sip.errors import SipParseError
+from transport.sip.message import Headers, Request, Response, make_response
+from transport.sip.transaction import (
+    Final,
+    NonInviteClientTransaction,
+    NonInviteServerTransaction,
+    Retransmit,
+    Timeout,
+    TransactionKey,
+)
+
+log = logging.getLogger(__name__)
+
+Peer = tuple[str, int]
+ServerKey = tuple[TransactionKey, Peer]
+CallShard = Callable[[int, str, list], Awaitable[list]]  # (shard index, method, items) -> results
+ForwardResponse = Callable[[str, bytes], Awaitable[None]]  # (owner transport, response bytes)
+
+
+class Endpoint(Protocol):
+    """What the core needs of a bound endpoint (transport/sip/endpoints.py) to send NOTIFYs."""
+
+    host: str
+    port: int
+
+    async def send(self, data: bytes, peer: Peer) -> None: ...
+
+
+@dataclass(slots=True)
+class _Notify:
+    """A NOTIFY client transaction in flight and where its retransmissions go."""
+
+    transaction: NonInviteClientTransaction
+    outcome: asyncio.Future  # its final status
+    endpoint: Endpoint
+    peer: Peer
+
+    def finish(self, status: int) -> None:
+        if not self.outcome.done():
+            self.outcome.set_result(status)
+
+
+class TransportCore:
+    def __init__(self, *, name: str, shards: int, t1: float, call_shard: CallShard,
+                 forward_response: ForwardResponse, clock: Callable[[], float],
+                 arm: Callable[[float], None] = lambda deadline: None) -> None:
+        """``arm(deadline)``: the caller runs ``poll`` at ``deadline`` (or soon after)."""
+        self.name = name
+        self.shards = shards
+        self.t1 = t1
+        self._call_shard = call_shard
+        self._forward_response = forward_response
+        self._clock = clock
+        self._arm = arm
+        self._endpoints: dict[str, Endpoint] = {}  # "udp"/"tcp" -> the one NOTIFYs leave from
+        self._batchers: dict[tuple[int, str], Batcher] = {}
+        # UDP server transactions by (RFC 3261 17.2.3 key, sender): two clients sharing a Via
+        # never get each other's responses.
+        self._servers: dict[ServerKey, NonInviteServerTransaction] = {}
+        # Completed ones in order of completion, which is the order of their Timer J: every
+        # UDP server transaction lingers the same 64*T1.
+        self._completed: deque[tuple[ServerKey, NonInviteServerTransaction]] = deque()
+        self._clients: dict[str, _Notify] = {}  # by branch
+        self._client_timers = ExpiryHeap()  # branch -> its transaction's next deadline
+
+    def add_endpoint(self, proto: str, endpoint: Endpoint) -> None:
+        self._endpoints.setdefault(proto, endpoint)
+
+    # -- Requests from the endpoints
+
+    async def on_message(self, message: Request | Response, peer: Peer, reply) -> None:
+        """An endpoint's handler: ``reply(data)`` answers where the message came from."""
+        if not isinstance(message, Request):
+            await self.on_response(message)
+            return
+        if message.method == "ACK":  # acknowledges a final response to an INVITE: not answered
+            return
+        reliable = reply.reliable
+        if reliable:  # Timer J is zero on reliable transports: nothing to remember
+            reply((await self._answer(message, peer, reliable)).to_bytes())
+            return
+        key = (TransactionKey.server(message), peer)
+        server = self._servers.get(key)
+        if server is not None:  # a retransmission: the last response again, if any yet
+            again = server.on_request_retransmission()
+            if again is not None:
+                reply(again.to_bytes())
+            return
+        server = NonInviteServerTransaction(message, reliable=False, t1=self.t1)
+        self._servers[key] = server
+        response = await self._answer(message, peer, reliable)
+        server.send_response(response, self._clock())
+        self._completed.append((key, server))
+        self._arm(server.next_deadline())
+        reply(response.to_bytes())
+
+    async def _answer(self, request: Request, peer: Peer, reliable: bool) -> Response:
+        received = f"{'tcp' if reliable else 'udp'}:{peer[0]}:{peer[1]}"
+        try:
+            return self._response(request, await self._outcome(request, received))
+        except SipParseError as exc:
+            return self._response(request, Reply(exc.status, exc.reason))
+        except Exception:  # a bug must still end the transaction with an answer
+            log.exception("%s from %s failed", request.method, received)
+            return self._response(request, Reply(500, "Server Internal Error"))
+
+    async def _outcome(self, request: Request, received: str) -> Reply:
+        method = request.method
+        if method == "REGISTER":
+            item = register_request(request, received)
+            return await self._to_shard(item.aor, "register_batch", item)
+        if method == "SUBSCRIBE":
+            try:
+                item = subscribe_request(request, received, self.name, _to_tag(request))
+            except BadEvent:
+                return _bad_event()
+            outcome = await self._to_shard(item.presentity, "subscribe_batch", item)
+            if outcome.status == 200:
+                outcome.headers.append(("Event", request.headers.get("Event")))
+            return outcome
+        if method == "PUBLISH":
+            try:
+                item = publish_request(request)
+            except BadEvent:
+                return _bad_event()
+            return await self._to_shard(item.presentity, "publish_batch", item)
+        if method == "OPTIONS":
+            return Reply(200, "OK", [("Allow", ALLOW)])
+        return Reply(405, "Method Not Allowed", [("Allow", ALLOW)])
+
+    async def _to_shard(self, identity: str, method: str, item) -> Reply:
+        """The shard owning ``identity`` answers ``item``, in the next batch of ``method``."""
+        index = shard_of(identity, self.shards)
+        batcher = self._batchers.get((index, method))
+        if batcher is None:
+            batcher = self._batchers[(index, method)] = Batcher(
+                lambda items: self._call_shard(index, method, items))
+        try:
+            return await batcher.submit(item)
+        except Exception as exc:  # shard restarting or unreachable: the UE should retry soon
+            log.warning("shard %d unavailable: %s", index, exc)
+            return Reply(503, "Registrar shard unavailable", [("Retry-After", RETRY_AFTER)])
+
+    def _response(self, request: Request, outcome: Reply) -> Response:
+        response = make_response(request, outcome.status, outcome.reason, to_tag=_to_tag(request))
+        for name, value in outcome.headers:
+            response.headers.add(name, value)
+        response.headers.add("Server", SERVER)
+        return response
+
+    # -- NOTIFYs: client transactions (RFC 3261 17.1.2)
+
+    async def send_notifies(self, jobs: list[NotifyJob]) -> list[int]:
+        """Answers each job's final status: 408 when Timer F fired, 503 when the watcher's flow
+        cannot be reached."""
+        return await asyncio.gather(*(self._notify(job) for job in jobs))
+
+    async def _notify(self, job: NotifyJob) -> int:
+        proto, host, port = parse_listen(job.received, "notify target")
+        endpoint = self._endpoints.get(proto)
+        if endpoint is None:
+            return 503
+        branch = notify_branch(self.name, secrets.token_hex(8))
+        # The only Via of the NOTIFY: our sent-by (RFC 3261 18.1.1), a branch naming us.
+        via = f"SIP/2.0/{proto.upper()} {_sent_by(endpoint)};branch={branch}"
+        headers = Headers([("Via", via), *job.headers])
+        request = Request("NOTIFY", job.request_uri, headers, job.body)
+        transaction = NonInviteClientTransaction(request, self._clock(), reliable=proto == "tcp",
+                                                 t1=self.t1)
+        notify = self._clients[branch] = _Notify(
+            transaction, asyncio.get_running_loop().create_future(), endpoint, (host, port))
+        self._schedule(branch, transaction)
+        try:
+            await endpoint.send(transaction.data, notify.peer)
+            return await notify.outcome
+        except OSError as exc:
+            log.info("NOTIFY to %s:%s failed: %s", host, port, exc)
+            return 503
+        finally:
+            del self._clients[branch]
+            self._client_timers.cancel(branch)
+
+    def _schedule(self, branch: str, transaction: NonInviteClientTransaction) -> None:
+        deadline = transaction.next_deadline()
+        if deadline is None:
+            self._client_timers.cancel(branch)
+        else:
+            self._client_timers.schedule(branch, deadline)
+            self._arm(deadline)
+
+    # -- Responses
+
+    async def on_response(self, response: Response) -> None:
+        """A response to one of our NOTIFYs, ours or, by its branch, another transport's."""
+        branch = response.vias[0].branch or ""
+        notify = self._clients.get(branch)
+        if notify is not None:
+            if TransactionKey.client(response) != TransactionKey.client(notify.transaction.request):
+                return  # same branch, another method: not ours (RFC 3261 17.1.3)
+            for action in notify.transaction.on_response(response, self._clock()):
+                if isinstance(action, Final):
+                    notify.finish(action.response.status)
+            return
+        owner = branch_owner(branch)
+        if owner is not None and owner != self.name:  # a NOTIFY another transport sent
+            try:
+                await self._forward_response(owner, response.to_bytes())
+            except Exception as exc:
+                log.info("response for %s dropped: %s", owner, exc)
+        # anything else is a stray response, dropped (RFC 3261 18.1.2)
+
+    # -- Timers
+
+    def next_deadline(self) -> float | None:
+        """When ``poll`` next has work: the earliest Timer J, E or F."""
+        deadlines = [self._completed[0][1].next_deadline() if self._completed else None,
+                     self._client_timers.next_deadline()]
+        deadlines = [d for d in deadlines if d is not None]
+        return min(deadlines) if deadlines else None
+
+    async def poll(self, now: float) -> None:
+        """Fires the timers due at ``now``: forgets server transactions past Timer J,
+        retransmits NOTIFYs over UDP (Timer E), gives them up as 408 (Timer F)."""
+        completed = self._completed
+        while completed:
+            key, server = completed[0]
+            deadline = server.next_deadline()
+            if deadline is not None and deadline > now:
+                break
+            completed.popleft()
+            server.poll(now)
+            if self._servers.get(key) is server:
+                del self._servers[key]
+        for branch in self._client_timers.due(now):
+            notify = self._clients.get(branch)
+            if notify is None:
+                continue
+            for action in notify.transaction.poll(now):
+                if isinstance(action, Retransmit):
+                    try:
+                        await notify.endpoint.send(action.data, notify.peer)
+                    except OSError as exc:  # the next retransmission or Timer F settles it
+                        log.info("NOTIFY retransmission to %s:%s failed: %s", *notify.peer, exc)
+                elif isinstance(action, Timeout):
+                    notify.finish(408)
+            if branch in self._clients and not notify.outcome.done():
+                self._schedule(branch, notify.transaction)
+
+
+def _bad_event() -> Reply:
+    return Reply(489, "Bad Event", [("Allow-Events", "reg")])
+
+
+def _sent_by(endpoint: Endpoint) -> str:
+    host = f"[{endpoint.host}]" if ":" in endpoint.host else endpoint.host
+    return f"{host}:{endpoint.port}"
+
+
+def _to_tag(request: Request) -> str:
+    """Deterministic, so the reply to a retransmission carries the same tag on any transport."""
+    seed = f"{request.call_id}|{request.cseq[0]}".encode()
+    return hashlib.blake2b(seed, digest_size=8).hexdigest()

@@ -1,0 +1,99 @@
+"""`scscf serve` as a process of its own: its TOML written for loopback, started, waited for
+until it prints `ready`, stopped; and the HSS emulator's log of the SARs it received."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from scripts.harness.ports import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Registrar:
+    """A running `scscf serve`: its process, SIP port, config file and every line it printed."""
+
+    process: subprocess.Popen
+    sip_port: int
+    config: Path
+    output: list[str]
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def hss_sar_log(admin_port: int) -> list[dict]:
+    """Every SAR the HSS emulator received, from its admin interface ([hss] admin_listen)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/sar_log", timeout=5) as answer:
+        return json.load(answer)
+
+
+def registrar_config(namespace: str, workdir: Path, sip_port: int, **extra: str) -> str:
+    """TOML for a registrar under test: loopback ports of its own, its data under ``workdir``,
+    its own Ray namespace. ``extra`` adds lines to a section: registrar="min_expires = 1".
+    Authentication is off unless ``auth="enabled = true"``: the UEs of most tests and
+    benchmarks register without answering a challenge."""
+    sections = {
+        "sip": f'listen = ["udp:127.0.0.1:{sip_port}", "tcp:127.0.0.1:{sip_port}"]',
+        "registrar": "",
+        "cx": "",
+        "hss": f'listen = "127.0.0.1:{free_port()}"',
+        "store": f'path = "{workdir / "data"}"',
+        "rpc": f'listen = "127.0.0.1:{free_port()}"',
+        "ray": f'namespace = "{namespace}"',
+        "auth": "enabled = false",
+    }
+    for name, lines in extra.items():
+        given = {line.split("=")[0].strip() for line in lines.strip().splitlines()}
+        kept = [line for line in sections.get(name, "").splitlines()
+                if line.split("=")[0].strip() not in given]  # a key given here replaces ours
+        sections[name] = "\n".join(kept + [lines.strip()]).strip()
+    return "\n".join(f"[{name}]\n{body}" for name, body in sections.items() if body) + "\n"
+
+
+def start_registrar(config_text: str, workdir: Path, sip_port: int, address: str | None,
+                    timeout: float = 90.0) -> Registrar:
+    """Runs `scscf serve` with the given TOML and waits for its `ready` line. ``address``: the
+    Ray cluster to join as a driver; None starts a local Ray of its own."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "scscf.toml"
+    config.write_text(config_text)
+    cmd = [sys.executable, "-m", "scripts.cli", "serve", "--config", str(config)]
+    if address:
+        cmd += ["--address", address]
+    # Run from the work directory, so the default data directory lands there too.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, env=env)
+    output: list[str] = []
+    ready = threading.Event()
+
+    def pump():
+        for line in process.stdout:
+            output.append(line)
+            if line.startswith("ready"):
+                ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while not ready.wait(0.1):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError("scscf serve did not become ready:\n" + "".join(output[-60:]))
+    return Registrar(process, sip_port, config, output)

@@ -1,0 +1,66 @@
+"""CxPoolCore over a fake CxClient: answers in request order, HSS failures as values."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from actors.hosts.cx_pool import CxPoolCore
+from transport.diameter.cx import MarRequest, SarRequest, ServerAssignmentType
+from transport.diameter.router import CxTimeout, CxUnavailable
+
+
+class FakeCxClient:
+    """Answers after a delay that makes later requests finish first; fails the identities in
+    ``failing``."""
+
+    def __init__(self, failing: dict[str, CxUnavailable]) -> None:
+        self.failing = failing
+        self.sent: list[tuple[str, str]] = []
+
+    async def _answer(self, kind: str, identity: str, position: int):
+        self.sent.append((kind, identity))
+        await asyncio.sleep(0.001 * (3 - position))
+        if identity in self.failing:
+            raise self.failing[identity]
+        return f"{kind.upper()[:2]}A for {identity}"
+
+    async def sar(self, request: SarRequest):
+        return await self._answer("sar", request.public_identity, len(self.sent))
+
+    async def mar(self, request: MarRequest):
+        return await self._answer("mar", request.public_identity, len(self.sent))
+
+
+IDENTITIES = ["sip:a@ims.test", "sip:b@ims.test", "sip:c@ims.test"]
+
+
+def sar(identity: str) -> SarRequest:
+    return SarRequest(identity, "a@ims.test", "sip:scscf.ims.test",
+                      ServerAssignmentType.REGISTRATION)
+
+
+def test_sar_batch_answers_in_order_with_failures_as_values():
+    down = CxTimeout("HSS timeout: 2.0 s")
+    client = FakeCxClient({"sip:b@ims.test": down})
+    results = asyncio.run(CxPoolCore(client).sar_batch([sar(i) for i in IDENTITIES]))
+    assert results == ["SAA for sip:a@ims.test", down, "SAA for sip:c@ims.test"]
+    assert client.sent == [("sar", i) for i in IDENTITIES]
+
+
+def test_mar_batch_answers_in_order_with_failures_as_values():
+    down = CxUnavailable("no open Diameter peer for realm ims.test")
+    client = FakeCxClient({"sip:c@ims.test": down})
+    requests = [MarRequest(i, "a@ims.test", "sip:scscf.ims.test") for i in IDENTITIES]
+    results = asyncio.run(CxPoolCore(client).mar_batch(requests))
+    assert results == ["MAA for sip:a@ims.test", "MAA for sip:b@ims.test", down]
+    assert client.sent == [("mar", i) for i in IDENTITIES]
+
+
+def test_other_errors_fail_the_batch():
+    class Broken(FakeCxClient):
+        async def sar(self, request):
+            raise RuntimeError("bug")
+
+    with pytest.raises(RuntimeError, match="bug"):  # a bug does not pass as an answer
+        asyncio.run(CxPoolCore(Broken({})).sar_batch([sar(IDENTITIES[0])]))

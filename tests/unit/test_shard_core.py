@@ -1,0 +1,400 @@
+"""ShardCore without Ray: a fake HSS, fake peer shards, a fake transport, an in-memory store and
+a clock the test moves. The timer is driven by hand (run_due)."""
+from __future__ import annotations
+
+import asyncio
+import re
+
+from actors.auth import digest
+from actors.config import config_from_dict
+from actors.hosts.shard_core import ShardCore, ShardIO
+from actors.rules.routing import shard_of, slot_of
+from actors.store.records import decode_impu
+from actors.vocabulary import (
+    FOUND,
+    ContactRequest,
+    RegisterRequest,
+    RegState,
+    SetUpdate,
+    SubscribeRequest,
+)
+from tests.unit.test_save import USER_DATA, saa
+from transport.diameter.cx import MaaResult, SipAuthItem
+from transport.diameter.cx import ServerAssignmentType as SAT
+
+SHARDS = 2
+ALICE = "sip:alice@ims.test"  # default IMPU of a set with tel:+15550001 and a barred identity
+BOB = "sip:bob@ims.test"  # alone in his set
+BOB_DATA = ("<IMSSubscription><PrivateID>bob@ims.test</PrivateID><ServiceProfile><PublicIdentity>"
+            f"<Identity>{BOB}</Identity></PublicIdentity></ServiceProfile></IMSSubscription>")
+PCSCF = "<sip:term@pcscf.ims.test:5070;lr>"
+TRANSPORT = "sip-transport-node-0"
+T0 = 1000.0
+VALIDITY = 60
+PASSWORD, AUTH_TIMEOUT = "pw", 30
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class MemoryStore:
+    """A Store keeping records in a dict, shared by the cores built on it (a restart)."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, bytes] = {}
+
+    async def open(self) -> None:
+        pass
+
+    async def put_many(self, items):
+        for identity, data in items:
+            if data is None:
+                self.records.pop(identity, None)
+            else:
+                self.records[identity] = data
+
+    async def load_slots(self, slots):
+        wanted = set(slots)
+        for identity, data in list(self.records.items()):
+            if slot_of(identity) in wanted:
+                yield identity, data
+
+    async def close(self) -> None:
+        pass
+
+
+class Network:
+    """The rest of the registrar as one shard sees it."""
+
+    def __init__(self) -> None:
+        self.sars = []
+        self.mars = []
+        self.refuse_first_sar = False  # 5001 User unknown, once
+        self.peer_updates: list[tuple[int, list[SetUpdate]]] = []
+        self.notifies = []  # (transport, NotifyJob), in the order they were sent
+        self.answers: asyncio.Queue[int] | None = None  # None: every NOTIFY answered 200
+
+    async def sar(self, request):
+        self.sars.append(request)
+        await asyncio.sleep(0)  # an answer takes a loop turn, as over the wire
+        if self.refuse_first_sar:
+            self.refuse_first_sar = False
+            return saa(result=None, experimental=5001)
+        return saa(user_data=BOB_DATA if request.public_identity == BOB else USER_DATA)
+
+    async def mar(self, request):
+        self.mars.append(request)
+        item = SipAuthItem("SIP Digest", digest_realm="ims.test", digest_algorithm="MD5",
+                           digest_qop="auth", digest_ha1=digest.ha1(request.user_name, "ims.test", PASSWORD))
+        return MaaResult(2001, None, request.user_name, request.public_identity, 1, [item])
+
+    async def apply_to_shard(self, index, updates):
+        self.peer_updates.append((index, updates))
+
+    async def send_notify(self, transport, job):
+        self.notifies.append((transport, job))
+        return 200 if self.answers is None else await self.answers.get()
+
+    def io(self) -> ShardIO:
+        return ShardIO(sar=self.sar, mar=self.mar, apply_to_shard=self.apply_to_shard,
+                       send_notify=self.send_notify)
+
+
+def core_for(identity, network, store, clock, auth=False) -> ShardCore:
+    config = config_from_dict({
+        "ray": {"shards": SHARDS},
+        "registrar": {"scscf_name": "sip:scscf.ims.test:5060", "unreg_validity": VALIDITY},
+        "auth": {"enabled": auth, "auth_data_timeout": AUTH_TIMEOUT},
+    })
+    return ShardCore(shard_of(identity, SHARDS), config, network.io(), store, clock=clock,
+                     expire_in_background=False, after_the_200=0.0)
+
+
+def register(uri, expires=600, cseq=1, call_id="c1", aor=ALICE, authorization=None):
+    return RegisterRequest(
+        aor=aor, impi=aor[4:], call_id=call_id, cseq=cseq,
+        contacts=[ContactRequest(uri, f"uri:{uri}", expires)], star=False, expires=None,
+        path=(PCSCF,), path_supported=True, transaction=(call_id, cseq, f"z9hG4bK{cseq}"),
+        received="udp:10.0.0.1:5060", authorization=authorization)
+
+
+def subscribe(cseq=1, expires=600):
+    return SubscribeRequest(
+        presentity=ALICE, watcher=ALICE, asserted=ALICE, call_id="sub-1", from_tag="ue",
+        to_tag="scscf", initial=cseq == 1, remote_target="sip:alice@10.0.0.1:5060",
+        route_set=(), cseq=cseq, expires=expires, event_id=None, received="udp:10.0.0.1:5060",
+        transport=TRANSPORT)
+
+
+def cseqs(network):
+    return [dict(job.headers)["CSeq"] for _, job in network.notifies]
+
+
+def setup():
+    return Network(), MemoryStore(), Clock()
+
+
+def test_register_answers_200_with_contact_service_route_and_p_associated_uri():
+    network, store, clock = setup()
+
+    async def scenario():
+        core = core_for(ALICE, network, store, clock)
+        (reply,) = await core.register_batch([register("sip:alice@10.0.0.1:5090")])
+        return reply, await core.show(ALICE)
+
+    reply, shown = asyncio.run(scenario())
+    assert (reply.status, reply.reason) == (200, "OK")
+    assert reply.headers == [
+        ("Contact", "<sip:alice@10.0.0.1:5090>;expires=600"),
+        ("Path", PCSCF),
+        ("Service-Route", "<sip:orig@scscf.ims.test:5060;lr>"),
+        ("P-Associated-URI", "<sip:alice@ims.test>, <tel:+15550001>"),
+    ]
+    assert [s.assignment_type for s in network.sars] == [SAT.REGISTRATION]
+    assert shown["state"] == "REGISTERED"
+    assert [c["uri"] for c in shown["contacts"]] == ["sip:alice@10.0.0.1:5090"]
+    stored = decode_impu(ALICE, store.records[ALICE])  # durable before the 200
+    assert (stored.state, list(stored.bindings)) == (RegState.REGISTERED,
+                                                     ["uri:sip:alice@10.0.0.1:5090"])
+
+
+def test_members_on_another_shard_receive_the_sets_new_state():
+    network, store, clock = setup()
+
+    async def scenario():
+        core = core_for(ALICE, network, store, clock)
+        await core.register_batch([register("sip:alice@10.0.0.1:5090")])
+
+    asyncio.run(scenario())
+    other = 1 - shard_of(ALICE, SHARDS)  # the members of the set all live on the other shard
+    ((index, updates),) = network.peer_updates
+    assert index == other
+    assert [u.identity for u in updates] == ["tel:+15550001", "sip:alice-barred@ims.test"]
+    assert {(u.state, tuple(u.bindings), u.reason) for u in updates} == {
+        (RegState.REGISTERED, ("uri:sip:alice@10.0.0.1:5090",), "user")}
+    assert updates[0].profile.identities[0] == ALICE
+
+
+def test_a_set_update_registers_a_member_and_an_unregistered_one_spares_a_registration():
+    network, store, clock = setup()
+
+    async def scenario():
+        core = core_for(ALICE, network, store, clock)
+        await core.register_batch([register("sip:alice@10.0.0.1:5090")])
+        impu = core.impus[ALICE]
+        stale = SetUpdate(ALICE, RegState.UNREGISTERED, {}, impu.profile, "user")
+        await core.apply_batch([stale])  # another member was assigned UNREGISTERED meanwhile
+        return await core.show(ALICE)
+
+    shown = asyncio.run(scenario())
+    assert shown["state"] == "REGISTERED" and len(shown["contacts"]) == 1
+
+
+def test_expiry_removes_the_binding_and_the_default_impu_sends_one_timeout_sar():
+    network, store, clock = setup()
+
+    async def scenario():
+        core = core_for(ALICE, network, store, clock)
+        await core.register_batch([register("sip:alice@10.0.0.1:5090", expires=600)])
+        clock.now = T0 + 599
+        await core.run_due(clock.now)
+        before = await core.show(ALICE)
+        clock.now = T0 + 600.25
+        await core.run_due(clock.now)
+        await core.run_due(clock.now + 1)  # nothing left to do: no second SAR
+        return core, before, await core.show(ALICE), await core.counts()
+
+    core, before, after, counts = asyncio.run(scenario())
+    assert len(before["contacts"]) == 1
+    assert after is None  # nothing left: forgotten
+    assert ALICE not in store.records
+    assert [s.assignment_type for s in network.sars] == [SAT.REGISTRATION,
+                                                         SAT.TIMEOUT_DEREGISTRATION]
+    assert network.sars[1].public_identity == ALICE
+    assert (counts["expired_contacts"], counts["contacts"]) == (1, 0)
+    assert list(core.expiry_lags) == [0.25]
+
+
+def test_notifies_of_a_dialog_leave_one_at_a_time_after_the_subscribe_reply():
+    network, store, clock = setup()
+    network.answers = asyncio.Queue()
+
+    async def scenario():
+        core = core_for(ALICE, network, store, clock)
+        await core.register_batch([register("sip:alice@10.0.0.1:5090")])
+        (reply,) = await core.subscribe_batch([subscribe()])
+        sent_with_the_reply = len(network.notifies)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        first = cseqs(network)
+        # A change while the first NOTIFY waits for its answer builds the next one ...
+        await core.register_batch([register("sip:alice@10.0.0.2:5090", call_id="c2")])
+        for _ in range(5):
+            await asyncio.sleep(0)
+        still = cseqs(network)
+        network.answers.put_nowait(200)  # ... which leaves only once the first is answered
+        for _ in range(5):
+            await asyncio.sleep(0)
+        network.answers.put_nowait(200)
+        await core.notifies_delivered()
+        return reply, sent_with_the_reply, first, still, (await core.statistics())["notifies_in_q"]
+
+    reply, sent_with_the_reply, first, still, queued = asyncio.run(scenario())
+    assert reply.status == 200
+    assert sent_with_the_reply == 0  # the 200 OK leaves before its NOTIFY
+    assert first == still == ["1 NOTIFY"]
+    assert cseqs(network) == ["1 NOTIFY", "2 NOTIFY"]
+    assert {transport for transport, _ in network.notifies} == {TRANSPORT}
+    versions = [re.search(rb'version="(\d+)"', job.body).group(1) for _, job in network.notifies]
+    assert versions == [b"0", b"1"]
+    assert queued == 0
+
+
+def test_a_notify_that_fails_ends_its_subscription_and_what_queued_behind_it():
+    network, store, clock = setup()
+    network.answers = asyncio.Queue()
+
+    async def scenario():
+        core = core_for(ALICE, network, store, clock)
+        await core.register_batch([register("sip:alice@10.0.0.1:5090")])
+        await core.subscribe_batch([subscribe()])
+        await core.register_batch([register("sip:alice@10.0.0.2:5090", call_id="c2")])
+        network.answers.put_nowait(481)  # the watcher lost the dialog
+        await core.notifies_delivered()
+        return core.impus[ALICE].subscriptions
+
+    assert asyncio.run(scenario()) == {}
+    assert cseqs(network) == ["1 NOTIFY"]  # the second NOTIFY went nowhere
+    assert decode_impu(ALICE, store.records[ALICE]).subscriptions == {}
+
+
+def test_a_restarted_shard_reloads_identities_and_ends_an_unregistered_state_on_time():
+    network, store, clock = setup()
+
+    async def scenario():
+        first = core_for(BOB, network, store, clock)
+        assert await first.assign_server_unreg(BOB) == FOUND
+        assigned_at = clock.now
+        clock.now += 10
+        second = core_for(BOB, network, store, clock)  # the shard restarted on the same store
+        await second.ready()
+        reloaded = (await second.show(BOB))["state"], second.impus[BOB].unreg_until
+        clock.now = assigned_at + VALIDITY - 1
+        await second.run_due(clock.now)
+        still = (await second.show(BOB))["state"]
+        clock.now = assigned_at + VALIDITY
+        await second.run_due(clock.now)
+        return assigned_at, reloaded, still, await second.show(BOB)
+
+    assigned_at, reloaded, still, lapsed = asyncio.run(scenario())
+    assert reloaded == ("UNREGISTERED", assigned_at + VALIDITY)
+    assert still == "UNREGISTERED"
+    assert lapsed is None and BOB not in store.records
+    assert [s.assignment_type for s in network.sars] == [SAT.UNREGISTERED_USER]  # lapsing sends none
+
+
+def test_a_restarted_shard_keeps_registrations_and_expires_them():
+    network, store, clock = setup()
+
+    async def scenario():
+        first = core_for(ALICE, network, store, clock)
+        await first.register_batch([register("sip:alice@10.0.0.1:5090", expires=600)])
+        second = core_for(ALICE, network, store, clock)
+        loaded = await second.ready()
+        shown = await second.show(ALICE)
+        clock.now = T0 + 600
+        await second.run_due(clock.now)
+        return loaded, shown, await second.show(ALICE)
+
+    loaded, shown, after = asyncio.run(scenario())
+    assert loaded == 1
+    assert [(c["uri"], c["expires"]) for c in shown["contacts"]] == [("sip:alice@10.0.0.1:5090", 600)]
+    assert after is None
+    assert network.sars[-1].assignment_type == SAT.TIMEOUT_DEREGISTRATION
+
+
+def test_an_identity_is_not_forgotten_while_another_request_waits_for_its_mailbox():
+    # The first REGISTER is refused (nothing to keep), and releases the mailbox the second one
+    # waits for; a lock just released reads unlocked before its waiter runs.
+    network, store, clock = setup()
+    network.refuse_first_sar = True
+
+    async def scenario():
+        core = core_for(ALICE, network, store, clock)
+        refused, accepted = await core.register_batch([
+            register("sip:alice@10.0.0.1:5090", call_id="c1"),
+            register("sip:alice@10.0.0.2:5090", call_id="c2"),
+        ])
+        return refused, accepted, await core.show(ALICE), core
+
+    refused, accepted, shown, core = asyncio.run(scenario())
+    assert (refused.status, refused.reason) == (403, "User unknown")
+    assert accepted.status == 200
+    assert [c["uri"] for c in shown["contacts"]] == ["sip:alice@10.0.0.2:5090"]
+    assert core._users == {}  # every request let go of the identity
+
+
+def test_an_unregistered_identity_stored_without_a_validity_gets_a_full_one_on_load():
+    network, store, clock = setup()
+    store.records[BOB] = b'[2,2,[],["bob@ims.test",["sip:bob@ims.test"],[],null,[]],[]]'
+
+    async def scenario():
+        core = core_for(BOB, network, store, clock)
+        await core.ready()
+        return core.impus[BOB].unreg_until
+
+    assert asyncio.run(scenario()) == T0 + VALIDITY
+
+
+def md5_answer(challenge_header: str, impi: str = "alice@ims.test") -> str:
+    nonce = digest.parse_params(challenge_header[len("Digest "):])["nonce"]
+    ha1 = digest.ha1(impi, "ims.test", PASSWORD)
+    answer = digest.response(ha1, nonce, "REGISTER", "sip:ims.test", "auth", "00000001", "0a4f")
+    return (f'Digest username="{impi}", realm="ims.test", nonce="{nonce}", uri="sip:ims.test", '
+            f'response="{answer}", algorithm=MD5, qop=auth, nc=00000001, cnonce="0a4f"')
+
+
+def test_authentication_challenges_before_any_sar_and_the_answer_registers():
+    network, store, clock = setup()
+
+    async def scenario():
+        core = core_for(ALICE, network, store, clock, auth=True)
+        (challenge,) = await core.register_batch([register("sip:alice@10.0.0.1:5090")])
+        assert (challenge.status, network.sars, store.records) == (401, [], {})
+        header = dict(challenge.headers)["WWW-Authenticate"]
+        (ok,) = await core.register_batch([register(
+            "sip:alice@10.0.0.1:5090", cseq=2, authorization=md5_answer(header))])
+        return challenge, header, ok
+
+    challenge, header, ok = asyncio.run(scenario())
+    assert challenge.reason == "Unauthorized - Challenging the UE"
+    assert header.startswith('Digest realm="ims.test", nonce="') and "algorithm=MD5" in header
+    assert [(m.public_identity, m.user_name) for m in network.mars] == [(ALICE, "alice@ims.test")]
+    assert ok.status == 200
+    assert [s.assignment_type for s in network.sars] == [SAT.REGISTRATION]
+
+
+def test_an_unanswered_challenge_is_freed_by_the_timer_and_its_nonce_is_then_stale():
+    network, store, clock = setup()
+
+    async def scenario():
+        core = core_for(ALICE, network, store, clock, auth=True)
+        (challenge,) = await core.register_batch([register("sip:alice@10.0.0.1:5090")])
+        held = ALICE in core.impus
+        clock.now = T0 + AUTH_TIMEOUT + 1
+        await core.run_due(clock.now)
+        freed = ALICE not in core.impus  # nothing else kept the identity in memory
+        header = dict(challenge.headers)["WWW-Authenticate"]
+        (late,) = await core.register_batch([register(
+            "sip:alice@10.0.0.1:5090", cseq=2, authorization=md5_answer(header))])
+        return held, freed, late
+
+    held, freed, late = asyncio.run(scenario())
+    assert held and freed
+    assert late.status == 401 and "stale=TRUE" in dict(late.headers)["WWW-Authenticate"]
+    assert network.sars == []

@@ -1,0 +1,472 @@
+"""TransportCore with fake shards, endpoints and clock: routing, responses, UDP server
+transactions, NOTIFY client transactions and responses for other transports."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+from actors.hosts.transport_core import TransportCore
+from actors.rules.routing import shard_of
+from actors.vocabulary import NotifyJob, RegisterRequest, Reply, SubscribeRequest, notify_branch
+from transport.sip import make_response, parse_message
+
+NAME = "sip-transport-node1-0"
+SHARDS = 4
+UE = ("10.0.0.1", 5070)
+OTHER_UE = ("10.0.0.2", 5070)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeReply:
+    """The endpoint's reply callable: records what was sent back."""
+
+    def __init__(self, reliable: bool = False) -> None:
+        self.reliable = reliable
+        self.sent: list[bytes] = []
+
+    def __call__(self, data: bytes) -> None:
+        self.sent.append(data)
+
+
+class FakeEndpoint:
+    def __init__(self, clock: Clock, host: str = "192.0.2.1", port: int = 5060) -> None:
+        self.host, self.port, self.clock = host, port, clock
+        self.sent: list[tuple[float, bytes, tuple]] = []
+
+    async def send(self, data: bytes, peer) -> None:
+        self.sent.append((self.clock.now, data, peer))
+
+
+class FakeShards:
+    """Answers each item with ``answer(method, item)``; ``gate`` holds calls until set."""
+
+    def __init__(self, answer=None) -> None:
+        self.calls: list[tuple[int, str, list]] = []
+        self.answer = answer or (lambda method, item: Reply(200, "OK"))
+        self.gate: asyncio.Event | None = None
+
+    async def __call__(self, index: int, method: str, items: list) -> list:
+        self.calls.append((index, method, list(items)))
+        if self.gate is not None:
+            await self.gate.wait()
+        return [self.answer(method, item) for item in items]
+
+
+class Forwarded:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, bytes]] = []
+
+    async def __call__(self, owner: str, data: bytes) -> None:
+        self.calls.append((owner, data))
+
+
+def make_core(shards=None, clock=None, forwarded=None, t1=0.5):
+    clock = clock or Clock()
+    core = TransportCore(name=NAME, shards=SHARDS, t1=t1, call_shard=shards or FakeShards(),
+                         forward_response=forwarded or Forwarded(), clock=clock)
+    return core, clock
+
+
+def register(user: str = "alice", call_id: str = "reg-1", branch: str = "z9hG4bKreg1") -> bytes:
+    return (f"REGISTER sip:ims.test SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 10.0.0.1:5070;branch={branch}\r\n"
+            f"Max-Forwards: 70\r\nFrom: <sip:{user}@ims.test>;tag=f1\r\n"
+            f"To: <sip:{user}@ims.test>\r\nCall-ID: {call_id}\r\nCSeq: 1 REGISTER\r\n"
+            f"Contact: <sip:{user}@10.0.0.1:5070>\r\nExpires: 600\r\n"
+            "Content-Length: 0\r\n\r\n").encode()
+
+
+def subscribe() -> bytes:
+    return ("SUBSCRIBE sip:alice@ims.test SIP/2.0\r\n"
+            "Via: SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bKsub1\r\n"
+            "Max-Forwards: 70\r\nFrom: <sip:alice@ims.test>;tag=ue\r\n"
+            "To: <sip:alice@ims.test>\r\nCall-ID: sub-1\r\nCSeq: 7 SUBSCRIBE\r\n"
+            "Contact: <sip:alice@10.0.0.1:5070>\r\nEvent: reg;id=3\r\nExpires: 600\r\n"
+            "Content-Length: 0\r\n\r\n").encode()
+
+
+def request(method: str) -> bytes:
+    return (f"{method} sip:ims.test SIP/2.0\r\n"
+            "Via: SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bKopt1\r\n"
+            "Max-Forwards: 70\r\nFrom: <sip:alice@ims.test>;tag=f1\r\n"
+            f"To: <sip:ims.test>\r\nCall-ID: m-1\r\nCSeq: 1 {method}\r\n"
+            "Content-Length: 0\r\n\r\n").encode()
+
+
+def to_tag(call_id: str, cseq: int) -> str:
+    return hashlib.blake2b(f"{call_id}|{cseq}".encode(), digest_size=8).hexdigest()
+
+
+def deliver(core, data: bytes, peer=UE, reply=None):
+    reply = reply or FakeReply()
+    return reply, core.on_message(parse_message(data), peer, reply)
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def answered(core, data: bytes) -> FakeReply:
+    """The reply channel of one request, once the core has handled it."""
+    async def main():
+        reply, handling = deliver(core, data)
+        await handling
+        return reply
+    return run(main())
+
+
+async def settle() -> None:
+    """Lets every task that can run now run (the gather of NOTIFYs takes a few rounds)."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+# -- Requests
+
+
+def test_register_goes_to_its_shard_and_the_reply_becomes_the_200():
+    contact = "<sip:alice@10.0.0.1:5070>;expires=600"
+    shards = FakeShards(lambda method, item: Reply(200, "OK", [("Contact", contact)]))
+    core, _ = make_core(shards)
+
+    reply = answered(core, register())
+    [(index, method, [item])] = shards.calls
+    assert (index, method) == (shard_of("sip:alice@ims.test", SHARDS), "register_batch")
+    assert isinstance(item, RegisterRequest)
+    assert (item.aor, item.call_id, item.cseq, item.expires, item.received) == (
+        "sip:alice@ims.test", "reg-1", 1, 600, "udp:10.0.0.1:5070")
+    assert [c.uri for c in item.contacts] == ["sip:alice@10.0.0.1:5070"]
+    assert item.transaction == ("reg-1", 1, "z9hG4bKreg1")
+    assert reply.sent == [(
+        "SIP/2.0 200 OK\r\n"
+        "Via: SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bKreg1\r\n"
+        "From: <sip:alice@ims.test>;tag=f1\r\n"
+        f"To: <sip:alice@ims.test>;tag={to_tag('reg-1', 1)}\r\n"
+        "Call-ID: reg-1\r\nCSeq: 1 REGISTER\r\n"
+        f"Contact: {contact}\r\n"
+        "Server: ray-scscf\r\nContent-Length: 0\r\n\r\n").encode()]
+
+
+def test_identities_route_to_their_own_shards():
+    users = [f"user{i}" for i in range(40)]
+    shards = FakeShards()
+    core, _ = make_core(shards)
+
+    async def main():
+        for i, user in enumerate(users):
+            await deliver(core, register(user, f"c{i}", f"z9hG4bK{i}"))[1]
+
+    run(main())
+    routed = {item.aor: index for index, _, [item] in shards.calls}
+    assert routed == {f"sip:{u}@ims.test": shard_of(f"sip:{u}@ims.test", SHARDS) for u in users}
+    assert len(set(routed.values())) > 1
+
+
+def test_udp_retransmission_gets_the_same_response_and_no_second_shard_call():
+    shards = FakeShards()
+    core, _ = make_core(shards)
+
+    async def main():
+        shards.gate = asyncio.Event()
+        reply, first = deliver(core, register())
+        task = asyncio.ensure_future(first)
+        await settle()
+        await deliver(core, register(), reply=reply)[1]  # still trying: absorbed silently
+        assert reply.sent == []
+        shards.gate.set()
+        await task
+        await deliver(core, register(), reply=reply)[1]  # completed: the response again
+        return reply
+
+    reply = run(main())
+    assert len(shards.calls) == 1
+    assert len(reply.sent) == 2 and reply.sent[0] == reply.sent[1]
+    assert reply.sent[0].startswith(b"SIP/2.0 200 OK\r\n")
+
+
+def test_same_via_from_another_sender_is_its_own_transaction():
+    shards = FakeShards()
+    core, _ = make_core(shards)
+
+    async def main():
+        first, second = FakeReply(), FakeReply()
+        await deliver(core, register(), UE, first)[1]
+        await deliver(core, register(), OTHER_UE, second)[1]
+        return first, second
+
+    first, second = run(main())
+    assert len(shards.calls) == 2
+    assert [item.received for _, _, [item] in shards.calls] == [
+        "udp:10.0.0.1:5070", "udp:10.0.0.2:5070"]
+    assert len(first.sent) == len(second.sent) == 1
+
+
+def test_the_server_transaction_is_forgotten_at_timer_j():
+    shards = FakeShards()
+    core, clock = make_core(shards)
+
+    async def main():
+        clock.now = 10.0
+        await deliver(core, register())[1]
+        assert core.next_deadline() == 10.0 + 64 * 0.5
+        await core.poll(41.9)
+        await deliver(core, register())[1]
+        assert len(shards.calls) == 1  # still absorbed
+        await core.poll(42.0)
+        assert core.next_deadline() is None
+        await deliver(core, register())[1]  # a new transaction now
+
+    run(main())
+    assert len(shards.calls) == 2
+
+
+def test_tcp_requests_keep_no_transaction():
+    shards = FakeShards()
+    core, _ = make_core(shards)
+
+    async def main():
+        reply = FakeReply(reliable=True)
+        await deliver(core, register(), reply=reply)[1]
+        await deliver(core, register(), reply=reply)[1]
+        return reply
+
+    reply = run(main())
+    assert len(shards.calls) == 2 and len(reply.sent) == 2
+    assert [item.received for _, _, [item] in shards.calls] == ["tcp:10.0.0.1:5070"] * 2
+    assert core.next_deadline() is None
+
+
+def test_shard_failure_answers_503_with_retry_after():
+    async def failing(index, method, items):
+        raise RuntimeError("actor restarting")
+
+    core, _ = make_core(failing)
+
+    [data] = answered(core, register()).sent
+    response = parse_message(data)
+    assert (response.status, response.reason) == (503, "Registrar shard unavailable")
+    assert response.headers.get("Retry-After") == "5"
+    assert response.headers.get("Server") == "ray-scscf"
+
+
+def test_subscribe_goes_to_subscribe_batch_and_the_200_echoes_event():
+    shards = FakeShards(lambda method, item: Reply(200, "OK", [("Expires", "600")]))
+    core, _ = make_core(shards)
+
+    [data] = answered(core, subscribe()).sent
+    [(index, method, [item])] = shards.calls
+    assert (index, method) == (shard_of("sip:alice@ims.test", SHARDS), "subscribe_batch")
+    assert isinstance(item, SubscribeRequest)
+    assert (item.presentity, item.transport, item.to_tag, item.received, item.event_id) == (
+        "sip:alice@ims.test", NAME, to_tag("sub-1", 7), "udp:10.0.0.1:5070", "3")
+    response = parse_message(data)
+    assert response.status == 200
+    assert [(n, v) for n, v in response.headers if n in ("To", "Expires", "Event", "Server")] == [
+        ("To", f"<sip:alice@ims.test>;tag={to_tag('sub-1', 7)}"), ("Expires", "600"),
+        ("Event", "reg;id=3"), ("Server", "ray-scscf")]
+
+
+def test_options_and_unknown_methods_are_answered_here():
+    shards = FakeShards()
+    core, _ = make_core(shards)
+
+    async def main():
+        answers = []
+        for method in ("OPTIONS", "MESSAGE"):
+            reply, handling = deliver(core, request(method).replace(b"opt1", method.encode()))
+            await handling
+            answers.append(parse_message(reply.sent[0]))
+        return answers
+
+    options, message = run(main())
+    assert shards.calls == []
+    allow = "REGISTER, SUBSCRIBE, PUBLISH, OPTIONS"
+    assert (options.status, options.headers.get("Allow")) == (200, allow)
+    assert (message.status, message.reason, message.headers.get("Allow")) == (
+        405, "Method Not Allowed", allow)
+
+
+def test_ack_is_not_answered():
+    core, _ = make_core()
+
+    assert answered(core, request("ACK")).sent == []
+
+
+def test_unusable_register_gets_its_400():
+    shards = FakeShards()
+    core, _ = make_core(shards)
+    bad = register().replace(b"Expires: 600", b"Contact: <sip:x@10.0.0.1>;q=7")
+
+    [data] = answered(core, bad).sent
+    assert parse_message(data).status == 400
+    assert shards.calls == []
+
+
+# -- NOTIFYs
+
+
+JOB = NotifyJob(
+    received="udp:10.0.0.1:5070",
+    request_uri="sip:alice@10.0.0.1:5070",
+    headers=[("Max-Forwards", "70"), ("From", "<sip:scscf.ims.test>;tag=s1"),
+             ("To", "<sip:alice@ims.test>;tag=ue"), ("Call-ID", "sub-1"),
+             ("CSeq", "1 NOTIFY"), ("Event", "reg"), ("Subscription-State", "active;expires=600")],
+    body=b"<reginfo/>",
+)
+
+
+async def drive_until_done(core, clock, task) -> None:
+    """Moves the clock to each deadline of the core and fires it, until ``task`` is done."""
+    await settle()
+    while not task.done():
+        clock.now = core.next_deadline()
+        await core.poll(clock.now)
+        await settle()
+
+
+def test_notify_carries_one_via_with_a_branch_naming_us():
+    core, clock = make_core()
+    endpoint = FakeEndpoint(clock)
+    core.add_endpoint("udp", endpoint)
+
+    async def main():
+        task = asyncio.ensure_future(core.send_notifies([JOB, JOB]))
+        await settle()
+        for _, data, _ in endpoint.sent:
+            await core.on_response(make_response(parse_message(data), 200, "OK"))
+        return await task
+
+    assert run(main()) == [200, 200]
+    notifies = [parse_message(data) for _, data, _ in endpoint.sent]
+    vias = [n.headers.get_all("Via") for n in notifies]
+    assert all(len(v) == 1 for v in vias)
+    branches = [n.vias[0].branch for n in notifies]
+    assert branches[0] != branches[1]
+    for n, branch in zip(notifies, branches):
+        assert n.headers.get("Via") == f"SIP/2.0/UDP 192.0.2.1:5060;branch={branch}"
+        assert branch.startswith(f"z9hG4bK~{NAME}~") and len(branch.split("~")[2]) == 16
+        assert (n.method, str(n.uri), n.body) == (
+            "NOTIFY", "sip:alice@10.0.0.1:5070", b"<reginfo/>")
+        assert [name for name, _ in n.headers][:2] == ["Via", "Max-Forwards"]
+    assert {peer for _, _, peer in endpoint.sent} == {("10.0.0.1", 5070)}
+
+
+def test_udp_notify_is_retransmitted_per_timer_e_until_answered():
+    core, clock = make_core()
+    endpoint = FakeEndpoint(clock)
+    core.add_endpoint("udp", endpoint)
+
+    async def main():
+        task = asyncio.ensure_future(core.send_notifies([JOB]))
+        await settle()
+        for deadline in (0.5, 1.5, 3.5):
+            assert core.next_deadline() == deadline
+            clock.now = deadline
+            await core.poll(deadline)
+        clock.now = 4.0
+        notify = parse_message(endpoint.sent[0][1])
+        await core.on_response(make_response(notify, 100, "Trying"))
+        assert not task.done()
+        await core.on_response(make_response(notify, 481, "Subscription does not exist"))
+        status = await task
+        assert core.next_deadline() is None
+        return status
+
+    assert run(main()) == [481]
+    assert [t for t, _, _ in endpoint.sent] == [0.0, 0.5, 1.5, 3.5]
+    assert len({data for _, data, _ in endpoint.sent}) == 1  # the same request each time
+
+
+def test_unanswered_notify_times_out_as_408_at_timer_f():
+    core, clock = make_core()
+    endpoint = FakeEndpoint(clock)
+    core.add_endpoint("udp", endpoint)
+
+    async def main():
+        task = asyncio.ensure_future(core.send_notifies([JOB]))
+        await drive_until_done(core, clock, task)
+        return task.result(), clock.now
+
+    assert run(main()) == ([408], 32.0)
+    assert [t for t, _, _ in endpoint.sent] == [
+        0.0, 0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]
+
+
+def test_tcp_notify_is_not_retransmitted():
+    core, clock = make_core()
+    endpoint = FakeEndpoint(clock)
+    core.add_endpoint("tcp", endpoint)
+    job = NotifyJob("tcp:10.0.0.1:5071", JOB.request_uri, JOB.headers, JOB.body)
+
+    async def main():
+        task = asyncio.ensure_future(core.send_notifies([job]))
+        await drive_until_done(core, clock, task)
+        return task.result()
+
+    assert run(main()) == [408]
+    [(when, data, peer)] = endpoint.sent
+    assert (when, peer) == (0.0, ("10.0.0.1", 5071))
+    assert parse_message(data).headers.get("Via").startswith("SIP/2.0/TCP 192.0.2.1:5060;")
+
+
+def test_notify_without_an_endpoint_for_its_flow_is_503():
+    core, _ = make_core()
+    assert run(core.send_notifies([JOB])) == [503]
+
+
+# -- Responses that are not for a NOTIFY of ours
+
+
+def response_with_branch(branch: str | None):
+    via = "SIP/2.0/UDP 192.0.2.1:5060" + ("" if branch is None else f";branch={branch}")
+    return parse_message((
+        "SIP/2.0 200 OK\r\n"
+        f"Via: {via}\r\n"
+        "From: <sip:scscf.ims.test>;tag=s1\r\nTo: <sip:alice@ims.test>;tag=ue\r\n"
+        "Call-ID: sub-1\r\nCSeq: 1 NOTIFY\r\nContent-Length: 0\r\n\r\n").encode())
+
+
+def test_response_for_another_transports_branch_goes_to_its_owner():
+    forwarded = Forwarded()
+    core, _ = make_core(forwarded=forwarded)
+    owner = "sip-transport-node2-1"
+    response = response_with_branch(notify_branch(owner, "0123456789abcdef"))
+    run(core.on_response(response))
+    assert forwarded.calls == [(owner, response.to_bytes())]
+
+
+def test_forwarded_response_reaches_the_waiting_notify():
+    core, clock = make_core()
+    endpoint = FakeEndpoint(clock)
+    core.add_endpoint("udp", endpoint)
+
+    async def main():
+        task = asyncio.ensure_future(core.send_notifies([JOB]))
+        await settle()
+        branch = parse_message(endpoint.sent[0][1]).vias[0].branch
+        await core.on_response(response_with_branch(branch))
+        return await task
+
+    assert run(main()) == [200]
+
+
+def test_stray_responses_are_dropped():
+    forwarded = Forwarded()
+    core, clock = make_core(forwarded=forwarded)
+    endpoint = FakeEndpoint(clock)
+    core.add_endpoint("udp", endpoint)
+
+    async def main():
+        for branch in ("z9hG4bKnotours", notify_branch(NAME, "finished"), None):
+            await core.on_response(response_with_branch(branch))
+
+    run(main())
+    assert forwarded.calls == []
+    assert endpoint.sent == []
