@@ -40,7 +40,7 @@ def start_emulator() -> tuple[subprocess.Popen, int]:
 
 
 async def run(port: int, host: str, requests: int, concurrency: int, users: int) -> dict:
-    client = CxClient([(host, port)], "bench.ims.test", "ims.test", "ims.test",
+    client = CxClient([(host, port)], "scscf.ims.test", "ims.test", "ims.test",  # an allowed peer
                       request_timeout=5.0)
     if not await client.start(wait=5.0):
         raise SystemExit(f"no Diameter connection to {host}:{port}")

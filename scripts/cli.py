@@ -93,6 +93,7 @@ def hss_config(config):
         raw["auto_provision_domain"] = section.auto_provision_domain
     if section.admin_listen:
         raw["admin_listen"] = section.admin_listen
+    raw.setdefault("allowed_peers", [config.cx.origin_host])  # only this registrar's Cx pool
     raw.setdefault("origin_realm", config.sip.domain)
     raw.setdefault("origin_host", f"hss.{config.sip.domain}")
     return HssConfig.from_toml(raw)

@@ -47,6 +47,7 @@ SIP_DIGEST = "SIP Digest"
 SCHEME_NAMES = {"digest-akav1-md5": AKA, "sip digest": SIP_DIGEST, "digest-md5": SIP_DIGEST,
                 "digest": SIP_DIGEST}
 
+DEFAULT_SCSCF = "scscf.ims.test"  # the registrar's default [cx] origin_host
 TEST_PASSWORD = "imstest"
 TEST_K = bytes.fromhex("465b5ce8b199b49faa5f0a2ee238a6bc")  # TS 35.208 4.3, test set 1
 TEST_OP = bytes.fromhex("cdc202d5123e20f62b6d676ac72cb318")
@@ -96,6 +97,8 @@ class HssConfig:
     watchdog_interval: float = 30.0
     charging_information: dict | None = None
     subscribers: tuple[SubscriberConfig, ...] = ()
+    # Origin-Hosts of the S-CSCFs whose CER is accepted; any other peer gets UNKNOWN_PEER.
+    allowed_peers: tuple[str, ...] = (DEFAULT_SCSCF,)
 
     @classmethod
     def from_toml(cls, source: str | os.PathLike | dict) -> HssConfig:
@@ -115,7 +118,7 @@ class HssConfig:
 
 
 _TOP_KEYS = {"origin_host", "origin_realm", "auto_provision_domain", "admin_listen",
-             "watchdog_interval", "charging_information", "subscriber"}
+             "watchdog_interval", "charging_information", "subscriber", "allowed_peers"}
 _SUBSCRIBER_KEYS = {"impi", "impus", "barred", "wildcard", "password", "k", "op", "opc", "amf",
                     "sqn", "auth_scheme"}
 
@@ -137,7 +140,17 @@ def _parse(table: dict) -> HssConfig:
         admin_listen=_string(table, "admin_listen", ""),
         watchdog_interval=float(watchdog),
         charging_information=_charging(table.get("charging_information")),
-        subscribers=subscribers)
+        subscribers=subscribers,
+        allowed_peers=_allowed_peers(table))
+
+
+def _allowed_peers(table: dict) -> tuple[str, ...]:
+    if "allowed_peers" not in table:
+        return (DEFAULT_SCSCF,)
+    peers = _strings(table, "allowed_peers", "")
+    if not peers:
+        raise HssConfigError("allowed_peers: expected a non-empty list of Origin-Hosts")
+    return peers
 
 
 def _subscriber(entry: dict, where: str) -> SubscriberConfig:

@@ -54,7 +54,8 @@ class HssEmulator:
         self._local = LocalNode(config.origin_host, config.origin_realm,
                                 product_name="ray-scscf HSS emulator")
         self._server = DiameterServer(self._local, request_handler=self.handle,
-                                      watchdog_interval=config.watchdog_interval)
+                                      watchdog_interval=config.watchdog_interval,
+                                      allowed_peers=frozenset(config.allowed_peers))
         self._session_ids = SessionIds(config.origin_host)
         self._admin = None
 

@@ -37,9 +37,13 @@ def async_test(fn):
     return run
 
 
+# The emulator accepts only the peers it knows: our S-CSCF and the tests' raw peer.
+PEERS = ("scscf.ims.test", "raw.ims.test")
+
+
 async def start_hss(origin_host: str = "hss.ims.test", port: int = 0, **changes) -> HssEmulator:
     config = dataclasses.replace(HssConfig.from_toml(HSS_CONFIG), origin_host=origin_host,
-                                 watchdog_interval=TW, **changes)
+                                 watchdog_interval=TW, allowed_peers=PEERS, **changes)
     emulator = HssEmulator(config)
     await emulator.start("127.0.0.1", port)
     return emulator

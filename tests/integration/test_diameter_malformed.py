@@ -16,7 +16,7 @@ from tests.integration.test_diameter_fixtures import (
     start_hss,
     wait_until,
 )
-from transport.diameter.base import build_dwr
+from transport.diameter.base import LocalNode, answer_result, build_dwr
 from transport.diameter.codec import AvpReader, ResultCode, new_request, serialize
 from transport.diameter.cx import encode_sar
 
@@ -154,5 +154,18 @@ async def test_request_before_the_capabilities_exchange():
     raw.send(good_sar())
     assert await raw.is_closed_by_peer()
     await raw.close()
+    await still_serving(hss)
+    await hss.stop()
+
+
+@async_test
+async def test_a_peer_not_on_the_allow_list_gets_unknown_peer_and_no_service():
+    """A rogue S-CSCF's CER is refused (RFC 6733 5.3), so it can never send SAR REGISTRATION
+    for a victim; the allowed peers are still served."""
+    hss = await start_hss()
+    rogue = await RawClient(LocalNode("rogue.example", "example")).connect(hss.bound_port)
+    assert answer_result(rogue.cea) == ResultCode.DIAMETER_UNKNOWN_PEER
+    assert await rogue.is_closed_by_peer()
+    await rogue.close()
     await still_serving(hss)
     await hss.stop()

@@ -51,6 +51,8 @@ def test_config_file(config):
     ({"subscriber": {"impi": "a@x"}}, "subscriber"),
     ({"origin_host": 7}, "origin_host"),
     ({"watchdog_interval": 0}, "watchdog_interval"),
+    ({"allowed_peers": []}, "allowed_peers"),
+    ({"allowed_peers": ["scscf.ims.test", 7]}, "allowed_peers"),
     ({"charging_information": {"primary": "x"}}, "charging_information.primary"),
     ({"orign_realm": "x"}, "orign_realm"),
     ({"subscriber": [{"impi": "a@x", "impus": ["sip:a@x"], "k": "00" * 15, "op": "00" * 16}]},

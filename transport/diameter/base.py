@@ -97,12 +97,17 @@ def parse_capabilities(msg: Message) -> PeerInfo:
                     applications=frozenset(applications))
 
 
-def answer_cer(cer: Message, local: LocalNode, host_ip: str) -> tuple[Message, PeerInfo | None]:
-    """The CEA for a CER, with the peer's capabilities when the exchange succeeds."""
+def answer_cer(cer: Message, local: LocalNode, host_ip: str,
+               allowed_peers: frozenset[str] | None = None) -> tuple[Message, PeerInfo | None]:
+    """The CEA for a CER, with the peer's capabilities when the exchange succeeds.
+    ``allowed_peers``: the Origin-Hosts accepted (RFC 6733 5.3: others get
+    DIAMETER_UNKNOWN_PEER); None accepts any."""
     try:
         info = parse_capabilities(cer)
     except ProtocolError as err:
         return build_cea(cer.header, local, host_ip, err.result_code), None
+    if allowed_peers is not None and info.origin_host not in allowed_peers:
+        return build_cea(cer.header, local, host_ip, ResultCode.DIAMETER_UNKNOWN_PEER), None
     if not info.shares_application_with(local):
         return build_cea(cer.header, local, host_ip,
                          ResultCode.DIAMETER_NO_COMMON_APPLICATION), None

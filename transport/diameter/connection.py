@@ -41,8 +41,10 @@ class DiameterConnection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  local: LocalNode, *, initiator: bool, handler: RequestHandler | None = None,
                  watchdog_interval: float = 30.0, handshake_timeout: float = 5.0,
-                 max_message_length: int = DEFAULT_MAX_MESSAGE_LENGTH):
+                 max_message_length: int = DEFAULT_MAX_MESSAGE_LENGTH,
+                 allowed_peers: frozenset[str] | None = None):
         self.local = local
+        self._allowed_peers = allowed_peers  # responder: the Origin-Hosts whose CER we accept
         self.remote: PeerInfo | None = None
         self.state = State.CONNECTING
         self.close_reason: str | None = None
@@ -201,7 +203,7 @@ class DiameterConnection:
             self._write(build_cea(msg.header, self.local, self._host_ip,
                                   ResultCode.DIAMETER_UNABLE_TO_COMPLY))
             return
-        cea, info = answer_cer(msg, self.local, self._host_ip)
+        cea, info = answer_cer(msg, self.local, self._host_ip, self._allowed_peers)
         self._write(cea)
         if info is None:
             self._teardown(f"CER refused with {answer_result(cea)}")

@@ -142,9 +142,12 @@ class DiameterServer:
 
     def __init__(self, local: LocalNode, *, request_handler: RequestHandler | None = None,
                  watchdog_interval: float = 30.0, handshake_timeout: float = 5.0,
-                 max_message_length: int = DEFAULT_MAX_MESSAGE_LENGTH):
+                 max_message_length: int = DEFAULT_MAX_MESSAGE_LENGTH,
+                 allowed_peers: frozenset[str] | None = None):
+        """``allowed_peers``: the Origin-Hosts accepted; None accepts any peer."""
         self.local = local
         self._handler = request_handler
+        self._allowed_peers = allowed_peers
         self._watchdog_interval = watchdog_interval
         self._handshake_timeout = handshake_timeout
         self._max_message_length = max_message_length
@@ -186,7 +189,8 @@ class DiameterServer:
                                         handler=self._handler,
                                         watchdog_interval=self._watchdog_interval,
                                         handshake_timeout=self._handshake_timeout,
-                                        max_message_length=self._max_message_length)
+                                        max_message_length=self._max_message_length,
+                                        allowed_peers=self._allowed_peers)
         self._connections[connection] = None
         try:
             await connection.open()
