@@ -1,5 +1,5 @@
 """The ``scscf`` command: ``serve`` runs the registrar, ``hss`` the HSS emulator alone, ``rpc``
-calls a JSON-RPC method of a running registrar."""
+calls a JSON-RPC method of a running registrar, ``status`` shows it on one screen."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +7,7 @@ import asyncio
 import signal
 import sys
 
-from actors.config import ConfigError, load_config
+from actors.config import LOG_LEVELS, ConfigError, load_config, parse_host_port
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,49 +16,84 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="run the registrar in the foreground")
     serve.add_argument("--config", help="TOML configuration file (default: embedded defaults)")
     serve.add_argument("--address", help="Ray address to join (overrides [ray] address)")
+    serve.add_argument("--log-level", choices=LOG_LEVELS, help="overrides [log] level")
     sub.add_parser("hss", help="run the HSS emulator alone", add_help=False)
     rpc = sub.add_parser("rpc", help="call a JSON-RPC method, e.g. ulscscf.status")
     rpc.add_argument("method")
     rpc.add_argument("params", nargs="*")
-    rpc.add_argument("--url", default="http://127.0.0.1:5080", help="the [rpc] listen address")
+    status = sub.add_parser("status", help="nodes, shards, transports, HSS peers and counts")
+    for client in (rpc, status):
+        client.add_argument("--config", help="the registrar's TOML file; its [rpc] listen is "
+                                             "called (default: the embedded defaults')")
+        client.add_argument("--url", help="the RPC URL, instead of the one of the config")
     args, rest = parser.parse_known_args(argv)
     if args.command == "hss":
         from scripts.hss_emulator.cli import main as hss_main
 
         return hss_main(rest)
-    if args.command == "rpc" and not rest:
-        return rpc_command(args.url, args.method, args.params)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         config = load_config(args.config)
-        if args.address:
-            config.ray.address = args.address
     except ConfigError as exc:
         print(f"scscf: configuration error: {exc}", file=sys.stderr)
         return 2
+    if args.command in ("rpc", "status"):
+        url = args.url or rpc_url(config.rpc.listen)
+        if not url:
+            print("scscf: rpc.listen is \"\" (RPC off) in the config; give --url", file=sys.stderr)
+            return 2
+        if args.command == "status":
+            return status_command(url)
+        return rpc_command(url, args.method, args.params)
+    if args.address:
+        config.ray.address = args.address
+    if args.log_level:
+        config.log.level = args.log_level
+    from actors.ops.logs import configure, prepare_ray_driver
+
+    prepare_ray_driver(config.log)
+    configure(config.log)
     return asyncio.run(serve_forever(config))
 
 
+def rpc_url(listen: str) -> str:
+    """The URL that reaches ``[rpc] listen`` from this host ("" when RPC is off)."""
+    if not listen:
+        return ""
+    host, port = parse_host_port(listen, "rpc.listen")
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # any address: this host
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/RPC"
+
+
 async def serve_forever(config) -> int:
+    """Every startup failure ends in one line on stderr, naming the key where one is to
+    blame, and exit status 1."""
     import ray
 
     from actors.ops.deployment import init_ray, start_registrar
+    from actors.ops.startup_errors import StartupError, one_line
 
-    init_ray(config)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    hss = await start_embedded_hss(config) if config.hss.emulator else None
+    hss = None
     try:
+        if config.hss.emulator:
+            hss = await start_embedded_hss(config)
+        try:
+            init_ray(config)
+        except Exception as exc:
+            raise StartupError("ray.address", config.ray.address, one_line(exc)) from exc
         deployment = await start_registrar(config)
     except Exception as exc:
-        print(f"scscf: could not start: {exc}", file=sys.stderr)
+        problem = exc if isinstance(exc, StartupError) else f"could not start: {one_line(exc)}"
+        print(f"scscf: {problem}", file=sys.stderr)
         if hss is not None:
             await hss.stop()
         ray.shutdown()
         return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     hss_note = f"; hss emulator on {config.hss.listen}" if hss else ""
     rpc = f"; rpc {deployment.rpc.url}" if deployment.rpc else ""
     print(f"ready: sip {' '.join(deployment.listeners)}{hss_note}{rpc}", flush=True)
@@ -73,11 +108,19 @@ async def serve_forever(config) -> int:
 
 async def start_embedded_hss(config):
     """The HSS emulator in this process, listening before the Cx pool connects to it."""
-    from actors.config import parse_host_port
+    from actors.ops.startup_errors import StartupError, one_line
+    from scripts.hss_emulator.config import HssConfigError
     from scripts.hss_emulator.emulator import HssEmulator
 
-    hss = HssEmulator(hss_config(config))
-    await hss.start(*parse_host_port(config.hss.listen, "hss.listen"))
+    try:
+        hss = HssEmulator(hss_config(config))
+    except HssConfigError as exc:
+        path = config.hss.subscribers
+        raise StartupError("hss.subscribers", path, str(exc).removeprefix(f"{path}: ")) from exc
+    try:
+        await hss.start(*parse_host_port(config.hss.listen, "hss.listen"))
+    except OSError as exc:
+        raise StartupError("hss.listen", config.hss.listen, one_line(exc)) from exc
     return hss
 
 
@@ -103,19 +146,40 @@ def rpc_command(url: str, method: str, params: list[str]) -> int:
     """Prints the result as JSON; an error goes to stderr with exit status 1."""
     import json
 
+    result = _call(url, method, params)
+    if result is _FAILED:
+        return 1
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def status_command(url: str) -> int:
+    from scripts.status_view import render_status
+
+    status = _call(url, "ulscscf.status", [])
+    if status is _FAILED:
+        return 1
+    print(render_status(status))
+    return 0
+
+
+_FAILED = object()
+
+
+def _call(url: str, method: str, params: list[str]):
+    """The result, or _FAILED once the reason is on stderr."""
     from actors.ops.rpc import call
 
     try:
         reply = call(url, method, params)
     except OSError as exc:
-        print(f"scscf rpc: cannot reach {url}: {exc}", file=sys.stderr)
-        return 1
+        print(f"scscf: cannot reach {url}: {exc}", file=sys.stderr)
+        return _FAILED
     if "error" in reply:
-        print(f"scscf rpc: error {reply['error']['code']}: {reply['error']['message']}",
+        print(f"scscf: error {reply['error']['code']}: {reply['error']['message']}",
               file=sys.stderr)
-        return 1
-    print(json.dumps(reply["result"], indent=2))
-    return 0
+        return _FAILED
+    return reply["result"]
 
 
 if __name__ == "__main__":

@@ -6,22 +6,58 @@ the client from the configuration (``ray.remote`` is applied in actors/ops/deplo
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 
 from actors.config import Config, parse_host_port
 from transport.diameter.cx import MarRequest, SarRequest
 from transport.diameter.router import CxClient, CxUnavailable
 
+log = logging.getLogger(__name__)
+
+
+PEER_WATCH_INTERVAL = 1.0  # seconds between looks at the peers' state, for the log
+
 
 class CxPoolCore:
     def __init__(self, client: CxClient) -> None:
         self.client = client
+        self._logged: dict[str, str] = {}  # peer address -> the state last logged
+        self._watch: asyncio.Task | None = None
 
     async def start(self) -> None:
         await self.client.start()
+        self.log_peer_changes()
+        self._watch = asyncio.get_running_loop().create_task(self._watch_peers())
 
     async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
         await self.client.close()
+
+    def peers(self) -> list[dict]:
+        """Each HSS peer: its address, its state under cdp's names (``I_Open`` or ``Closed``),
+        and what it advertised in its CEA while open."""
+        return [_peer_state(peer) for peer in self.client.peers]
+
+    def log_peer_changes(self) -> None:
+        """A WARNING for every peer found down on the first look, and for every peer that went
+        down or came up since the last one: the operator's view of the HSS."""
+        for peer in self.peers():
+            before = self._logged.get(peer["address"])
+            self._logged[peer["address"]] = peer["state"]
+            if before is None and peer["state"] == CLOSED:
+                log.warning("cx.peers: %s: HSS unreachable; retrying (REGISTERs get 503 while "
+                            "no peer is open)", peer["address"])
+            elif before is not None and before != peer["state"]:
+                up = peer["state"] == OPEN
+                log.warning("cx.peers: %s: Diameter peer %s", peer["address"],
+                            f"up ({peer['fqdn']}, realm {peer['realm']})" if up else "down")
+
+    async def _watch_peers(self) -> None:
+        while True:
+            await asyncio.sleep(PEER_WATCH_INTERVAL)
+            self.log_peer_changes()
 
     async def sar_batch(self, requests: list[SarRequest]) -> list:
         """SAAs in order; a request the HSS could not serve comes back as its CxUnavailable."""
@@ -33,13 +69,33 @@ class CxPoolCore:
 
 
 async def _each(send: Callable[[object], Awaitable[object]], requests: list) -> list:
+    """Each request answered on its own: a failure is a value, so it fails no other request
+    of the batch, and every failure is a CxUnavailable (the shard answers it 503)."""
     async def one(request):
         try:
             return await send(request)
-        except CxUnavailable as exc:  # a value, so one failure does not fail the batch
+        except CxUnavailable as exc:
             return exc
+        except Exception as exc:  # a request that cannot even be encoded
+            log.warning("Cx request %r failed: %s", request, exc)
+            return CxUnavailable(f"Cx request failed: {type(exc).__name__}")
 
     return await asyncio.gather(*(one(r) for r in requests))
+
+
+OPEN, CLOSED = "I_Open", "Closed"  # cdp's names: we always initiate the connection
+
+
+def _peer_state(peer) -> dict:
+    remote = peer.remote  # what the CEA said; None while down
+    return {
+        "address": f"{peer.host}:{peer.port}",
+        "state": OPEN if peer.is_open else CLOSED,
+        "fqdn": remote.origin_host if remote else "",
+        "realm": remote.origin_realm if remote else "",
+        "applications": sorted(remote.applications) if remote else [],
+        "pending": peer.pending_requests,
+    }
 
 
 class CxPool(CxPoolCore):

@@ -20,6 +20,7 @@ from actors.auth.procedures import AuthContext
 from actors.config import Config
 from actors.hosts.dialog_queues import DialogQueues
 from actors.hosts.metrics import ShardMetrics
+from actors.hosts.sar_retries import SarRetries
 from actors.hosts.timers import ExpiryHeap
 from actors.reg_event.procedures import (
     EventContext,
@@ -36,7 +37,7 @@ from actors.rules.expiry import expire_bindings
 from actors.rules.impu import Impu, RegisterRules
 from actors.rules.lookup import find_binding, view
 from actors.rules.routing import SLOTS, jump_hash, shard_of
-from actors.rules.save import SaveContext, save, save_unauthenticated
+from actors.rules.save import SaveContext, save, save_unauthenticated, transient
 from actors.rules.state import IllegalTransition, next_state, set_update_event
 from actors.store.base import Store, WriteThrough
 from actors.store.records import decode_impu, encode_impu
@@ -54,6 +55,7 @@ from actors.vocabulary import (
     SubscribeRequest,
 )
 from transport.diameter.cx import MaaResult, MarRequest, SaaResult, SarRequest
+from transport.diameter.router import CxUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,8 @@ INTERNAL_ERROR = Reply(500, "Server Internal Error")
 AFTER_THE_200 = 0.05
 # An identity whose expiry failed (or left a deadline in the past) is tried again this much later.
 EXPIRY_RETRY = 1.0
+# A load from the store that failed is tried again after this, doubling up to the ceiling.
+LOAD_RETRY_FIRST, LOAD_RETRY_MAX = 1.0, 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +90,7 @@ def register_rules(config: Config) -> RegisterRules:
         path_strict=reg.path_strict,
         user_data_always=bool(reg.user_data_always),
         store_profile_dereg=bool(reg.store_profile_dereg),
+        sar_reregistration_interval=reg.sar_reregistration_interval,
     )
 
 
@@ -127,7 +132,9 @@ class ShardCore:
             user_data_dtd=reg.user_data_dtd or None,
             support_wildcard_psi=bool(reg.support_wildcardPSI),
             auth=AuthContext(config.auth, reg.scscf_name, io.mar) if config.auth.enabled else None,
+            retry_sar=self._retry_sar,
         )
+        self._sar_retries = SarRetries()
         self.events = EventContext(
             policy=subscription_expires(config),
             scscf_uri=reg.scscf_name,
@@ -141,6 +148,9 @@ class ShardCore:
         self._expire_in_background = expire_in_background
         self._tasks: set[asyncio.Task] = set()  # the timer loop and the expiries it started
         self._loaded: asyncio.Task | None = None
+        self.load_error: str | None = None  # why the last load failed; None once loaded
+        self._load_retry = LOAD_RETRY_FIRST
+        self._load_again_at = 0.0
         self.expired_contacts = 0
         self.expiry_lags: deque[float] = deque(maxlen=100_000)  # seconds past expiry, recent ones
 
@@ -148,10 +158,13 @@ class ShardCore:
 
     async def ready(self) -> int:
         """Loads this shard's identities from the store, once per process start (including a
-        restart by Ray), and starts the timer. Every entry point awaits it."""
-        if self._loaded is None:
-            self._loaded = asyncio.get_running_loop().create_task(self._load())
-        await asyncio.shield(self._loaded)
+        restart by Ray), and starts the timer. Every entry point awaits it. A load that failed
+        raises its error (answered 503) and is tried again by the first call after a back-off."""
+        loaded = self._loaded
+        if loaded is None or (loaded.done() and self.load_error is not None
+                              and self._clock() >= self._load_again_at):
+            self._loaded = loaded = asyncio.get_running_loop().create_task(self._load())
+        await asyncio.shield(loaded)
         return len(self.impus)
 
     async def close(self) -> None:
@@ -163,6 +176,19 @@ class ShardCore:
         await self._notifies.idle()
 
     async def _load(self) -> None:
+        try:
+            await self._load_once()
+        except Exception as exc:
+            self.impus.clear()  # what it loaded before failing: served by no one
+            self.load_error = f"cannot load from the store: {exc}"
+            self._load_again_at = self._clock() + self._load_retry
+            log.warning("shard %d %s; trying again in %.0f s", self.index, self.load_error,
+                        self._load_retry)
+            self._load_retry = min(self._load_retry * 2, LOAD_RETRY_MAX)
+            raise
+        self.load_error = None
+
+    async def _load_once(self) -> None:
         await self._backend.open()
         slots = [s for s in range(SLOTS) if jump_hash(s, self.shards) == self.index]
         now = self._clock()
@@ -171,7 +197,10 @@ class ShardCore:
             if impu.state == RegState.UNREGISTERED and impu.unreg_until is None:
                 impu.unreg_until = now + self.ctx.unreg_validity  # stored before validities were
             self._schedule(impu)
-        log.info("shard %d loaded %d identities", self.index, len(self.impus))
+        if self.impus:  # a restart (of the shard or the registrar): worth an operator's eye
+            log.warning("shard %d reloaded %d identities", self.index, len(self.impus))
+        else:
+            log.info("shard %d loaded 0 identities", self.index)
         if self._expire_in_background:
             self._spawn(self._expire_forever())
 
@@ -216,7 +245,35 @@ class ShardCore:
             for index, batch in by_shard.items()))
 
     async def _sar(self, request: SarRequest) -> SaaResult:
+        self._sar_retries.cancel(request.public_identity)  # this one says what the HSS hears now
         return await self.metrics.time_sar(self._io.sar(request))
+
+    def _retry_sar(self, request: SarRequest) -> None:
+        self._sar_retries.add(request, self._clock())
+        self._timer_changed.set()
+
+    async def _resend(self, request: SarRequest) -> None:
+        """A SAR the HSS missed, sent again in the identity's mailbox (so it cannot overtake a
+        REGISTER's); dropped if the identity registered again since (that SAR told the HSS)."""
+        identity = request.public_identity
+        with self._using(identity) as impu:
+            async with impu.mailbox:
+                if self._sar_retries.pending(identity) is not request:
+                    return  # cancelled by a newer SAR while this waited for the mailbox
+                if impu.state == RegState.REGISTERED:
+                    self._sar_retries.done(request)
+                    return
+                try:
+                    saa = await self.metrics.time_sar(self._io.sar(request))
+                except CxUnavailable as exc:
+                    log.info("%s of %s still not sent: %s", request.assignment_type.name,
+                             identity, exc)
+                    self._sar_retries.failed(request, self._clock())
+                    return
+                if transient(saa):
+                    self._sar_retries.failed(request, self._clock())
+                else:
+                    self._sar_retries.done(request)
 
     # -- The reg event package --
 
@@ -275,11 +332,19 @@ class ShardCore:
             return await unreg.assign_server_unreg(impu, self.ctx)
 
     async def counts(self) -> dict:
-        await self.ready()
+        """A shard that could not load counts nothing and says why (``load_error``)."""
+        try:
+            await self.ready()
+        except Exception:
+            if self.load_error is None:
+                raise
         now = self._clock()
-        registered = [i for i in self.impus.values() if i.state == RegState.REGISTERED]
+        # A barred member holds its set's bindings but is no registered identity of its own.
+        registered = [i for i in self.impus.values() if i.state == RegState.REGISTERED
+                      and not (i.profile and i.identity in i.profile.barred)]
         return {
             "shard": self.index,
+            "load_error": self.load_error,
             "impus": len(registered),
             "contacts": sum(len(i.live_bindings(now)) for i in registered),
             "expired_contacts": self.expired_contacts,
@@ -315,14 +380,18 @@ class ShardCore:
 
     async def run_due(self, now: float) -> None:
         """Ends what is due at ``now``: bindings, subscriptions, UNREGISTERED validities. Each
-        identity on its own, since one may wait seconds for a SAR to a dead HSS."""
-        await asyncio.gather(*(self._expire(identity, now) for identity in self._timers.due(now)))
+        identity on its own, since one may wait seconds for a SAR to a dead HSS. SARs the
+        HSS missed go again when due."""
+        await asyncio.gather(*(self._expire(identity, now) for identity in self._timers.due(now)),
+                             *(self._resend(r) for r in self._sar_retries.due(now)))
 
     async def _expire_forever(self) -> None:
         """Sleeps until the earliest deadline (or an earlier one is scheduled), then starts
         ``run_due`` without waiting for it: a slow expiry holds up no later one."""
         while True:
-            deadline = self._timers.next_deadline()
+            deadline = min((d for d in (self._timers.next_deadline(),
+                                        self._sar_retries.next_deadline()) if d is not None),
+                           default=None)
             timeout = None if deadline is None else max(0.0, deadline - self._clock())
             self._timer_changed.clear()
             try:

@@ -38,6 +38,7 @@ class SipTransport:
             name=ray.get_runtime_context().get_actor_name() or "sip-transport",
             shards=config.ray.shards,
             t1=config.sip.t1,
+            max_in_flight=config.sip.max_in_flight,
             call_shard=self._call_shard,
             forward_response=self._forward_response,
             clock=lambda: asyncio.get_running_loop().time(),
@@ -53,7 +54,8 @@ class SipTransport:
                 endpoint = await endpoints.start_udp(
                     host, port, self.core.on_message, spread=self.config.ray.transports_per_node)
             else:  # a TCP connection stays with the transport that accepted it
-                endpoint = await endpoints.start_tcp(host, port, self.core.on_message)
+                endpoint = await endpoints.start_tcp(host, port, self.core.on_message,
+                                                     limits=tcp_limits(self.config))
             self.endpoints.append(endpoint)
             self.core.add_endpoint(proto, endpoint)
             bound.append(f"{proto}:{host}:{endpoint.port}")
@@ -119,3 +121,11 @@ class SipTransport:
         deadline = self.core.next_deadline()
         if deadline is not None and self.endpoints:
             self._arm(max(deadline, loop.time() + TIMER_RESOLUTION))
+
+
+def tcp_limits(config: Config) -> endpoints.TcpLimits:
+    sip = config.sip
+    return endpoints.TcpLimits(max_connections=sip.tcp_max_connections,
+                               max_per_source=sip.tcp_max_connections_per_source,
+                               idle_timeout=sip.tcp_connection_lifetime,
+                               write_buffer=sip.tcp_conn_wq_max)

@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import logging
 import secrets
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -52,6 +53,10 @@ Peer = tuple[str, int]
 ServerKey = tuple[TransactionKey, Peer]
 CallShard = Callable[[int, str, list], Awaitable[list]]  # (shard index, method, items) -> results
 ForwardResponse = Callable[[str, bytes], Awaitable[None]]  # (owner transport, response bytes)
+# Option tags a Require may name (RFC 3261 8.2.2.3): Path (RFC 3327) and outbound's flows
+# (RFC 5626); a request requiring anything else gets 420.
+OPTION_TAGS = frozenset(("path", "outbound"))
+ANSWERED = frozenset(method.strip() for method in ALLOW.split(","))  # 405 for any other
 
 
 class Endpoint(Protocol):
@@ -80,15 +85,21 @@ class _Notify:
 class TransportCore:
     def __init__(self, *, name: str, shards: int, t1: float, call_shard: CallShard,
                  forward_response: ForwardResponse, clock: Callable[[], float],
-                 arm: Callable[[float], None] = lambda deadline: None) -> None:
-        """``arm(deadline)``: the caller runs ``poll`` at ``deadline`` (or soon after)."""
+                 arm: Callable[[float], None] = lambda deadline: None,
+                 wall_clock: Callable[[], float] = time.time, max_in_flight: int = 0) -> None:
+        """``arm(deadline)``: the caller runs ``poll`` at ``deadline`` (or soon after);
+        ``wall_clock`` dates the responses; ``max_in_flight`` ([sip] max_in_flight) bounds
+        the requests waiting on the shards, 0 leaves them unbounded."""
         self.name = name
         self.shards = shards
         self.t1 = t1
         self._call_shard = call_shard
         self._forward_response = forward_response
         self._clock = clock
+        self._wall_clock = wall_clock
         self._arm = arm
+        self._max_in_flight = max_in_flight
+        self.in_flight = 0  # requests waiting on a shard's answer
         self._endpoints: dict[str, Endpoint] = {}  # "udp"/"tcp" -> the one NOTIFYs leave from
         self._batchers: dict[tuple[int, str], Batcher] = {}
         # UDP server transactions by (RFC 3261 17.2.3 key, sender): two clients sharing a Via
@@ -134,15 +145,19 @@ class TransportCore:
     async def _answer(self, request: Request, peer: Peer, reliable: bool) -> Response:
         received = f"{'tcp' if reliable else 'udp'}:{peer[0]}:{peer[1]}"
         try:
-            return self._response(request, await self._outcome(request, received))
+            outcome = await self._outcome(request, received)
         except SipParseError as exc:
-            return self._response(request, Reply(exc.status, exc.reason))
+            outcome = Reply(exc.status, exc.reason)
         except Exception:  # a bug must still end the transaction with an answer
             log.exception("%s from %s failed", request.method, received)
-            return self._response(request, Reply(500, "Server Internal Error"))
+            outcome = Reply(500, "Server Internal Error")
+        return self._response(request, outcome, peer)
 
     async def _outcome(self, request: Request, received: str) -> Reply:
         method = request.method
+        unsupported = sorted(request.require - OPTION_TAGS) if method in ANSWERED else ()
+        if unsupported:  # RFC 3261 8.2.2.3: what the UAC requires and we do not do
+            return Reply(420, "Bad Extension", [("Unsupported", ", ".join(unsupported))])
         if method == "REGISTER":
             item = register_request(request, received)
             return await self._to_shard(item.aor, "register_batch", item)
@@ -166,20 +181,29 @@ class TransportCore:
         return Reply(405, "Method Not Allowed", [("Allow", ALLOW)])
 
     async def _to_shard(self, identity: str, method: str, item) -> Reply:
-        """The shard owning ``identity`` answers ``item``, in the next batch of ``method``."""
+        """The shard owning ``identity`` answers ``item``, in the next batch of ``method``.
+
+        Beyond ``max_in_flight`` waiting requests the registrar is behind: a 503 now lets the
+        UE retry later, where queueing would answer after it retransmitted, or never."""
+        if self._max_in_flight and self.in_flight >= self._max_in_flight:
+            return Reply(503, "Registrar overloaded", [("Retry-After", RETRY_AFTER)])
         index = shard_of(identity, self.shards)
         batcher = self._batchers.get((index, method))
         if batcher is None:
             batcher = self._batchers[(index, method)] = Batcher(
                 lambda items: self._call_shard(index, method, items))
+        self.in_flight += 1
         try:
             return await batcher.submit(item)
         except Exception as exc:  # shard restarting or unreachable: the UE should retry soon
             log.warning("shard %d unavailable: %s", index, exc)
             return Reply(503, "Registrar shard unavailable", [("Retry-After", RETRY_AFTER)])
+        finally:
+            self.in_flight -= 1
 
-    def _response(self, request: Request, outcome: Reply) -> Response:
-        response = make_response(request, outcome.status, outcome.reason, to_tag=_to_tag(request))
+    def _response(self, request: Request, outcome: Reply, peer: Peer) -> Response:
+        response = make_response(request, outcome.status, outcome.reason, to_tag=_to_tag(request),
+                                 source=peer, date=self._wall_clock())
         for name, value in outcome.headers:
             response.headers.add(name, value)
         response.headers.add("Server", SERVER)

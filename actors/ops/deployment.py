@@ -15,9 +15,11 @@ import ray
 from actors.config import Config
 from actors.hosts.cx_pool import CxPool
 from actors.hosts.shard import ImpuShard
+from actors.ops.logs import worker_setup
 from actors.ops.nodes import alive_nodes, pinned, start_transports, watch_joins
 from actors.ops.registrar import Registrar
 from actors.ops.rpc import RpcServer
+from actors.ops.startup_errors import StartupError, listener_error, one_line
 from actors.vocabulary import cx_pool_name, shard_name
 
 log = logging.getLogger(__name__)
@@ -49,12 +51,16 @@ class Deployment:
 def init_ray(config: Config) -> None:
     # A local Ray may otherwise switch token authentication on and reject later drivers.
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if config.ray.address == "local":  # read by the raylet it starts; a cluster sets its own
+        os.environ["RAY_worker_niceness"] = str(config.ray.worker_niceness)
     if not ray.is_initialized():
         ray.init(
             address=config.ray.address,
             namespace=config.ray.namespace,
             include_dashboard=config.ray.dashboard if config.ray.address == "local" else None,
             logging_level=logging.WARNING,
+            # Every worker that runs an actor logs as [log] says, as this driver does.
+            runtime_env={"worker_process_setup_hook": worker_setup(config.log)},
         )
 
 
@@ -84,11 +90,17 @@ async def _start(d: Deployment) -> None:
         for i in range(config.ray.shards)
     ]
     await asyncio.gather(*(s.ready.remote() for s in d.shards))
-    d.listeners = await start_transports(config, nodes, d.transports)
+    try:
+        d.listeners = await start_transports(config, nodes, d.transports)
+    except Exception as exc:
+        raise listener_error(config.sip.listen, exc) from exc
     d.watcher = asyncio.get_running_loop().create_task(watch_joins(config, nodes, d.transports))
     if config.rpc.listen:
         rpc = RpcServer(Registrar(config))
-        await rpc.start(config.rpc.listen)
+        try:
+            await rpc.start(config.rpc.listen)
+        except OSError as exc:
+            raise StartupError("rpc.listen", config.rpc.listen, one_line(exc)) from exc
         d.rpc = rpc
 
 

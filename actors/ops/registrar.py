@@ -16,6 +16,7 @@ import ray
 from actors.config import Config
 from actors.hosts.batching import Batcher
 from actors.hosts.metrics import node_names, statistics, summed
+from actors.ops.resets import Baselines
 from actors.rules.lookup import bare_uri, canonical_contact, contact_fields, lookup, registered
 from actors.rules.routing import SLOTS, jump_hash, shard_of
 from actors.vocabulary import (
@@ -25,7 +26,9 @@ from actors.vocabulary import (
     Deregistration,
     ImpuView,
     Target,
+    cx_pool_name,
     shard_name,
+    transport_name,
 )
 from transport.sip.errors import SipParseError
 from transport.sip.headers import parse_name_addr
@@ -52,6 +55,7 @@ def identity_of(request_or_uri: Request | str, where: str = "term") -> str:
 
 class Registrar:
     def __init__(self, config: Config) -> None:
+        self.config = config
         self.namespace = config.ray.namespace
         self.shards = config.ray.shards
         self.append_branches = bool(config.registrar.append_branches)
@@ -59,6 +63,7 @@ class Registrar:
         self.profiles: dict[str, dict] = {}  # reg_fetch_contacts: what $imssulc(profile) reads
         self._handles: dict[int, ray.actor.ActorHandle] = {}
         self._views: dict[int, Batcher] = {}
+        self._baselines = Baselines()  # stats.reset_statistics, for this handle's reads
 
     # -- Kamailio's functions -----------------------------------------------------------------
 
@@ -130,7 +135,8 @@ class Registrar:
     # -- Administration: what the JSON-RPC methods answer (errors raise) ---------------------
 
     async def status(self) -> dict:
-        shards = await self._statistics()
+        shards, peers = await asyncio.gather(self._statistics(), self.peers())
+        nodes = ray.nodes()
         names = node_names()
         slots = Counter(jump_hash(s, self.shards) for s in range(SLOTS))
         return {
@@ -138,13 +144,44 @@ class Registrar:
             "contacts": sum(s["contacts"] for s in shards),
             "subscriptions": sum(s.get("subscriptions", 0) for s in shards),
             "slots": SLOTS,
+            "nodes": [{"name": n["NodeName"], "node_id": n["NodeID"],
+                       "address": n["NodeManagerAddress"], "alive": n["Alive"]} for n in nodes],
             "shards": [
                 {"shard": i, "name": shard_name(i), "slots": slots[i],
                  "node": names.get(s["node_id"], ""), "node_id": s["node_id"],
-                 "impus": s["impus"], "contacts": s["contacts"]}
+                 "impus": s["impus"], "contacts": s["contacts"],
+                 "load_error": s.get("load_error")}  # why it cannot serve yet; None: loaded
                 for i, s in enumerate(shards)
             ],
+            "transports": self._transports([n for n in nodes if n["Alive"]]),
+            "peers": peers,
         }
+
+    async def peers(self) -> list[dict]:
+        """Every HSS peer of every Cx pool (each pool has its own connections): the pool,
+        the peer's address and state, and what it advertised."""
+        pools = await asyncio.gather(*(
+            ray.get_actor(cx_pool_name(i), namespace=self.namespace).peers.remote()
+            for i in range(self.config.ray.cx_pool)))
+        return [{"pool": i, **peer} for i, states in enumerate(pools) for peer in states]
+
+    def _transports(self, nodes: list[dict]) -> list[dict]:
+        """The transports each alive node should run, and whether each does."""
+        sip = self.config.sip
+        return [
+            {"name": name, "node": node["NodeName"], "running": self._running(name),
+             "listen": sip.listen_per_node.get(node["NodeName"], sip.listen)}
+            for node in sorted(nodes, key=lambda n: n["NodeName"])
+            for name in (transport_name(node["NodeName"], i)
+                         for i in range(self.config.ray.transports_per_node))
+        ]
+
+    def _running(self, actor: str) -> bool:
+        try:
+            ray.get_actor(actor, namespace=self.namespace)
+        except ValueError:
+            return False
+        return True
 
     async def show_impu(self, impu: str) -> dict:
         identity = identity_of(impu)
@@ -159,7 +196,12 @@ class Registrar:
                 "removed_contacts": result.removed, "hss": result.hss}
 
     async def statistics(self) -> dict[str, int]:
-        return statistics(summed(await self._statistics()))
+        """Kamailio-named statistics summed over the shards, counters since the last reset."""
+        return statistics(summed(self._baselines.apply(await self._statistics())))
+
+    async def reset_statistics(self, names: list[str]) -> list[str]:
+        """Resets the counters among ``names`` (Kamailio names); returns those reset."""
+        return self._baselines.reset(await self._statistics(), names)
 
     # -- Shards -------------------------------------------------------------------------------
 

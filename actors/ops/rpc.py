@@ -1,9 +1,12 @@
 """JSON-RPC 2.0 over HTTP with Kamailio's method names, served by ``scscf serve``.
 
-    ulscscf.status / ulpcscf.status      identities, contacts, subscriptions, shards and nodes
+    ulscscf.status / ulpcscf.status      counts, nodes, shards, transports, Diameter peers
     ulscscf.showimpu IMPU                one identity: state, contacts, implicit set
     regscscf.dereg_impu IMPU             network-initiated de-registration (SAR to the HSS)
     stats.get_statistics all|GROUP:|NAME Kamailio-style "group:name = value" lines
+    stats.reset_statistics all|GROUP:|NAME  the counters among them back to zero
+    cdp.list_peers, cdp.list_realms      the HSS peers and their state, by realm
+    core.version, core.uptime, system.listMethods
 
 Any POST path is accepted (Kamailio serves /RPC); params may be positional or named.
 ``call`` is the client side, for ``scscf rpc``.
@@ -14,11 +17,14 @@ import inspect
 import itertools
 import json
 import logging
+import time
 import urllib.request
+from importlib.metadata import PackageNotFoundError, version
 
 from aiohttp import web
 
 from actors.config import parse_host_port
+from actors.hosts.cx_pool import OPEN
 from actors.hosts.metrics import GROUPS, select
 from actors.ops.registrar import Registrar
 from transport.sip.errors import SipParseError
@@ -42,12 +48,19 @@ class RpcError(Exception):
 class RpcServer:
     def __init__(self, registrar: Registrar) -> None:
         self.registrar = registrar
+        self.started = time.time()
         self.methods = {
             "ulscscf.status": registrar.status,
             "ulpcscf.status": registrar.status,  # the name the reference guide lists
             "ulscscf.showimpu": registrar.show_impu,
             "regscscf.dereg_impu": registrar.dereg_impu,
             "stats.get_statistics": self.get_statistics,
+            "stats.reset_statistics": self.reset_statistics,
+            "cdp.list_peers": self.list_peers,
+            "cdp.list_realms": self.list_realms,
+            "core.version": self.version,
+            "core.uptime": self.uptime,
+            "system.listMethods": self.list_methods,
         }
         app = web.Application()
         app.router.add_post("/{path:.*}", self._http)
@@ -69,13 +82,77 @@ class RpcServer:
         await self._runner.cleanup()
 
     async def get_statistics(self, *names: str) -> list[str]:
+        chosen = await self._statistics(names)
+        return [f"{name} = {value}" for name, value in chosen.items()]
+
+    async def reset_statistics(self, *names: str) -> None:
+        """As Kamailio: the counters among the statistics named are reset, current counts
+        (impus, contacts...) skipped; nothing is answered."""
+        chosen = list(await self._statistics(names))
+        if not await self.registrar.reset_statistics(chosen):
+            raise RpcError(INVALID_PARAMS, f"nothing to reset in {' '.join(names)}: "
+                                           f"{', '.join(chosen)} are current counts")
+
+    async def _statistics(self, names: tuple[str, ...]) -> dict[str, int]:
         try:
-            chosen = select(await self.registrar.statistics(), list(names))
+            return select(await self.registrar.statistics(), list(names))
         except KeyError as exc:
             groups = ", ".join(f"{g}:" for g in GROUPS)
             raise RpcError(INVALID_PARAMS, f"no statistic or group {exc.args[0]!r} "
                                            f"(try all, {groups})") from None
-        return [f"{name} = {value}" for name, value in chosen.items()]
+
+    async def list_peers(self) -> dict:
+        """cdp.list_peers in Kamailio's shape; a list of peers where Kamailio repeats a key,
+        one entry per Cx pool connection."""
+        cx = self.registrar.config.cx
+        peers = await self.registrar.peers()
+        return {
+            "Realm": cx.origin_realm,
+            "Identity": cx.origin_host,
+            "Accept unknown peers": 0,
+            "Transaction timeout": cx.request_timeout,
+            "Peer count": len(peers),
+            "Peers": [{"FQDN": p["fqdn"], "Details": {
+                "State": p["state"], "Disabled": "False", "Address": p["address"],
+                "Pool": p["pool"], "Realm": p["realm"], "Pending": p["pending"],
+                "Applications": p["applications"]}} for p in peers],
+        }
+
+    async def list_realms(self) -> dict:
+        """The realm routing the Cx pools apply (ours, after cdp's routing table): each realm
+        an open peer advertised with its peers, and the realm SARs and MARs go to."""
+        reg = self.registrar.config.registrar
+        peers = await self.registrar.peers()
+        realms: dict[str, list[dict]] = {}
+        for p in peers:
+            if p["state"] == OPEN:
+                realms.setdefault(p["realm"], []).append(
+                    {"FQDN": p["fqdn"], "Address": p["address"], "Pool": p["pool"]})
+        if reg.cxdx_forced_peer:
+            routable = any(p["fqdn"] == reg.cxdx_forced_peer for p in peers if p["state"] == OPEN)
+        else:
+            routable = reg.cxdx_dest_realm in realms
+        return {
+            "Destination realm": reg.cxdx_dest_realm,
+            "Forced peer": reg.cxdx_forced_peer,
+            "Routable": routable,
+            "Realms": [{"Realm": realm, "Routes": routes} for realm, routes in realms.items()],
+        }
+
+    async def version(self) -> str:
+        try:
+            return f"ray-scscf {version('ray-scscf')}"
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            return "ray-scscf (not installed)"
+
+    async def uptime(self) -> dict:
+        """As Kamailio's core.uptime: now, up since (ctime), uptime in seconds."""
+        now = time.time()
+        return {"now": time.ctime(now), "up_since": time.ctime(self.started),
+                "uptime": int(now - self.started)}
+
+    async def list_methods(self) -> list[str]:
+        return sorted(self.methods)
 
     async def handle(self, call) -> dict | None:
         """One JSON-RPC request object -> its response (None for a notification)."""

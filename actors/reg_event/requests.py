@@ -10,6 +10,12 @@ from actors.vocabulary import PublishRequest, SubscribeRequest
 from transport.sip.errors import SipParseError
 from transport.sip.headers import STAR, parse_name_addr, split_header_values
 from transport.sip.message import Request
+from transport.sip.parser import require_utf8
+
+# Headers whose text a subscription keeps (stored with the IMPU) or a PUBLISH acts on.
+_SUBSCRIBE_KEPT = ("Request-URI", "From", "To", "Contact", "Record-Route",
+                   "P-Asserted-Identity", "Event")
+_PUBLISH_KEPT = ("Request-URI", "From", "P-Asserted-Identity", "Event")
 
 
 class BadEvent(Exception):
@@ -40,6 +46,7 @@ def asserted_identity(request: Request) -> str | None:
 
 def subscribe_request(request: Request, received: str, transport: str, to_tag: str) -> SubscribeRequest:
     """``to_tag`` is the tag our response adds when the SUBSCRIBE opens the dialog."""
+    require_utf8(request, _SUBSCRIBE_KEPT)
     ident = event_id(request)
     contacts = request.contacts
     if contacts is STAR or not contacts:
@@ -65,6 +72,7 @@ def subscribe_request(request: Request, received: str, transport: str, to_tag: s
 
 
 def publish_request(request: Request) -> PublishRequest:
+    require_utf8(request, _PUBLISH_KEPT)
     event_id(request)
     content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
     if content_type != "application/reginfo+xml":

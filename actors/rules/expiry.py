@@ -6,17 +6,12 @@ the default IMPU (the first of the set) tells the HSS, so one expiry is one SAR.
 """
 from __future__ import annotations
 
-import logging
-
 from actors.reg_event.procedures import notify_change
 from actors.rules.impu import Impu
-from actors.rules.save import SaveContext
+from actors.rules.save import SaveContext, inform_hss
 from actors.rules.state import RegEvent, next_state
 from actors.vocabulary import RegState
 from transport.diameter.cx import ServerAssignmentType as SAT
-from transport.diameter.router import CxUnavailable
-
-log = logging.getLogger(__name__)
 
 
 async def expire_bindings(impu: Impu, now: float, ctx: SaveContext) -> list[float]:
@@ -47,12 +42,7 @@ def _speaks_for_set(identity: str, profile) -> bool:
 
 
 async def _timeout_sar(identity: str, impi: str | None, ctx: SaveContext) -> None:
+    """The binding is gone either way; a SAR the HSS could not take is sent again later."""
     assignment = (SAT.TIMEOUT_DEREGISTRATION_STORE_SERVER_NAME if ctx.rules.store_profile_dereg
                   else SAT.TIMEOUT_DEREGISTRATION)
-    try:
-        saa = await ctx.sar(ctx.sar_request(identity, impi, assignment))
-    except CxUnavailable as exc:  # the binding is gone either way; the HSS learns at next SAR
-        log.warning("timeout de-registration of %s not sent: %s", identity, exc)
-        return
-    if not saa.success:
-        log.warning("HSS refused timeout de-registration of %s: %s", identity, saa.description)
+    await inform_hss(ctx.sar_request(identity, impi, assignment), ctx)

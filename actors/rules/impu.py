@@ -7,12 +7,15 @@ TS 24.229 5.4.1 (which Server-Assignment-Type a REGISTER needs).
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 
 from actors.auth.challenges import PendingChallenges
 from actors.rules.expires import ExpiresPolicy
 from actors.vocabulary import Binding, Profile, RegisterRequest, RegState, Reply
 from transport.diameter.cx import ServerAssignmentType as SAT
+from transport.diameter.user_data import parse_user_data
+from transport.sip.uri import parse_uri
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,22 +26,35 @@ class RegisterRules:
     path_strict: bool = False
     user_data_always: bool = False
     store_profile_dereg: bool = False
+    # A re-REGISTER that changes nothing the HSS must learn sends no SAR while the identity's
+    # last SAR is younger than this (seconds); 0: a SAR on every re-REGISTER, as Kamailio.
+    sar_reregistration_interval: float = 0.0
+
+
+# An empty frozenset is 216 bytes and CPython builds a new one each time; most sets bar nothing.
+_NONE_BARRED: frozenset[str] = frozenset()
+
+
+def none_barred(barred) -> frozenset[str]:
+    """The barred identities of a profile, the one shared empty set when there are none."""
+    return frozenset(barred) if barred else _NONE_BARRED
 
 
 @dataclass(slots=True)
 class RegisterPlan:
-    """The binding set a REGISTER asks for, and the SAR it needs before it may be applied."""
+    """The binding set a REGISTER asks for, the live bindings it ends, and the SAR it needs."""
 
     bindings: dict[str, Binding]
     assignment: SAT | None
     user_data_already_available: bool
+    removed: dict[str, Binding] = field(default_factory=dict)  # echoed with expires=0
 
 
 class Impu:
     """A virtual actor: one public identity, its bindings and its mailbox (one writer)."""
 
     __slots__ = ("identity", "state", "bindings", "profile", "subscriptions", "unreg_until",
-                 "challenges", "last_reply", "mailbox")
+                 "challenges", "last_reply", "mailbox", "last_sar_at")
 
     def __init__(self, identity: str) -> None:
         self.identity = identity
@@ -50,6 +66,7 @@ class Impu:
         self.challenges: PendingChallenges | None = None  # vectors of 401s sent, kept in memory
         self.last_reply: tuple[tuple, Reply] | None = None
         self.mailbox = asyncio.Lock()
+        self.last_sar_at: float | None = None  # when the HSS last confirmed a SAR for it
 
     def live_bindings(self, now: float) -> dict[str, Binding]:
         return {k: b for k, b in self.bindings.items() if b.expires_at > now}
@@ -104,7 +121,10 @@ def plan_register(
         plan = _update(current, req, now, rules)
     if isinstance(plan, Reply):
         return plan
-    return RegisterPlan(plan, *_assignment(impu.state, bool(current), bool(plan), rules))
+    removed = {k: b for k, b in current.items() if k not in plan}
+    removes_only = req.star or bool(req.contacts) and not any(c.key in plan for c in req.contacts)
+    assignment = _assignment(impu.state, bool(current), bool(plan), removes_only, rules)
+    return RegisterPlan(plan, *assignment, removed)
 
 
 def _remove_all(current: dict[str, Binding], req: RegisterRequest) -> dict[str, Binding] | Reply:
@@ -160,15 +180,21 @@ def _update(
 
 
 def _assignment(
-    state: RegState, had_bindings: bool, has_bindings: bool, rules: RegisterRules
+    state: RegState, had_bindings: bool, has_bindings: bool, removes_only: bool,
+    rules: RegisterRules
 ) -> tuple[SAT | None, bool]:
-    """TS 24.229 5.4.1: the Server-Assignment-Type and User-Data-Already-Available of a REGISTER."""
+    """TS 24.229 5.4.1: the Server-Assignment-Type and User-Data-Already-Available of a REGISTER.
+    Removing some of the bindings needs none (Kamailio sends none either); removing all, or
+    asking to on an identity that holds none, is a de-registration the HSS hears of, since
+    it may still name this S-CSCF (TS 24.229 5.4.1.4)."""
     registered = state == RegState.REGISTERED and had_bindings
     if has_bindings:
+        if removes_only:
+            return None, False
         if registered:
             return SAT.RE_REGISTRATION, not rules.user_data_always
         return SAT.REGISTRATION, False
-    if registered:
+    if registered or removes_only:
         if rules.store_profile_dereg:
             return SAT.USER_DEREGISTRATION_STORE_SERVER_NAME, False
         return SAT.USER_DEREGISTRATION, False
@@ -177,19 +203,44 @@ def _assignment(
 
 def ok_headers(
     bindings: dict[str, Binding], req: RegisterRequest, profile: Profile | None, now: float,
-    service_route: str,
+    service_route: str, removed: dict[str, Binding] | None = None,
 ) -> list[tuple[str, str]]:
     """Headers of the 200 OK: every current binding with its remaining expiry (RFC 3261 10.3),
-    the request's Path (RFC 3327), Service-Route (RFC 3608) and P-Associated-URI (RFC 3455)."""
+    every binding the REGISTER ended with ``expires=0`` (as Kamailio answers: a P-CSCF drops
+    its copy, and its security associations, only on seeing that), the request's Path
+    (RFC 3327), Service-Route (RFC 3608) and P-Associated-URI (RFC 3455)."""
     headers = [("Contact", contact_value(b, now)) for b in ordered(bindings.values())]
+    headers += [("Contact", contact_value(b, now, 0)) for b in ordered((removed or {}).values())]
     headers += [("Path", p) for p in req.path]
     if bindings:
         headers.append(("Service-Route", service_route))
         if profile:
-            uris = profile.associated_uris()
+            uris = p_associated_uris(profile)
             if uris:
-                headers.append(("P-Associated-URI", ", ".join(f"<{u}>" for u in uris)))
+                headers.append(("P-Associated-URI", ", ".join(uris)))
     return headers
+
+
+def p_associated_uris(profile: Profile) -> list[str]:
+    """The set's unbarred identities as the HSS wrote them, display names and ``;user=phone``
+    kept (the keys of the set are canonical; these are what the UE is told)."""
+    if profile.user_data is None:
+        return [f"<{uri}>" for uri in profile.associated_uris()]
+    return list(_as_the_hss_wrote(profile.user_data))
+
+
+@lru_cache(maxsize=16384)
+def _as_the_hss_wrote(user_data: str) -> tuple[str, ...]:
+    """Parsed once per distinct user data: a refresh answers from the cache."""
+    written: dict[str, str] = {}
+    for service_profile in parse_user_data(user_data).service_profiles:
+        for pid in service_profile.public_identities:
+            if pid.barred or pid.wildcarded_psi:
+                continue
+            key = parse_uri(pid.identity).aor()
+            name = _quoted(pid.display_name) + " " if pid.display_name else ""
+            written.setdefault(key, f"{name}<{pid.identity}>")
+    return tuple(written.values())
 
 
 def ordered(bindings) -> list[Binding]:
@@ -197,9 +248,15 @@ def ordered(bindings) -> list[Binding]:
     return sorted(bindings, key=lambda b: (-float(b.q or 1.0), -b.registered_at))
 
 
-def contact_value(binding: Binding, now: float) -> str:
+def _quoted(text: str) -> str:
+    """A display name as an RFC 3261 quoted-string."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def contact_value(binding: Binding, now: float, expires: int | None = None) -> str:
+    """The binding as a Contact value; ``expires`` None: its remaining seconds."""
     parts = [f"<{binding.uri}>"]
     for name, value in binding.params:
         parts.append(name if value is None else f"{name}={value}")
-    parts.append(f"expires={binding.remaining(now)}")
+    parts.append(f"expires={binding.remaining(now) if expires is None else expires}")
     return ";".join(parts)

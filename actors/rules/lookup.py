@@ -24,8 +24,11 @@ from transport.sip.uri import SipUri, parse_uri
 
 
 def view(impu: Impu | None, identity: str, now: float) -> ImpuView:
-    if impu is None:
-        return ImpuView(identity, RegState.NOT_REGISTERED, ())
+    """A barred identity shows no bindings: it shares its set's registration, but a request to
+    it must never reach them (TS 23.228 4.3.3.4), so every terminating function finds none."""
+    if impu is None or impu.profile is not None and identity in impu.profile.barred:
+        state = impu.state if impu else RegState.NOT_REGISTERED
+        return ImpuView(identity, state, ())
     return ImpuView(identity, impu.state, tuple(ordered(impu.live_bindings(now).values())))
 
 

@@ -10,17 +10,21 @@ from actors.vocabulary import ContactRequest, RegisterRequest
 from transport.sip.errors import SipParseError
 from transport.sip.headers import STAR, NameAddr
 from transport.sip.message import Request
+from transport.sip.parser import require_utf8
 from transport.sip.uri import SipUri
 
 MAX_EXPIRES = 2**32 - 1  # RFC 3261 10.2.1.1: larger values count as this
 _Q_VALUE = re.compile(r"^(0(\.\d{0,3})?|1(\.0{0,3})?)$")
 # One auth-param (RFC 7235 2.1): a quoted value is taken whole, so text inside it is no param.
 _AUTH_PARAM = re.compile(r'([\w.!%*+`\'~-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]*))')
+# Headers whose text is stored with the binding or sent to the HSS.
+_KEPT_HEADERS = ("To", "Contact", "Path", "User-Agent", "Allow", "Authorization")
 
 
 def register_request(req: Request, received: str, realm: str | None = None) -> RegisterRequest:
     """``realm`` picks the Authorization header meant for us; by default the Request-URI's
     host, the home domain a REGISTER is sent to (TS 24.229 5.1.1.2.1)."""
+    require_utf8(req, _KEPT_HEADERS)
     to_uri = req.to.uri
     if to_uri.scheme not in ("sip", "sips", "tel"):
         raise SipParseError(400, "Unsupported To URI scheme")

@@ -5,6 +5,7 @@ coroutines, so this runs the same in a shard actor and in a unit test.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -16,7 +17,14 @@ from actors.auth.procedures import (
     authorize_register,
 )
 from actors.reg_event.procedures import EventContext, notify_change
-from actors.rules.impu import Impu, RegisterPlan, RegisterRules, ok_headers, plan_register
+from actors.rules.impu import (
+    Impu,
+    RegisterPlan,
+    RegisterRules,
+    none_barred,
+    ok_headers,
+    plan_register,
+)
 from actors.rules.state import RegEvent, next_state
 from actors.vocabulary import (
     RETRY_AFTER,
@@ -33,6 +41,8 @@ from transport.diameter.router import CxUnavailable
 from transport.diameter.user_data import UserDataError, parse_user_data
 from transport.sip.errors import SipParseError
 from transport.sip.uri import parse_uri
+
+log = logging.getLogger(__name__)
 
 # The other members of the implicit set take the set's new state, wherever their shards are.
 Propagate = Callable[[list[SetUpdate]], Awaitable[None]]
@@ -53,6 +63,9 @@ class SaveContext:
     support_wildcard_psi: bool = False
     events: EventContext | None = None  # the reg event package: NOTIFYs on every change
     auth: AuthContext | None = None  # the [auth] procedures; None: no authentication
+    # A SAR the HSS must still hear (it missed a de-registration): sent again later by the
+    # host's retry queue. None: such a SAR is only logged.
+    retry_sar: Callable[[SarRequest], None] | None = None
 
     def sar_request(self, identity: str, impi: str | None, assignment: SAT,
                     user_data_already_available: bool = False) -> SarRequest:
@@ -114,20 +127,22 @@ async def _save(impu: Impu, req: RegisterRequest, ctx: SaveContext) -> Reply:
     plan = plan_register(impu, req, now, ctx.rules)
     if isinstance(plan, Reply):
         return plan
-    if plan.assignment is None:  # removing bindings of an identity that has none
-        return Reply(200, "OK", ok_headers({}, req, None, now, ctx.service_route))
+    if not plan.bindings or plan.assignment is None:
+        return await _remove(impu, req, plan, ctx)
     impi = req.impi or (impu.profile.impi if impu.profile else None)
-    try:
-        saa = await ctx.sar(ctx.sar_request(req.aor, impi, plan.assignment,
-                                            plan.user_data_already_available))
-    except CxUnavailable as exc:
-        return Reply(503, f"HSS unavailable: {exc}"[:100], [("Retry-After", RETRY_AFTER)])
-    if not saa.success:
-        return _sar_rejection(saa)
-    profile = impu.profile
-    if saa.user_data:
+    profile, user_data = impu.profile, None
+    if _sar_needed(impu, req, plan, now, ctx.rules):
         try:
-            profile = ctx.profile(saa.user_data)
+            saa = await ctx.sar(ctx.sar_request(req.aor, impi, plan.assignment,
+                                                plan.user_data_already_available))
+        except CxUnavailable as exc:
+            return Reply(503, f"HSS unavailable: {exc}"[:100], [("Retry-After", RETRY_AFTER)])
+        if not saa.success:
+            return _sar_rejection(saa)
+        impu.last_sar_at, user_data = now, saa.user_data
+    if user_data:
+        try:
+            profile = ctx.profile(user_data)
         except UserDataError:
             return Reply(500, "Invalid user data from HSS")
     if profile is None:
@@ -142,8 +157,29 @@ async def _save(impu: Impu, req: RegisterRequest, ctx: SaveContext) -> Reply:
             if plan.assignment == SAT.REGISTRATION:  # the HSS just recorded a registration
                 await _tell_hss(req, impi, SAT.USER_DEREGISTRATION, ctx)
             return refusal
+    return await _commit(impu, req, plan, profile, ctx)
+
+
+async def _remove(impu: Impu, req: RegisterRequest, plan: RegisterPlan, ctx: SaveContext) -> Reply:
+    """A REGISTER that only ends bindings (TS 24.229 5.4.1.4): they go first, whatever the HSS
+    says or whether it answers, so calls stop forking to a phone that powered off; the HSS
+    then hears of a de-registration, again later if it could not be reached."""
+    if plan.removed:
+        reply = await _commit(impu, req, plan, impu.profile, ctx)
+    else:  # nothing of ours to end
+        reply = Reply(200, "OK", ok_headers({}, req, None, ctx.clock(), ctx.service_route))
+    if reply.status == 200 and plan.assignment is not None:
+        impi = req.impi or (impu.profile.impi if impu.profile else None)
+        await inform_hss(ctx.sar_request(req.aor, impi, plan.assignment), ctx)
+    return reply
+
+
+async def _commit(impu: Impu, req: RegisterRequest, plan: RegisterPlan, profile: Profile | None,
+                  ctx: SaveContext) -> Reply:
+    """Applies the plan to the implicit set, the identity and the store, then answers."""
+    now = ctx.clock()
     state, kept = _after(impu.state, plan, profile, ctx.rules)
-    others = [i for i in profile.identities if i != impu.identity]
+    others = [i for i in profile.identities if i != impu.identity] if profile else []
     if others:
         try:
             await ctx.propagate([SetUpdate(i, state, plan.bindings, kept, "user") for i in others])
@@ -158,7 +194,47 @@ async def _save(impu: Impu, req: RegisterRequest, ctx: SaveContext) -> Reply:
     except StoreError:
         impu.apply(*before)
         return Reply(503, "Registration store unavailable", [("Retry-After", RETRY_AFTER)])
-    return Reply(200, "OK", ok_headers(plan.bindings, req, kept, now, ctx.service_route))
+    return Reply(200, "OK", ok_headers(plan.bindings, req, kept, now, ctx.service_route,
+                                       plan.removed))
+
+
+async def inform_hss(request: SarRequest, ctx: SaveContext) -> SaaResult | None:
+    """Sends a SAR whose outcome changes nothing here (the bindings are gone already): one the
+    HSS could not take (unreachable, or a transient 3xxx/4xxx answer) goes to ``retry_sar``.
+    The answer, or None when none came."""
+    try:
+        saa = await ctx.sar(request)
+    except CxUnavailable as exc:
+        log.warning("%s of %s not sent: %s", request.assignment_type.name,
+                    request.public_identity, exc)
+        saa = None
+    if saa is not None and not saa.success:
+        log.warning("HSS refused %s of %s: %s", request.assignment_type.name,
+                    request.public_identity, saa.description)
+    if (saa is None or transient(saa)) and ctx.retry_sar is not None:
+        ctx.retry_sar(request)
+    return saa
+
+
+def transient(saa: SaaResult) -> bool:
+    """An answer worth asking again: protocol errors and transient failures (RFC 6733 7.1)."""
+    code = saa.experimental_result_code or saa.result_code or 0
+    return 3000 <= code < 5000
+
+
+def _sar_needed(impu: Impu, req: RegisterRequest, plan: RegisterPlan, now: float,
+                rules: RegisterRules) -> bool:
+    """A re-REGISTER may skip its SAR (as Clearwater's hss_reregistration_time) when the HSS
+    would learn nothing: same IMPI, no binding removed, user data not asked for
+    (user_data_always), and the identity's last SAR younger than sar_reregistration_interval.
+    Registration, de-registration and expiry always send theirs."""
+    if plan.assignment != SAT.RE_REGISTRATION or not plan.user_data_already_available:
+        return True
+    fresh = (impu.last_sar_at is not None
+             and now - impu.last_sar_at < rules.sar_reregistration_interval)
+    same_impi = impu.profile is not None and req.impi in (None, impu.profile.impi)
+    kept = impu.live_bindings(now).keys() <= plan.bindings.keys()
+    return not (fresh and same_impi and kept)
 
 
 def _after(state: RegState, plan: RegisterPlan, profile: Profile,
@@ -175,10 +251,7 @@ async def _tell_hss(req: RegisterRequest, impi: str | None, assignment: SAT,
     """A SAR the REGISTER's answer does not wait on (best effort): USER_DEREGISTRATION after
     a REGISTER refused once its SAR REGISTRATION succeeded, so the HSS does not keep this
     S-CSCF as the user's; AUTHENTICATION_FAILURE after a wrong answer (TS 29.228 6.1.2)."""
-    try:
-        await ctx.sar(ctx.sar_request(req.aor, impi, assignment))
-    except CxUnavailable:
-        pass  # the HSS learns at the user's next registration
+    await inform_hss(ctx.sar_request(req.aor, impi, assignment), ctx)
 
 
 # Experimental-Result codes of TS 29.229 6.2.2 that say the user may not register here.
@@ -190,7 +263,7 @@ def _sar_rejection(saa: SaaResult) -> Reply:
     code = saa.experimental_result_code or saa.result_code or 0
     if code in _FORBIDDEN:
         return Reply(403, _FORBIDDEN[code])
-    if 3000 <= code < 5000:  # protocol errors and transient failures: worth a retry
+    if transient(saa):  # the UE may try again soon
         return Reply(503, f"HSS answered {code}", [("Retry-After", RETRY_AFTER)])
     return Reply(403, f"Server assignment rejected ({code})")
 
@@ -220,5 +293,5 @@ def profile_from_user_data(xml: str, xsd_path: str | None = None, dtd_path: str 
                 barred.add(aor)
     if not identities and not patterns:
         raise UserDataError("user data lists no public identity")
-    return Profile(subscription.private_id, tuple(identities), frozenset(barred), xml,
+    return Profile(subscription.private_id, tuple(identities), none_barred(barred), xml,
                    tuple(patterns))

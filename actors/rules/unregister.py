@@ -12,7 +12,7 @@ import logging
 
 from actors.reg_event.procedures import notify_change
 from actors.rules.impu import Impu
-from actors.rules.save import SaveContext
+from actors.rules.save import SaveContext, inform_hss
 from actors.rules.state import RegEvent, next_state
 from actors.vocabulary import (
     FOUND,
@@ -36,20 +36,17 @@ async def unregister(impu: Impu, ctx: SaveContext) -> Deregistration:
     implicit set lose every binding, then the HSS hears SAR ADMINISTRATIVE_DEREGISTRATION, the
     type TS 29.228 6.1.2 gives an S-CSCF that de-registers a user and keeps no profile. Reg
     event watchers see the contacts "deactivated" (the UE may register again). The bindings go
-    even when the HSS cannot be told: the operator asked for it."""
+    even when the HSS cannot be told: the operator asked for it, and the SAR is sent again
+    later (``retry_sar``)."""
     async with impu.mailbox:
         if impu.state != RegState.REGISTERED:
             return Deregistration(NOT_FOUND, 0, "")
         profile = impu.profile
         removed = len(impu.live_bindings(ctx.clock()))
         await _apply_to_set(impu, profile, RegEvent.NETWORK_DEREGISTER, None, ctx, "network")
-        try:
-            saa = await ctx.sar(ctx.sar_request(impu.identity, profile.impi if profile else None,
-                                                SAT.ADMINISTRATIVE_DEREGISTRATION))
-        except CxUnavailable as exc:
-            log.warning("administrative de-registration of %s not sent: %s", impu.identity, exc)
-            return Deregistration(FOUND, removed, f"not sent: {exc}")
-        return Deregistration(FOUND, removed, saa.description)
+        saa = await inform_hss(ctx.sar_request(impu.identity, profile.impi if profile else None,
+                                               SAT.ADMINISTRATIVE_DEREGISTRATION), ctx)
+        return Deregistration(FOUND, removed, saa.description if saa else "not sent: HSS unreachable")
 
 
 async def assign_server_unreg(impu: Impu, ctx: SaveContext) -> int:

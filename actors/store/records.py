@@ -8,13 +8,13 @@ import json
 from operator import attrgetter
 
 from actors.reg_event.subscription import Subscription
-from actors.rules.impu import Impu
+from actors.rules.impu import Impu, none_barred
 from actors.vocabulary import Binding, Profile, RegState, StoreError
 
 # Bump when the layout changes, and teach decode_impu to read the previous version.
 # 2: bindings gained "allow"; reg-event subscriptions appended. 3: the end of an UNREGISTERED
-# state's validity appended.
-RECORD_VERSION = 3
+# state's validity appended. 4: the time of the last SAR appended.
+RECORD_VERSION = 4
 
 # Bindings are stored as JSON arrays in this order: no key names repeated in every record.
 BINDING_FIELDS = (
@@ -32,8 +32,8 @@ _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_cir
 
 
 def encode_impu(impu: Impu) -> bytes:
-    """``[version, state, [binding...], profile|null, [subscription...], unreg_until|null]``;
-    the identity is the record's key.
+    """``[version, state, [binding...], profile|null, [subscription...], unreg_until|null,
+    last_sar_at|null]``; the identity is the record's key.
 
     The cached reply of the last transaction is not kept: it only absorbs retransmissions.
     """
@@ -47,6 +47,7 @@ def encode_impu(impu: Impu) -> bytes:
          profile.wildcards],
         [_subscription_values(sub) for sub in impu.subscriptions.values()],
         impu.unreg_until,
+        impu.last_sar_at,
     ]
     return _encoder.encode(record).encode()
 
@@ -54,7 +55,7 @@ def encode_impu(impu: Impu) -> bytes:
 def decode_impu(identity: str, data: bytes) -> Impu:
     try:
         version, state, bindings, profile, *rest = json.loads(data)
-        if version not in (1, 2, RECORD_VERSION) or len(rest) != version - 1:
+        if version not in (1, 2, 3, RECORD_VERSION) or len(rest) != version - 1:
             raise ValueError(f"unknown record version {version!r}")
         names = BINDING_FIELDS if version >= 2 else BINDING_FIELDS[:-1]  # 1: no "allow"
         impu = Impu(identity)
@@ -62,13 +63,15 @@ def decode_impu(identity: str, data: bytes) -> Impu:
         impu.bindings = {b.key: b for b in (_decode_binding(v, names) for v in bindings)}
         if profile is not None:
             impi, identities, barred, user_data, *wildcards = profile  # version 1: no wildcards
-            impu.profile = Profile(impi, tuple(identities), frozenset(barred), user_data,
+            impu.profile = Profile(impi, tuple(identities), none_barred(barred), user_data,
                                    tuple(wildcards[0]) if wildcards else ())
         for values in rest[0] if rest else ():
             sub = _decode_subscription(values)
             impu.subscriptions[sub.key] = sub
         if version >= 3 and rest[1] is not None:  # before 3 the shard restarts the validity
             impu.unreg_until = float(rest[1])
+        if version >= 4 and rest[2] is not None:  # before 4 the next re-REGISTER sends a SAR
+            impu.last_sar_at = float(rest[2])
         return impu
     except (ValueError, TypeError) as exc:  # JSON, unpacking and enum errors are ValueErrors
         raise StoreError(f"corrupt record of {identity}: {exc}") from exc

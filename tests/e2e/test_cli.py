@@ -1,7 +1,8 @@
-"""The README's first command: `scscf serve` with embedded defaults, and clear config errors."""
+"""The README's first command: `scscf serve` with embedded defaults; clear config and startup
+errors; `scscf status` and `scscf rpc` finding the registrar through its config; the log."""
 from __future__ import annotations
 
-import shutil
+import json
 import signal
 import socket
 import subprocess
@@ -10,11 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from scripts.harness.registrar import start_registrar
+from scripts.harness.ports import free_port
+from scripts.harness.registrar import registrar_config, start_registrar
 from scripts.harness.sipp import SIPP
 from tests.e2e.sipp import received_messages
 
 ROOT = Path(__file__).resolve().parents[2]
+# The scscf of the Python running the tests (its venv), else the module itself.
+SCSCF = ([str(Path(sys.executable).parent / "scscf")]
+         if (Path(sys.executable).parent / "scscf").exists() else [sys.executable, "-m", "scripts.cli"])
+
+
+def scscf(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(SCSCF + list(args), cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
 def port_free(port: int) -> bool:
@@ -65,9 +74,91 @@ def test_serve_with_embedded_defaults_registers_and_stops_cleanly(tmp_path):
 def test_malformed_config_exits_2_naming_the_key(tmp_path, text, message):
     config = tmp_path / "bad.toml"
     config.write_text(text)
-    scscf = shutil.which("scscf") or None
-    cmd = [scscf] if scscf else [sys.executable, "-m", "scripts.cli"]
-    proc = subprocess.run(cmd + ["serve", "--config", str(config)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    proc = scscf("serve", "--config", str(config))
     assert proc.returncode == 2
     assert message in proc.stderr
+
+
+def test_log_level_is_checked_before_anything_starts():
+    proc = scscf("serve", "--log-level", "loud")
+    assert proc.returncode == 2 and "invalid choice: 'loud'" in proc.stderr
+
+
+@pytest.mark.parametrize("busy", ["hss.listen", "rpc.listen", "sip.listen"])
+def test_a_port_in_use_is_one_line_naming_the_key(tmp_path, busy):
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    taken = holder.getsockname()[1]
+    sip, hss, rpc = (taken if busy == key else free_port()
+                     for key in ("sip.listen", "hss.listen", "rpc.listen"))
+    config = tmp_path / "scscf.toml"
+    config.write_text(registrar_config("e2e-busy", tmp_path, sip, hss=f'listen = "127.0.0.1:{hss}"',
+                                       rpc=f'listen = "127.0.0.1:{rpc}"'))
+    try:
+        proc = scscf("serve", "--config", str(config), cwd=tmp_path)
+    finally:
+        holder.close()
+    spec = {"sip.listen": f"tcp:127.0.0.1:{taken}"}.get(busy, f"127.0.0.1:{taken}")
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == f"scscf: {busy}: {spec}: address already in use"
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_broken_subscribers_file_is_one_line_naming_the_key(tmp_path):
+    subscribers = tmp_path / "subscribers.toml"
+    subscribers.write_text("[[subscriber]\n")
+    config = tmp_path / "scscf.toml"
+    config.write_text(registrar_config("e2e-broken", tmp_path, free_port(),
+                                       hss=f'subscribers = "{subscribers}"'))
+    proc = scscf("serve", "--config", str(config), cwd=tmp_path)
+    assert proc.returncode == 1
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"scscf: hss.subscribers: {subscribers}: ") and "line 1" in line
+
+
+@pytest.mark.e2e
+def test_status_and_rpc_reach_the_registrar_named_by_its_config(ray_address, tmp_path):
+    """A second HSS peer that nobody serves: status shows it Closed, the log says so once at
+    WARNING, and the shard reload is logged at the level [log] modules gives its module."""
+    sip, dead, hss_listen = free_port(), free_port(), f"127.0.0.1:{free_port()}"
+    text = registrar_config("e2e-status", tmp_path, sip, hss=f'listen = "{hss_listen}"',
+                            cx=f'peers = ["{hss_listen}", "127.0.0.1:{dead}"]',
+                            log='level = "warning"\nmodules = {"actors.hosts.shard_core" = "info"}')
+    server = start_registrar(text, tmp_path, sip, ray_address)
+    try:
+        status = scscf("status", "--config", str(server.config))
+        assert status.returncode == 0, status.stderr
+        lines = status.stdout.splitlines()
+        assert lines[0] == "registrar   0 impus, 0 contacts, 0 subscriptions, 4096 slots"
+        sections = [line[:12].strip() for line in lines if line[:12].strip()]
+        assert sections == ["registrar", "nodes", "shards", "transports", "hss peers"]
+        assert any(f"udp:127.0.0.1:{sip} tcp:127.0.0.1:{sip}  running" in line for line in lines)
+        assert any(f"pool 0  {hss_listen}  I_Open  hss.ims.test (realm ims.test)" in line
+                   for line in lines)
+        assert any(line.endswith(f"pool 0  127.0.0.1:{dead}  Closed") for line in lines)
+        peers = scscf("rpc", "cdp.list_peers", "--config", str(server.config))
+        assert peers.returncode == 0, peers.stderr
+        states = {p["Details"]["Address"]: p["Details"]["State"]
+                  for p in json.loads(peers.stdout)["Peers"]}
+        assert states == {hss_listen: "I_Open", f"127.0.0.1:{dead}": "Closed"}
+        wrong = scscf("rpc", "cdp.list_peers", "extra", "--config", str(server.config))
+        assert wrong.returncode == 1 and "error -32602" in wrong.stderr
+    finally:
+        assert server.stop() == 0
+    log = "".join(server.output)
+    assert log.count(f"WARNING actors.hosts.cx_pool: cx.peers: 127.0.0.1:{dead}: "
+                     "HSS unreachable") == 1
+    assert "INFO actors.hosts.shard_core: shard 0 loaded 0 identities" in log
+
+
+def test_rpc_without_a_listener_says_so(tmp_path):
+    config = tmp_path / "off.toml"
+    config.write_text('[rpc]\nlisten = ""\n')
+    proc = scscf("status", "--config", str(config))
+    assert proc.returncode == 2 and "rpc.listen" in proc.stderr
+    port = free_port()
+    config.write_text(f'[rpc]\nlisten = "127.0.0.1:{port}"\n')
+    proc = scscf("rpc", "ulscscf.status", "--config", str(config))
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"scscf: cannot reach http://127.0.0.1:{port}/RPC")

@@ -158,3 +158,42 @@ def test_prometheus_endpoint_shows_the_statistics(registrar, tmp_path):
         assert time.monotonic() < deadline, f"wanted {wanted}, Prometheus has {seen}"
         time.sleep(2)
     assert "ray_ims_registrar_scscf_sar_avg_response_time" in seen
+
+
+def test_reset_statistics_zeroes_the_counters_of_every_shard(registrar, tmp_path):
+    # After it the RPC's counters read below Prometheus's, which only rise: it stays after
+    # the Prometheus test.
+    sipp(registrar, tmp_path, Step(register("rpc-reset", contact="<sip:rpc-reset@10.0.0.6>"), 200))
+    before = stats(registrar)
+    assert before["ims_registrar_scscf:accepted_regs"] >= 1
+    assert rpc(registrar, "stats.reset_statistics", "ims_registrar_scscf:", "expired_contacts") is None
+    after = stats(registrar)
+    for name in ("ims_registrar_scscf:accepted_regs", "ims_registrar_scscf:rejected_regs",
+                 "ims_registrar_scscf:sar_replies_received", "ims_usrloc_scscf:expired_contacts"):
+        assert after[name] == 0, name
+    assert after["ims_usrloc_scscf:impus"] == before["ims_usrloc_scscf:impus"]  # a current count
+    sipp(registrar, tmp_path, Step(register("rpc-reset2", contact="<sip:rpc-reset2@10.0.0.6>"), 200))
+    assert stats(registrar)["ims_registrar_scscf:accepted_regs"] == 1
+    refused = curl(registrar.rpc_url, json.dumps(
+        {"jsonrpc": "2.0", "method": "stats.reset_statistics", "params": ["impus"], "id": 2}))
+    assert refused["error"]["code"] == -32602 and "current counts" in refused["error"]["message"]
+
+
+def test_cdp_peers_realms_and_the_method_list(registrar):
+    peers = rpc(registrar, "cdp.list_peers")
+    assert (peers["Identity"], peers["Realm"], peers["Peer count"]) == (
+        "scscf.ims.test", "ims.test", 1)
+    (peer,) = peers["Peers"]
+    assert peer["FQDN"] == "hss.ims.test"
+    assert (peer["Details"]["State"], peer["Details"]["Realm"]) == ("I_Open", "ims.test")
+    assert 16777216 in peer["Details"]["Applications"]  # Cx
+    realms = rpc(registrar, "cdp.list_realms")
+    assert realms["Routable"] is True
+    assert [r["Realm"] for r in realms["Realms"]] == ["ims.test"]
+    status = rpc(registrar, "ulscscf.status")
+    assert [(p["fqdn"], p["state"]) for p in status["peers"]] == [("hss.ims.test", "I_Open")]
+    assert [t["running"] for t in status["transports"]] == [True]
+    assert all(n["alive"] for n in status["nodes"])
+    methods = rpc(registrar, "system.listMethods")
+    assert {"cdp.list_peers", "cdp.list_realms", "stats.reset_statistics",
+            "ulscscf.status"} <= set(methods)

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from transport.sip import PING, Request, StreamFramer, make_response, parse_head, parse_message
-from transport.sip.endpoints import start_tcp, start_udp
+from transport.sip.endpoints import TcpLimits, start_tcp, start_udp
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 HOST = "127.0.0.1"
@@ -149,8 +149,28 @@ def test_udp_malformed_requests_are_answered(server, name, status_line):
     assert server.seen == []  # never handed to the application
 
 
+@pytest.mark.parametrize("name, status_line", [
+    ("badaspec", b"SIP/2.0 400 Bad URI"),
+    ("baddn", b"SIP/2.0 400 Bad display name"),
+    ("badinv01", b"SIP/2.0 400 Bad Via"),
+    ("quotbal", b"SIP/2.0 400 Bad display name"),
+    ("scalar02", b"SIP/2.0 400 Bad CSeq"),
+])
+def test_udp_requests_with_malformed_echoed_headers_are_answered_verbatim(server, name,
+                                                                         status_line):
+    data = (DATA / "rfc4475" / f"{name}.dat").read_bytes()
+    reply = udp_exchange(server.udp.port, data)
+    assert reply.startswith(status_line + b"\r\n")
+    _, headers, _ = parse_head(reply)
+    request_headers = parse_head(data)[1]
+    assert headers.lines("Via") == request_headers.lines("Via")
+    for header in ("From", "Call-ID", "CSeq"):
+        assert headers.get(header) == request_headers.get(header)
+    assert server.seen == []
+
+
 def test_udp_unanswerable_messages_are_dropped_and_service_goes_on(server):
-    for name in ("bigcode", "quotbal"):  # a broken response; a request whose To is broken
+    for name in ("bigcode", "insuf"):  # a broken response; a request without a To
         data = (DATA / "rfc4475" / f"{name}.dat").read_bytes()
         assert udp_exchange(server.udp.port, data, timeout=0.5) is None
     reply = parse_message(udp_exchange(server.udp.port, register("after-garbage")))
@@ -181,6 +201,89 @@ def test_tcp_bad_version_is_505(server, tcp_client):
     data = (DATA / "rfc4475" / "badvers.dat").read_bytes()
     tcp_client.send(data)
     assert tcp_client.receive().startswith(b"SIP/2.0 505 Version Not Supported\r\n")
+
+
+# TCP limits
+
+
+@pytest.fixture
+def limited(server):
+    """A second TCP endpoint with small limits, on the server's loop."""
+    async def start():
+        return await start_tcp(HOST, 0, answer_register, limits=TcpLimits(
+            max_connections=3, max_per_source=2, idle_timeout=0.2, write_buffer=4096))
+
+    async def stop():
+        endpoint.close()
+
+    endpoint = server.run(start())
+    yield endpoint
+    server.run(stop())
+
+
+def closed_by_server(client: TcpClient) -> bool:
+    try:
+        return client.sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_tcp_connections_from_one_source_are_bounded(limited):
+    first, second = TcpClient(limited.port), TcpClient(limited.port)
+    third = TcpClient(limited.port)  # accepted by the kernel, then dropped by the endpoint
+    try:
+        assert closed_by_server(third)
+        second.send(register("still-served", "TCP"))
+        assert parse_message(second.receive()).status == 200
+    finally:
+        for client in (first, second, third):
+            client.close()
+
+
+def test_tcp_connections_are_bounded_in_all(limited):
+    clients = []
+    try:
+        for source in ("127.0.0.2", "127.0.0.3"):
+            for _ in range(2 if source == "127.0.0.2" else 1):
+                sock = socket.create_connection((HOST, limited.port), timeout=5,
+                                                source_address=(source, 0))
+                client = TcpClient.__new__(TcpClient)
+                client.sock, client.framer, client.frames = sock, StreamFramer(), []
+                clients.append(client)
+        clients[-1].send(register("third", "TCP"))
+        assert parse_message(clients[-1].receive()).status == 200  # three open: the limit
+        fourth = TcpClient(limited.port)
+        clients.append(fourth)
+        assert closed_by_server(fourth)
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_an_idle_tcp_connection_is_closed_and_keep_alives_count(limited):
+    client = TcpClient(limited.port)
+    try:
+        client.send(b"\r\n\r\n")
+        assert client.sock.recv(2) == b"\r\n"
+        assert closed_by_server(client)  # nothing more: closed after idle_timeout
+    finally:
+        client.close()
+
+
+def test_a_peer_that_does_not_read_is_disconnected(server, limited):
+    client = TcpClient(limited.port)
+
+    async def flood():  # more than the kernel's buffers take, from a peer reading nothing
+        connection = next(iter(limited.connections.values()))
+        connection.write(b"x" * (64 << 20))
+        return connection.transport.is_closing()
+
+    try:
+        client.send(b"\r\n\r\n")
+        assert client.sock.recv(2) == b"\r\n"
+        assert server.run(flood())  # aborted, not buffering 64 MB for it
+    finally:
+        client.close()
 
 
 # Sending to peers (NOTIFY and friends)

@@ -7,6 +7,7 @@ import time
 import aiohttp
 import pytest
 
+from actors.hosts.cx_pool import CxPoolCore
 from scripts.hss_emulator.emulator import NotConnected, UnknownSubscriber
 from actors.auth import aka
 from actors.auth.milenage import opc
@@ -377,5 +378,21 @@ async def test_admin_interface():
         async with http.post(f"{base}/rtr", data="not json") as response:
             assert response.status == 400
     assert hss.subscriber_state("alice@ims.test")["registered"] is False
+    await cx.close()
+    await hss.stop()
+
+
+@async_test
+async def test_a_request_that_cannot_be_encoded_fails_alone_and_the_connection_stays():
+    hss = await start_hss()
+    cx = cx_client(hss.bound_port)
+    assert await cx.start()
+    pool = CxPoolCore(cx)
+    bad, good = await pool.sar_batch([sar("sip:alice@ims.test", "alice\udcff@ims.test"),
+                                      sar("sip:alice@ims.test", "alice@ims.test")])
+    assert isinstance(bad, CxUnavailable) and good.success
+    for _ in range(3):  # later requests are still served over the same connection
+        (later,) = await pool.sar_batch([sar("sip:alice@ims.test", "alice@ims.test")])
+        assert later.success
     await cx.close()
     await hss.stop()

@@ -42,8 +42,9 @@ PEERS = ("scscf.ims.test", "raw.ims.test")
 
 
 async def start_hss(origin_host: str = "hss.ims.test", port: int = 0, **changes) -> HssEmulator:
+    changes.setdefault("allowed_peers", PEERS)
     config = dataclasses.replace(HssConfig.from_toml(HSS_CONFIG), origin_host=origin_host,
-                                 watchdog_interval=TW, allowed_peers=PEERS, **changes)
+                                 watchdog_interval=TW, **changes)
     emulator = HssEmulator(config)
     await emulator.start("127.0.0.1", port)
     return emulator

@@ -6,6 +6,7 @@ import time
 import pytest
 
 from tests.integration.test_diameter_fixtures import (
+    PEERS,
     TW,
     RawClient,
     ScriptedPeer,
@@ -259,7 +260,7 @@ async def test_failing_handler_answers_unable_to_comply():
 
 @async_test
 async def test_cer_without_a_common_application_is_refused():
-    hss = await start_hss()
+    hss = await start_hss(allowed_peers=PEERS + ("pcef.ims.test",))  # known, but speaks only Gx
     gx_only = LocalNode("pcef.ims.test", "ims.test", applications=((VENDOR_3GPP, 16777238),))
     raw = await RawClient(gx_only).connect(hss.bound_port)
     assert AvpReader(raw.cea.avps).value(268) == ResultCode.DIAMETER_NO_COMMON_APPLICATION

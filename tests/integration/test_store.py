@@ -103,7 +103,8 @@ def realistic_impu(identity: str) -> Impu:
 
 def assert_same(a: Impu, b: Impu) -> None:
     def state(impu):
-        return impu.identity, impu.state, impu.bindings, impu.profile, impu.unreg_until
+        return (impu.identity, impu.state, impu.bindings, impu.profile, impu.unreg_until,
+                impu.last_sar_at)
 
     assert state(a) == state(b)
 
@@ -124,8 +125,18 @@ def test_codec_keeps_the_end_of_the_unregistered_validity():
     impu.apply(RegState.UNREGISTERED, {}, Profile(None, (impu.identity,), frozenset(), None),
                unreg_until=NOW + 1800)
     record = encode_impu(impu)
-    assert json.loads(record)[0] == 3
+    assert json.loads(record)[0] == 4
     assert decode_impu(impu.identity, record).unreg_until == NOW + 1800
+
+
+def test_codec_keeps_the_time_of_the_last_sar_and_version_3_loads_without_it():
+    impu = realistic_impu("sip:sar@ims.example.net")
+    impu.last_sar_at = NOW - 60
+    assert decode_impu(impu.identity, encode_impu(impu)).last_sar_at == NOW - 60
+    v3 = json.dumps(json.loads(encode_impu(impu))[:-1]).replace("[4,", "[3,", 1).encode()
+    old = decode_impu(impu.identity, v3)
+    assert old.last_sar_at is None  # its next re-REGISTER sends a SAR
+    assert old.bindings == impu.bindings
 
 
 def test_version_2_records_still_load():
@@ -156,13 +167,13 @@ def test_version_1_records_read_as_bindings_that_accept_every_method():
     impu = realistic_impu("sip:old@ims.example.net")
     for binding in impu.bindings.values():
         binding.allow = ()
-    version, state, bindings, profile, _subscriptions, _unreg_until = json.loads(encode_impu(impu))
+    version, state, bindings, profile, *_ = json.loads(encode_impu(impu))
     v1 = json.dumps([1, state, [b[:-1] for b in bindings], profile]).encode()
     assert_same(decode_impu(impu.identity, v1), impu)
 
 
 @pytest.mark.parametrize("data", [
-    b"not json", b"\xff\xfe", b"{}", b"[3,1,[],null]", b"[4,1,[],null,[],null,null]", b"[1,9,[],null]", b'[1,1,[["x"]],null]',
+    b"not json", b"\xff\xfe", b"{}", b"[3,1,[],null]", b"[5,1,[],null,[],null,null,null]", b"[1,9,[],null]", b'[1,1,[["x"]],null]',
 ])
 def test_corrupt_record_raises_store_error_naming_the_identity(data):
     with pytest.raises(StoreError, match="sip:broken@example.com"):
@@ -405,6 +416,21 @@ def test_sqlite_write_survives_kill_9_right_after_it_returns(tmp_path):
 
     records = run(main())
     assert_same(decode_impu(impu.identity, records[impu.identity]), impu)
+
+
+def test_sqlite_syncs_every_commit_to_disk(tmp_path):
+    # synchronous=FULL (2): a commit is on disk, not only in the page cache, before put_many
+    # returns, so a 200 OK'd registration survives a power failure.
+    store = open_store("sqlite", str(tmp_path), "", 0)
+
+    async def pragma():
+        await store.open()
+        try:
+            return await store._run(lambda: store._db.execute("PRAGMA synchronous").fetchone())
+        finally:
+            await store.close()
+
+    assert run(pragma()) == (2,)
 
 
 def test_redis_keys_live_under_the_configured_prefix(redis_server):

@@ -112,3 +112,31 @@ def test_calls_younger_than_stall_after_keep_batching():
 
     run(main())
     assert sizes == [1, 49]
+
+
+def test_a_busy_destination_gets_the_next_call_after_the_linger_full_of_items():
+    calls = []
+    release = None
+
+    async def call(items):
+        calls.append(list(items))
+        if items == [0]:
+            await release.wait()
+        return items
+
+    async def main():
+        nonlocal release
+        release = asyncio.Event()
+        b = Batcher(call, max_in_flight=1, linger=0.5)
+        first = asyncio.create_task(b.submit(0))
+        await asyncio.sleep(0)
+        queued = asyncio.create_task(b.submit(1))  # waits behind call [0]: the load
+        await asyncio.sleep(0)
+        release.set()
+        await first  # returned with an item queued: the next call lingers
+        later = [asyncio.create_task(b.submit(i)) for i in range(2, 10)]
+        await asyncio.gather(queued, *later)
+        await b.submit(10)  # the last call left nothing queued: idle, sent at once
+        return calls
+
+    assert run(main()) == [[0], list(range(1, 10)), [10]]

@@ -10,9 +10,10 @@ def test_embedded_defaults_use_the_emulator_and_derive_names():
     assert config.hss.auto_provision_domain == "ims.test"
     assert config.registrar.scscf_name == "sip:scscf.ims.test:5060"
     assert config.registrar.cxdx_dest_realm == "ims.test"
-    # the reference module's defaults
+    # the reference module's defaults, but for the limits it leaves open
     reg = config.registrar
-    assert (reg.default_expires, reg.min_expires, reg.max_expires) == (3600, 60, 0)
+    assert (reg.default_expires, reg.min_expires, reg.max_expires) == (3600, 60, 7200)
+    assert reg.max_contacts == 20
     assert (reg.subscription_min_expires, reg.subscription_max_expires) == (10, 1000000)
 
 
@@ -42,6 +43,49 @@ def test_bad_values_name_the_key(raw, message):
     with pytest.raises(ConfigError, match=None) as info:
         config_from_dict(raw)
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"sip": {"t1": 0}}, "sip.t1 must be a positive number of seconds"),
+    ({"sip": {"t1": -0.5}}, "sip.t1 must be a positive number of seconds"),
+    ({"sip": {"t1": float("nan")}}, "sip.t1 must be a positive number of seconds"),
+    ({"cx": {"request_timeout": float("nan")}}, "cx.request_timeout must be a positive number"),
+    ({"cx": {"watchdog_interval": 0}}, "cx.watchdog_interval must be a positive number"),
+    ({"cx": {"watchdog_interval": float("inf")}}, "cx.watchdog_interval must be a positive"),
+    ({"sip": {"domain": ""}}, "sip.domain must not be empty"),
+    ({"cx": {"origin_host": " "}}, "cx.origin_host must not be empty"),
+    ({"cx": {"origin_realm": ""}}, "cx.origin_realm must not be empty"),
+    ({"ray": {"namespace": ""}}, "ray.namespace must not be empty"),
+    ({"registrar": {"default_expires": 0}}, "registrar.default_expires must be at least 1"),
+    ({"registrar": {"subscription_default_expires": 0}},
+     "registrar.subscription_default_expires must be at least 1"),
+    ({"registrar": {"min_expires": 7201}},
+     "registrar.min_expires must not exceed registrar.max_expires"),
+    ({"registrar": {"subscription_min_expires": 2000000}},
+     "registrar.subscription_min_expires must not exceed registrar.subscription_max_expires"),
+    ({"registrar": {"support_wildcardPSI": 2}}, "registrar.support_wildcardPSI must be 0 or 1"),
+    ({"registrar": {"user_data_xsd": "/nonexistent/CxDataType.xsd"}},
+     "registrar.user_data_xsd: no such file '/nonexistent/CxDataType.xsd'"),
+    ({"registrar": {"user_data_dtd": "/nonexistent/CxDataType.dtd"}},
+     "registrar.user_data_dtd: no such file"),
+    ({"hss": {"subscribers": "/nonexistent/subscribers.toml"}},
+     "hss.subscribers: no such file"),
+    ({"sip": {"listen": ["udp:127.0.0.1:5²"]}}, "sip.listen: 'udp:127.0.0.1:5²' has no valid port"),
+    ({"rpc": {"listen": "127.0.0.1:²"}}, "rpc.listen: '127.0.0.1:²' has no valid port"),
+])
+def test_dangerous_values_are_refused_in_one_line_naming_the_key(raw, message):
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(raw)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_existing_files_and_limits_switched_off_are_accepted(tmp_path):
+    xsd = tmp_path / "CxDataType.xsd"
+    xsd.write_text("<xs:schema/>")
+    config = config_from_dict({"registrar": {"user_data_xsd": str(xsd), "max_expires": 0,
+                                             "min_expires": 100000, "max_contacts": 0}})
+    assert (config.registrar.max_expires, config.registrar.max_contacts) == (0, 0)
 
 
 def test_invalid_toml_and_missing_file_are_clear(tmp_path):
@@ -93,3 +137,26 @@ def test_bad_auth_values_name_the_key(auth, message):
     with pytest.raises(ConfigError) as err:
         config_from_dict({"auth": auth})
     assert str(err.value).startswith(message)
+
+
+def test_speed_keys_default_to_sar_avoidance_no_bound_and_ordinary_priority():
+    config = config_from_dict({})
+    assert config.registrar.sar_reregistration_interval == 1800
+    assert config.sip.max_in_flight == 0
+    assert config.ray.worker_niceness == 0
+    config = config_from_dict({"registrar": {"sar_reregistration_interval": 0},
+                               "sip": {"max_in_flight": 64}, "ray": {"worker_niceness": 15}})
+    assert (config.registrar.sar_reregistration_interval, config.sip.max_in_flight,
+            config.ray.worker_niceness) == (0, 64, 15)
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"registrar": {"sar_reregistration_interval": -1}},
+     "registrar.sar_reregistration_interval must not be negative"),
+    ({"sip": {"max_in_flight": -1}}, "sip.max_in_flight must not be negative"),
+    ({"ray": {"worker_niceness": 20}}, "ray.worker_niceness must be between 0 and 19"),
+    ({"ray": {"worker_niceness": -5}}, "ray.worker_niceness must be between 0 and 19"),
+])
+def test_bad_speed_keys_name_the_key(raw, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(raw)

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from actors.hosts.cx_pool import CxPoolCore
 from transport.diameter.cx import MarRequest, SarRequest, ServerAssignmentType
 from transport.diameter.router import CxTimeout, CxUnavailable
@@ -57,10 +55,14 @@ def test_mar_batch_answers_in_order_with_failures_as_values():
     assert client.sent == [("mar", i) for i in IDENTITIES]
 
 
-def test_other_errors_fail_the_batch():
-    class Broken(FakeCxClient):
+def test_a_request_that_cannot_be_sent_fails_alone():
+    class Unencodable(FakeCxClient):
         async def sar(self, request):
-            raise RuntimeError("bug")
+            if request.public_identity == IDENTITIES[1]:
+                "\udcff".encode()  # what the Diameter encoder does with non-UTF-8 text
+            return await super().sar(request)
 
-    with pytest.raises(RuntimeError, match="bug"):  # a bug does not pass as an answer
-        asyncio.run(CxPoolCore(Broken({})).sar_batch([sar(IDENTITIES[0])]))
+    results = asyncio.run(CxPoolCore(Unencodable({})).sar_batch([sar(i) for i in IDENTITIES]))
+    assert results[0] == "SAA for sip:a@ims.test" and results[2] == "SAA for sip:c@ims.test"
+    assert isinstance(results[1], CxUnavailable)
+    assert str(results[1]) == "Cx request failed: UnicodeEncodeError"

@@ -33,7 +33,7 @@ def test_subscribe_is_read_with_its_dialog_and_route_set():
     assert (req.from_tag, req.to_tag, req.initial, req.event_id) == ("w1", "ourtag", True, "7")
     assert req.route_set == ("<sip:a.ims.test;lr>", "<sip:b.ims.test;lr>")
     assert req.remote_target == "sip:pcscf@10.0.0.9:5070"
-    assert req.asserted == "sip:pcscf.ims.test:5070"
+    assert req.asserted == "sip:pcscf.ims.test"  # an identity: canonical, no port
     assert (req.cseq, req.expires, req.received) == (4, 600, "udp:10.0.0.9:5070")
 
 

@@ -74,12 +74,23 @@ def test_removing_one_of_two_contacts_keeps_the_other():
     registered(impu, plan_register(impu, register(contact("sip:a@h", 600), contact("sip:b@h", 600)), NOW, RULES))
     plan = plan_register(impu, register(contact("sip:a@h", 0), cseq=2), NOW, RULES)
     assert [b.uri for b in plan.bindings.values()] == ["sip:b@h"]
-    assert plan.assignment == SAT.RE_REGISTRATION
+    assert [b.uri for b in plan.removed.values()] == ["sip:a@h"]
+    assert plan.assignment is None  # as Kamailio: no SAR when some of the contacts go
 
 
-def test_deregistering_an_unknown_identity_needs_no_sar():
-    plan = plan_register(Impu("sip:alice@ims.test"), register(contact("sip:a@h", 0)), NOW, RULES)
-    assert plan.bindings == {} and plan.assignment is None
+def test_a_register_refreshing_one_contact_and_removing_another_is_a_re_registration():
+    impu = Impu("sip:alice@ims.test")
+    registered(impu, plan_register(impu, register(contact("sip:a@h", 600), contact("sip:b@h", 600)), NOW, RULES))
+    plan = plan_register(impu, register(contact("sip:a@h", 0), contact("sip:b@h", 600), cseq=2), NOW, RULES)
+    assert plan.assignment == SAT.RE_REGISTRATION and list(plan.removed) == ["uri:sip:a@h"]
+
+
+def test_deregistering_an_identity_with_no_binding_still_tells_the_hss():
+    for req in (register(contact("sip:a@h", 0)), register(star=True, expires=0)):
+        plan = plan_register(Impu("sip:alice@ims.test"), req, NOW, RULES)
+        assert (plan.bindings, plan.removed, plan.assignment) == ({}, {}, SAT.USER_DEREGISTRATION)
+    query = plan_register(Impu("sip:alice@ims.test"), register(), NOW, RULES)  # no Contact
+    assert query.assignment is None
 
 
 def test_star_requires_expires_zero_and_removes_everything():
@@ -148,3 +159,37 @@ def test_ok_headers_list_bindings_by_q_with_remaining_expiry_path_and_associated
         ("Service-Route", "<sip:orig@scscf.ims.test:5060;lr>"),
         ("P-Associated-URI", "<sip:alice@ims.test>, <tel:+15550001>"),
     ]
+
+
+def test_removed_contacts_are_echoed_with_expires_zero_after_the_ones_that_stay():
+    impu = Impu("sip:alice@ims.test")
+    both = register(contact("sip:a@h", 600, instance='"<urn:uuid:1>"', reg_id=1), contact("sip:b@h", 600))
+    registered(impu, plan_register(impu, both, NOW, RULES))
+    req = register(contact("sip:a@h", 0, instance='"<urn:uuid:1>"', reg_id=1), cseq=2)
+    plan = plan_register(impu, req, NOW + 100, RULES)
+    headers = ok_headers(plan.bindings, req, None, NOW + 100, "<sip:orig@s;lr>", plan.removed)
+    assert headers == [("Contact", "<sip:b@h>;expires=500"),
+                       ("Contact", '<sip:a@h>;+sip.instance="<urn:uuid:1>";reg-id=1;expires=0'),
+                       ("Service-Route", "<sip:orig@s;lr>")]
+    star = register(star=True, expires=0, cseq=3)
+    plan = plan_register(impu, star, NOW + 100, RULES)
+    assert ok_headers(plan.bindings, star, None, NOW + 100, "<sip:orig@s;lr>", plan.removed) == [
+        ("Contact", '<sip:a@h>;+sip.instance="<urn:uuid:1>";reg-id=1;expires=0'),
+        ("Contact", "<sip:b@h>;expires=0")]
+
+
+def test_p_associated_uri_is_written_as_the_hss_gave_it():
+    user_data = """<IMSSubscription><PrivateID>alice@ims.test</PrivateID><ServiceProfile>
+     <PublicIdentity><Identity>sip:Alice@IMS.test:5060;user=phone</Identity>
+      <Extension><IdentityType>0</IdentityType><Extension><DisplayName>Alice "A" Smith</DisplayName></Extension></Extension>
+     </PublicIdentity>
+     <PublicIdentity><Identity>tel:+15550001</Identity></PublicIdentity>
+     <PublicIdentity><BarringIndication>1</BarringIndication><Identity>sip:hidden@ims.test</Identity></PublicIdentity>
+    </ServiceProfile></IMSSubscription>"""
+    profile = Profile("alice@ims.test", ("sip:Alice@ims.test", "tel:+15550001", "sip:hidden@ims.test"),
+                      frozenset({"sip:hidden@ims.test"}), user_data)
+    req = register(contact("sip:a@h", 600))
+    plan = plan_register(Impu("sip:Alice@ims.test"), req, NOW, RULES)
+    headers = dict(ok_headers(plan.bindings, req, profile, NOW, "<sip:orig@s;lr>"))
+    assert headers["P-Associated-URI"] == (
+        '"Alice \\"A\\" Smith" <sip:Alice@IMS.test:5060;user=phone>, <tel:+15550001>')

@@ -1,5 +1,6 @@
 """save(): plan, SAR, implicit set and reply, with the HSS and other shards faked."""
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -144,7 +145,7 @@ def test_last_contact_removed_sends_user_deregistration_and_drops_the_profile():
     run(impu, register(contact("sip:a@h", 600)), fakes)
     fakes.answer = saa(user_data=None)
     reply = run(impu, register(contact("sip:a@h", 0), cseq=2), fakes)
-    assert reply == Reply(200, "OK", [])
+    assert reply == Reply(200, "OK", [("Contact", "<sip:a@h>;expires=0")])
     assert fakes.sars[-1].assignment_type == SAT.USER_DEREGISTRATION
     assert impu.state == RegState.NOT_REGISTERED and impu.profile is None
     assert fakes.propagated[-1][1:] == (RegState.NOT_REGISTERED, [])
@@ -182,3 +183,78 @@ def test_wildcarded_psis_are_kept_only_with_support_wildcard_psi():
     assert profile.identities == ("sip:conference@ims.test",)
     assert profile.wildcard_for("sip:conf42@ims.test") == "sip:conf!.*!@ims.test"
     assert profile.wildcard_for("sip:alice@ims.test") is None
+
+
+class Clock:
+    def __init__(self, now=1000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+def refreshing(fakes, clock, interval, **rules):
+    """A registered alice (one SAR REGISTRATION at ``clock.now``) and her context."""
+    ctx = fakes.context(sar_reregistration_interval=interval, **rules)
+    ctx.clock = clock
+    impu = Impu("sip:alice@ims.test")
+    assert asyncio.run(save(impu, register(contact("sip:a@h", 600)), ctx)).status == 200
+    return impu, ctx
+
+
+def test_refresh_within_the_interval_sends_no_sar_and_keeps_the_profile():
+    fakes, clock = Fakes(saa()), Clock()
+    impu, ctx = refreshing(fakes, clock, 300)
+    clock.now += 299  # the binding (600 s) still lives
+    reply = asyncio.run(save(impu, register(contact("sip:a@h", 600), cseq=2), ctx))
+    assert reply.status == 200
+    assert [s.assignment_type for s in fakes.sars] == [SAT.REGISTRATION]
+    assert ("Contact", "<sip:a@h>;expires=600") in reply.headers
+    assert ("P-Associated-URI", "<sip:alice@ims.test>, <tel:+15550001>") in reply.headers
+    assert impu.bindings["uri:sip:a@h"].expires_at == clock.now + 600
+    assert impu.last_sar_at == 1000.0  # the HSS heard nothing since
+    assert fakes.persisted[-1] == ("sip:alice@ims.test", RegState.REGISTERED, ["uri:sip:a@h"])
+
+
+def test_refresh_after_the_interval_sends_re_registration_and_restarts_it():
+    fakes, clock = Fakes(saa()), Clock()
+    impu, ctx = refreshing(fakes, clock, 300)
+    clock.now += 300
+    asyncio.run(save(impu, register(contact("sip:a@h", 600), cseq=2), ctx))
+    assert [s.assignment_type for s in fakes.sars] == [SAT.REGISTRATION, SAT.RE_REGISTRATION]
+    assert impu.last_sar_at == clock.now
+
+
+def test_interval_zero_sends_a_sar_on_every_re_register_as_kamailio():
+    fakes, clock = Fakes(saa()), Clock()
+    impu, ctx = refreshing(fakes, clock, 0)
+    clock.now += 1
+    asyncio.run(save(impu, register(contact("sip:a@h", 600), cseq=2), ctx))
+    assert [s.assignment_type for s in fakes.sars] == [SAT.REGISTRATION, SAT.RE_REGISTRATION]
+
+
+def test_what_the_hss_must_learn_always_sends_its_sar():
+    cases = {
+        "user_data_always": ({"user_data_always": True}, register(contact("sip:a@h", 600), cseq=2),
+                             SAT.RE_REGISTRATION),
+        "another IMPI": ({}, dataclasses.replace(register(contact("sip:a@h", 600), cseq=2),
+                                                 impi="mallory@ims.test"), SAT.RE_REGISTRATION),
+        "a binding removed": ({}, register(contact("sip:b@h", 600), contact("sip:a@h", 0), cseq=2),
+                              SAT.RE_REGISTRATION),
+        "de-registration": ({}, register(contact("sip:a@h", 0), cseq=2), SAT.USER_DEREGISTRATION),
+    }
+    for name, (rules, req, assignment) in cases.items():
+        fakes, clock = Fakes(saa()), Clock()
+        impu, ctx = refreshing(fakes, clock, 1800, **rules)
+        clock.now += 10
+        asyncio.run(save(impu, req, ctx))
+        assert [s.assignment_type for s in fakes.sars] == [SAT.REGISTRATION, assignment], name
+
+
+def test_a_contact_added_within_the_interval_sends_no_sar():
+    fakes, clock = Fakes(saa()), Clock()
+    impu, ctx = refreshing(fakes, clock, 1800)
+    clock.now += 10
+    reply = asyncio.run(save(impu, register(contact("sip:b@h", 600), cseq=2), ctx))
+    assert reply.status == 200 and len(fakes.sars) == 1
+    assert sorted(impu.bindings) == ["uri:sip:a@h", "uri:sip:b@h"]

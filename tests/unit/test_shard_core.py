@@ -16,6 +16,7 @@ from actors.vocabulary import (
     RegisterRequest,
     RegState,
     SetUpdate,
+    StoreError,
     SubscribeRequest,
 )
 from tests.unit.test_save import USER_DATA, saa
@@ -398,3 +399,50 @@ def test_an_unanswered_challenge_is_freed_by_the_timer_and_its_nonce_is_then_sta
     assert held and freed
     assert late.status == 401 and "stale=TRUE" in dict(late.headers)["WWW-Authenticate"]
     assert network.sars == []
+
+
+class FlakyStore(MemoryStore):
+    """Fails to open ``failures`` times (a store not reachable yet), then works."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+        self.opens = 0
+
+    async def open(self) -> None:
+        self.opens += 1
+        if self.opens <= self.failures:
+            raise StoreError("database is locked")
+
+
+def test_a_shard_whose_load_failed_says_why_and_loads_after_a_back_off():
+    network, clock = Network(), Clock()
+    store = FlakyStore(failures=2)
+
+    async def refused(core):
+        try:
+            await core.register_batch([register("sip:alice@10.0.0.1:5090")])
+        except StoreError as exc:
+            return str(exc)
+
+    async def scenario():
+        core = core_for(ALICE, network, store, clock)
+        first = await refused(core)
+        status = await core.statistics()
+        again = await refused(core)  # within the back-off: refused at once, no new attempt
+        opens_within = store.opens
+        clock.now += 1.0
+        second = await refused(core)  # the next attempt fails too: the back-off doubles
+        clock.now += 1.0
+        early = await refused(core)
+        clock.now += 1.0
+        (reply,) = await core.register_batch([register("sip:alice@10.0.0.1:5090")])
+        return first, status, again, opens_within, second, early, reply, await core.statistics()
+
+    first, status, again, opens_within, second, early, reply, loaded = asyncio.run(scenario())
+    assert first == again == second == early == "database is locked"
+    assert opens_within == 1
+    assert status["load_error"] == "cannot load from the store: database is locked"
+    assert (status["impus"], status["contacts"]) == (0, 0)
+    assert (reply.status, store.opens) == (200, 3)
+    assert loaded["load_error"] is None and loaded["impus"] == 1

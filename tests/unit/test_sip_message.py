@@ -217,3 +217,36 @@ def test_error_response_for_a_broken_request():
     broken = response(b"SIP/2.0 2000 OK")
     assert error_response(broken, reject(broken)) is None
     assert error_response(b"garbage", SipParseError(400, "x")) is None
+
+
+def test_a_via_asking_rport_gets_the_port_and_address_the_request_came_from():
+    m = parse_message(register())  # top Via: 192.0.2.1:5060;branch=...;rport
+    r = make_response(m, 200, "OK", "t", source=("198.51.100.7", 40123))
+    assert r.headers.lines("Via") == [
+        "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK776asdhds;rport=40123;received=198.51.100.7",
+        "SIP/2.0/TCP 192.0.2.9;branch=z9hG4bKfirst"]
+    assert parse_message(r.to_bytes()).vias[0].params["rport"] == "40123"
+
+
+def test_received_is_added_only_when_the_sent_by_host_is_not_the_source():
+    plain = register().replace(b";rport\r\n", b"\r\n")
+    same = make_response(parse_message(plain), 200, "OK", "t", source=("192.0.2.1", 5060))
+    assert same.headers.lines("Via")[0] == "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK776asdhds"
+    named = plain.replace(b"192.0.2.1:5060", b"ue.example.com")
+    other = make_response(parse_message(named), 200, "OK", "t", source=("192.0.2.1", 5060))
+    assert other.headers.lines("Via")[0] == (
+        "SIP/2.0/UDP ue.example.com;branch=z9hG4bK776asdhds;received=192.0.2.1")
+
+
+def test_the_top_via_is_stamped_when_it_shares_a_line_with_others():
+    one_line = register().replace(b";rport\r\nVia: ", b";rport, ")
+    r = make_response(parse_message(one_line), 200, "OK", "t", source=("10.1.1.1", 7))
+    assert r.headers.get_all("Via") == [
+        "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK776asdhds;rport=7;received=10.1.1.1",
+        "SIP/2.0/TCP 192.0.2.9;branch=z9hG4bKfirst"]
+
+
+def test_a_dated_response_carries_date_in_rfc_1123_form():
+    r = make_response(parse_message(register()), 200, "OK", "t", date=1289690940.0)
+    assert r.headers.get("Date") == "Sat, 13 Nov 2010 23:29:00 GMT"
+    assert b"\r\nDate: Sat, 13 Nov 2010 23:29:00 GMT\r\n" in r.to_bytes()

@@ -297,8 +297,8 @@ ANSWERED = ["clerr", "ncl", "ltgtruri", "lwsruri", "lwsstart", "trws", "escruri"
             "mismatch02", "multi01", "mcl01"]
 
 
-@pytest.mark.parametrize("name", ANSWERED)
-def test_invalid_requests_get_an_answer_built_from_their_headers(name):
+def answer_echoing_the_request(name):
+    """The 400 to an invalid request, checked to echo its Via, From, Call-ID and CSeq."""
     error = rejected(name)
     response = error_response(raw(name), error, to_tag="t")
     assert (response.status, response.reason) == (400, error.reason)
@@ -306,15 +306,44 @@ def test_invalid_requests_get_an_answer_built_from_their_headers(name):
     assert response.headers.lines("Via") == request_headers.lines("Via")
     for header in ("From", "Call-ID", "CSeq"):
         assert response.headers.get(header) == request_headers.get(header)
+    return response, request_headers, error
+
+
+@pytest.mark.parametrize("name", ANSWERED)
+def test_invalid_requests_get_an_answer_built_from_their_headers(name):
+    response, _, _ = answer_echoing_the_request(name)
     assert response.to.tag is not None
     assert parse_message(response.to_bytes()).status == 400
 
 
-@pytest.mark.parametrize("name", ["badinv01", "scalar02", "scalarlg", "quotbal", "badaspec",
-                                  "baddn", "bigcode"])
+@pytest.mark.parametrize("name", ["badinv01", "scalar02", "quotbal", "badaspec", "baddn"])
+def test_requests_with_a_malformed_via_from_to_or_cseq_get_those_echoed(name):
+    # Each can be read as a line: echoed verbatim, the client matches its top Via and CSeq.
+    response, request_headers, error = answer_echoing_the_request(name)
+    to = request_headers.get("To")
+    assert response.headers.get("To") in (to, f"{to};tag=t")  # a tag only where To parses
+    assert parse_head(response.to_bytes())[0] == f"SIP/2.0 400 {error.reason}"
+
+
+def test_a_malformed_to_is_echoed_without_a_tag():
+    response = error_response(raw("quotbal"), rejected("quotbal"), to_tag="t")
+    assert response.headers.get("To") == '"Mr. J. User <sip:j.user@example.com>'
+    response = error_response(raw("scalar02"), rejected("scalar02"), to_tag="t")
+    assert response.headers.get("To") == "<sip:user@example.com>;tag=t"
+
+
+@pytest.mark.parametrize("name", ["scalarlg", "bigcode"])
 def test_unanswerable_messages_are_dropped(name):
-    # Their Via, From, To or CSeq cannot be echoed, or they are responses.
+    # Responses are never answered.
     assert error_response(raw(name), rejected(name), to_tag="t") is None
+
+
+@pytest.mark.parametrize("header", ["Via", "From", "To", "Call-ID", "CSeq"])
+def test_a_request_missing_a_header_to_echo_is_dropped(header):
+    lines = [line for line in raw("baddn").split(b"\r\n")
+             if not line.startswith(header.encode() + b":")]
+    data = b"\r\n".join(lines)
+    assert error_response(data, SipParseError(400, "Bad display name"), to_tag="t") is None
 
 
 # 3.2 Transaction layer

@@ -14,7 +14,7 @@ def test_full_sip_uri():
                          {"subject": "project%20x", "priority": "urgent"})
     assert str(uri) == ("sips:alice:secret@Atlanta.COM:5061;transport=TCP;lr;maddr=239.255.255.1"
                         "?subject=project%20x&priority=urgent")
-    assert uri.aor() == "sips:alice@atlanta.com:5061"
+    assert uri.aor() == "sips:alice@atlanta.com"
 
 
 def test_scheme_is_case_insensitive_and_host_only_uris_work():
@@ -37,7 +37,12 @@ def test_ipv6_and_ipv4_hosts(text, host, port):
 
 
 def test_ipv6_aor_is_lower_case():
-    assert parse_uri("sip:Bob@[2001:DB8::A]:5060").aor() == "sip:Bob@[2001:db8::a]:5060"
+    assert parse_uri("sip:Bob@[2001:DB8::A]:5060").aor() == "sip:Bob@[2001:db8::a]"
+
+
+def test_the_port_is_no_part_of_an_address_of_record():
+    assert parse_uri("sip:alice@IMS.test:5060;user=phone").aor() == "sip:alice@ims.test"
+    assert parse_uri("sip:scscf.ims.test:6060").aor() == "sip:scscf.ims.test"
 
 
 def test_escapes_of_unreserved_characters_are_decoded_others_kept_upper_case():

@@ -14,6 +14,7 @@ NAME = "sip-transport-node1-0"
 SHARDS = 4
 UE = ("10.0.0.1", 5070)
 OTHER_UE = ("10.0.0.2", 5070)
+WALL_CLOCK, DATE = 1289690940.0, "Sat, 13 Nov 2010 23:29:00 GMT"
 
 
 class Clock:
@@ -70,7 +71,8 @@ class Forwarded:
 def make_core(shards=None, clock=None, forwarded=None, t1=0.5):
     clock = clock or Clock()
     core = TransportCore(name=NAME, shards=SHARDS, t1=t1, call_shard=shards or FakeShards(),
-                         forward_response=forwarded or Forwarded(), clock=clock)
+                         forward_response=forwarded or Forwarded(), clock=clock,
+                         wall_clock=lambda: WALL_CLOCK)
     return core, clock
 
 
@@ -149,9 +151,43 @@ def test_register_goes_to_its_shard_and_the_reply_becomes_the_200():
         "Via: SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bKreg1\r\n"
         "From: <sip:alice@ims.test>;tag=f1\r\n"
         f"To: <sip:alice@ims.test>;tag={to_tag('reg-1', 1)}\r\n"
-        "Call-ID: reg-1\r\nCSeq: 1 REGISTER\r\n"
+        f"Call-ID: reg-1\r\nCSeq: 1 REGISTER\r\nDate: {DATE}\r\n"
         f"Contact: {contact}\r\n"
         "Server: ray-scscf\r\nContent-Length: 0\r\n\r\n").encode()]
+
+
+def test_a_port_in_the_to_uri_names_the_same_identity_on_the_same_shard():
+    shards = FakeShards()
+    core, _ = make_core(shards)
+    answered(core, register().replace(b"To: <sip:alice@ims.test>", b"To: <sip:alice@IMS.test:5060>"))
+    [(index, _, [item])] = shards.calls
+    assert item.aor == "sip:alice@ims.test"
+    assert index == shard_of("sip:alice@ims.test", SHARDS)
+
+
+def test_require_of_an_option_we_lack_is_420_listing_it_and_reaches_no_shard():
+    shards = FakeShards()
+    core, _ = make_core(shards)
+    data = register().replace(b"Expires: 600", b"Require: path, Foo, sec-agree\r\nExpires: 600")
+    response = parse_message(answered(core, data).sent[0])
+    assert (response.status, response.reason) == (420, "Bad Extension")
+    assert response.headers.get("Unsupported") == "foo, sec-agree"
+    assert shards.calls == []
+    ok = register(branch="z9hG4bKreg2").replace(b"Expires: 600",
+                                                b"Require: path, outbound\r\nExpires: 600")
+    assert parse_message(answered(core, ok).sent[0]).status == 200
+
+
+def test_every_response_is_dated_and_an_rport_via_learns_the_address_seen():
+    core, _ = make_core()
+    for data in (register().replace(b"branch=z9hG4bKreg1", b"rport;branch=z9hG4bKreg1"),
+                 request("OPTIONS"), request("INFO")):
+        response = parse_message(answered(core, data).sent[0])
+        assert response.headers.get("Date") == DATE
+    behind_nat = register().replace(b"10.0.0.1:5070;branch", b"192.168.1.5:5060;rport;branch")
+    response = parse_message(answered(core, behind_nat).sent[0])
+    assert response.headers.get("Via") == (
+        "SIP/2.0/UDP 192.168.1.5:5060;rport=5070;branch=z9hG4bKreg1;received=10.0.0.1")
 
 
 def test_identities_route_to_their_own_shards():
@@ -470,3 +506,36 @@ def test_stray_responses_are_dropped():
     run(main())
     assert forwarded.calls == []
     assert endpoint.sent == []
+
+
+def test_beyond_max_in_flight_a_request_is_refused_503_at_once():
+    shards = FakeShards()
+    core = TransportCore(name=NAME, shards=SHARDS, t1=0.5, call_shard=shards,
+                         forward_response=Forwarded(), clock=Clock(),
+                         wall_clock=lambda: WALL_CLOCK, max_in_flight=2)
+
+    def nth(n):
+        return register(f"user{n}", call_id=f"reg-{n}", branch=f"z9hG4bKreg{n}")
+
+    async def main():
+        shards.gate = asyncio.Event()
+        waiting = [deliver(core, nth(n)) for n in (1, 2)]
+        tasks = [asyncio.ensure_future(handling) for _, handling in waiting]
+        await settle()
+        refused, handling = deliver(core, nth(3))
+        await handling  # answered while the other two still wait on the shards
+        assert [reply.sent for reply, _ in waiting] == [[], []]
+        shards.gate.set()
+        await asyncio.gather(*tasks)
+        again, handling = deliver(core, nth(4))  # room again
+        await handling
+        return refused, [reply for reply, _ in waiting], again
+
+    refused, waited, again = run(main())
+    (response,) = refused.sent
+    assert response.startswith(b"SIP/2.0 503 Registrar overloaded\r\n")
+    assert b"\r\nRetry-After: 5\r\n" in response
+    assert all(reply.sent[0].startswith(b"SIP/2.0 200 OK\r\n") for reply in waited + [again])
+    assert sorted(item.aor for _, _, items in shards.calls for item in items) == [
+        "sip:user1@ims.test", "sip:user2@ims.test", "sip:user4@ims.test"]
+    assert core.in_flight == 0

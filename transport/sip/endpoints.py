@@ -4,6 +4,8 @@ Each parsed message goes to `on_message(message, peer, reply)`; a coroutine it r
 as a task, so a slow handler never holds up reading. Requests that fail to parse are
 answered here with the parse error's status and reason; broken responses are dropped.
 Sockets set SO_REUSEADDR and SO_REUSEPORT so that several processes can serve one port.
+TCP connections are bounded (TcpLimits): in all, per source address, idle time and unsent bytes,
+so that neither slow readers nor idle or piled-up connections exhaust memory or descriptors.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import inspect
 import logging
 import secrets
 import socket
+from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from .errors import SipParseError
@@ -156,22 +159,56 @@ async def start_udp(host: str, port: int, on_message: OnMessage, *,
     return endpoint
 
 
+@dataclass(frozen=True)
+class TcpLimits:
+    """Kamailio's names where it has them (tcp_max_connections, tcp_connection_lifetime,
+    tcp_conn_wq_max); the defaults are those of [sip] in the README."""
+
+    max_connections: int = 2048  # accepted and opened, in all
+    max_per_source: int = 64  # from one IP address
+    idle_timeout: float = 600.0  # seconds without a byte received (CRLF keep-alives count)
+    write_buffer: int = 1 << 20  # bytes the kernel would not take yet: past it, disconnected
+
+
 class _Connection(asyncio.Protocol):
-    """One TCP connection: frames the stream, answers keep-alive pings."""
+    """One TCP connection: frames the stream, answers keep-alive pings, closes when idle."""
 
     def __init__(self, endpoint: TcpEndpoint) -> None:
         self.endpoint = endpoint
         self.framer = StreamFramer()
         self.transport: asyncio.Transport | None = None
         self.reply: Reply | None = None
+        self._last_received = 0.0
+        self._idle: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport) -> None:
         self.transport = transport
         peer = transport.get_extra_info("peername")[:2]
         self.reply = Reply(self.write, peer, reliable=True)
+        refusal = self.endpoint.refusal(peer[0])
+        if refusal is not None:
+            log.warning("TCP connection from %s refused: %s", peer, refusal)
+            transport.abort()
+            return
         self.endpoint.connections[peer] = self
+        self._last_received = asyncio.get_running_loop().time()
+        self._arm_idle(self.endpoint.limits.idle_timeout)
+
+    def _arm_idle(self, delay: float) -> None:
+        self._idle = asyncio.get_running_loop().call_later(delay, self._on_idle)
+
+    def _on_idle(self) -> None:
+        # Re-armed from the last byte rather than reset on every read: one timer per period.
+        now = asyncio.get_running_loop().time()
+        left = self._last_received + self.endpoint.limits.idle_timeout - now
+        if left > 0:
+            self._arm_idle(left)
+        else:
+            log.info("TCP connection from %s idle: closed", self.reply.peer)
+            self.transport.close()
 
     def data_received(self, data: bytes) -> None:
+        self._last_received = asyncio.get_running_loop().time()
         try:
             frames = self.framer.feed(data)
         except SipParseError as error:  # the stream cannot be resynchronised: answer, close
@@ -185,19 +222,34 @@ class _Connection(asyncio.Protocol):
                 self.endpoint.dispatcher.handle(frame, self.reply)
 
     def write(self, data: bytes) -> None:
-        if not self.transport.is_closing():
-            self.transport.write(data)
+        if self.transport.is_closing():
+            return
+        self.transport.write(data)  # what the kernel does not take at once stays with us
+        if self.transport.get_write_buffer_size() > self.endpoint.limits.write_buffer:
+            log.warning("TCP peer %s reads too slowly: disconnected", self.reply.peer)
+            self.transport.abort()
 
     def connection_lost(self, exc) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
         if self.endpoint.connections.get(self.reply.peer) is self:
             del self.endpoint.connections[self.reply.peer]
 
 
 class TcpEndpoint(_Endpoint):
-    def __init__(self, on_message: OnMessage) -> None:
+    def __init__(self, on_message: OnMessage, limits: TcpLimits = TcpLimits()) -> None:
         super().__init__(on_message)
+        self.limits = limits
         self.connections: dict[Peer, _Connection] = {}
         self.server: asyncio.Server | None = None
+
+    def refusal(self, host: str) -> str | None:
+        """Why one more connection with ``host`` is refused, or None."""
+        if len(self.connections) >= self.limits.max_connections:
+            return f"{len(self.connections)} connections open (tcp_max_connections)"
+        if sum(peer[0] == host for peer in self.connections) >= self.limits.max_per_source:
+            return f"{self.limits.max_per_source} connections from {host} already"
+        return None
 
     async def send(self, data: bytes, peer: Peer) -> None:
         """Over the connection from or to `peer`, opening one if there is none."""
@@ -214,10 +266,10 @@ class TcpEndpoint(_Endpoint):
             connection.transport.close()
 
 
-async def start_tcp(host: str, port: int, on_message: OnMessage, *,
-                    reuse_port: bool = True) -> TcpEndpoint:
+async def start_tcp(host: str, port: int, on_message: OnMessage, *, reuse_port: bool = True,
+                    limits: TcpLimits = TcpLimits()) -> TcpEndpoint:
     sock = _bound_socket(host, port, socket.SOCK_STREAM, reuse_port)
-    endpoint = TcpEndpoint(on_message)
+    endpoint = TcpEndpoint(on_message, limits)
     endpoint.address = sock.getsockname()[:2]
     endpoint.server = await asyncio.get_running_loop().create_server(
         lambda: _Connection(endpoint), sock=sock)

@@ -8,7 +8,10 @@ import re
 TOKEN_CHARS = r"A-Za-z0-9\-.!%*_+`'~"
 TOKEN = f"[{TOKEN_CHARS}]++"
 # quoted-string: quoted-pair is a backslash and any one character but CR or LF.
-QUOTED = r'"[^"\\\r\n]*+(?:\\[^\r\n][^"\\\r\n]*+)*+"'
+# Repeated groups sit in atomic groups, (?>(?:...)*), rather than taking a possessive
+# quantifier, (?:...)*+: both forbid backtracking, but Debian 12's Python 3.11.2 mis-matches
+# the latter (it accepted ";" alone as a URI parameter list).
+QUOTED = r'"[^"\\\r\n]*+(?>(?:\\[^\r\n][^"\\\r\n]*+)*)"'
 HEX2 = "%[0-9A-Fa-f]{2}"
 UNRESERVED = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!~*'()")
 

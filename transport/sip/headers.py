@@ -19,14 +19,14 @@ _scan_params = re.compile(
     f"[ \\t]*+;[ \\t]*+({TOKEN})(?:[ \\t]*+=[ \\t]*+([{TOKEN_CHARS}:\\[\\]]++|{QUOTED}))?[ \\t]*+"
     "|(.)", re.S).findall
 _name_addr_head = re.compile(
-    f"[ \\t]*+(?:({QUOTED})|({TOKEN}(?:[ \\t]++{TOKEN})*+))?[ \\t]*+<([^<>]*+)>[ \\t]*+").match
+    f"[ \\t]*+(?:({QUOTED})|({TOKEN}(?>(?:[ \\t]++{TOKEN})*)))?[ \\t]*+<([^<>]*+)>[ \\t]*+").match
 _addr_spec_head = re.compile(r'[ \t]*+([^ \t;,<>"]++)[ \t]*+(?=;|$)').match
 _via_head = re.compile(
     f"[ \\t]*+({TOKEN})[ \\t]*+/[ \\t]*+({TOKEN})[ \\t]*+/[ \\t]*+({TOKEN})[ \\t]++"
     r"(\[[0-9A-Fa-f:.]++\]|[A-Za-z0-9\-._]++)(?:[ \t]*+:[ \t]*+([0-9]{1,5}))?[ \t]*+").match
 _CSEQ = re.compile(f"[ \\t]*+([0-9]++)[ \\t]++({TOKEN})[ \\t]*+").fullmatch
 _LIST_SPECIAL = re.compile('[",<]')
-_QUOTED_TAIL = re.compile(r'[^"\\]*+(?:\\.[^"\\]*+)*+"', re.S)  # a quoted-string after its '"'
+_QUOTED_TAIL = re.compile(r'[^"\\]*+(?>(?:\\.[^"\\]*+)*)"', re.S)  # a quoted-string after its '"'
 _Q_VALUE = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?").fullmatch
 MAX_UINT32 = 2**32 - 1
 
@@ -36,7 +36,7 @@ MAX_UINT32 = 2**32 - 1
 # The plain patterns accept only values of that shape; anything else takes the general path,
 # so a value means the same, and raises the same error, whichever path reads it.
 _PLAIN_QDTEXT = "[\\x00-\\x09\\x0b\\x0c\\x0e-!#-:<-\\[\\]-\\U0010FFFF]"  # no ';', no backslash
-PLAIN_PARAMS = f'(?:;{TOKEN}(?:=(?:[{TOKEN_CHARS}:\\[\\]]++|"{_PLAIN_QDTEXT}*+"))?)*+'
+PLAIN_PARAMS = f'(?>(?:;{TOKEN}(?:=(?:[{TOKEN_CHARS}:\\[\\]]++|"{_PLAIN_QDTEXT}*+"))?)*)'
 _HOST = r"\[[0-9A-Fa-f:.]++\]|[A-Za-z0-9\-._]++"
 _plain_params = re.compile(PLAIN_PARAMS).fullmatch
 # Groups: display name (its quotes off), URI, scheme, the six groups of SIP_REST, params.

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from email.utils import formatdate
 from typing import Iterable, Iterator
 
 from .errors import MALFORMED_INPUT_ERRORS, SipParseError
@@ -315,12 +316,16 @@ class Response(_Message):
         return f"<Response {self.status} {self.reason}>"
 
 
-def make_response(request: Request, status: int, reason: str,
-                  to_tag: str | None = None) -> Response:
+def make_response(request: Request, status: int, reason: str, to_tag: str | None = None, *,
+                  source: tuple[str, int] | None = None, date: float | None = None) -> Response:
     """A response to `request` as RFC 3261 8.2.6.2 builds it: every Via in order, From, To
-    (with `to_tag` added when the request's To has no tag), Call-ID and CSeq; empty body."""
+    (with `to_tag` added when the request's To has no tag), Call-ID and CSeq; empty body.
+    With `source` (the address the request came from) the top Via gets `received` and `rport`
+    as RFC 3261 18.2.1 and RFC 3581 4 ask; with `date` (Unix seconds) a Date header."""
     values_of = request.headers._index.get
     vias = list(values_of("via", ()))
+    if source is not None and vias:
+        vias[0] = _stamped_top_via(request, vias[0], source)
     to = values_of("to")
     if not to:
         raise SipParseError(400, "Missing To")
@@ -338,10 +343,30 @@ def make_response(request: Request, status: int, reason: str,
                       "cseq": [cseq]}
     headers._lines = [("Via", via) for via in vias]
     headers._lines += (("From", from_), ("To", to), ("Call-ID", call_id), ("CSeq", cseq))
+    if date is not None:  # RFC 3261 20.17: the RFC 1123 form, always GMT
+        headers._index["date"] = [formatdate(date, usegmt=True)]
+        headers._lines.append(("Date", headers._index["date"][0]))
     headers._raw = None
     response = _new(Response)
     response.__dict__ = {"headers": headers, "body": b"", "status": status, "reason": reason}
     return response
+
+
+def _stamped_top_via(request: Request, first_line: str, source: tuple[str, int]) -> str:
+    """The first Via line with the sender's address written into its top Via: `received`
+    when the sent-by host is not the source address or `rport` asks for it, `rport=<port>`
+    when asked (so a UE behind NAT learns what it looks like from here)."""
+    top = request.vias[0]
+    host, port = source
+    asked = "rport" in top.params
+    if not asked and top.host.strip("[]").lower() == host.lower():
+        return first_line
+    params = {**top.params, "received": host}
+    if asked:
+        params["rport"] = str(port)
+    stamped = str(Via(top.protocol, top.transport, top.host, top.port, params))
+    rest = split_header_values(first_line)[1:]
+    return ", ".join([stamped, *rest])
 
 
 _new = object.__new__

@@ -57,6 +57,20 @@ def parse_message(data: bytes, *, max_size: int = 65535, max_headers: int = 256,
     return message
 
 
+def require_utf8(request: Request, names: tuple[str, ...]) -> None:
+    """Header text is decoded with surrogateescape, so bytes that are not UTF-8 survive as
+    lone surrogates that no store or Diameter encoder accepts: refused here, naming the header,
+    before any of it is kept or sent on. The Request-URI is named as "Request-URI"."""
+    for name in names:
+        values = [request.uri] if name == "Request-URI" else request.headers.lines(name)
+        for value in values:
+            if not value.isascii():
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise SipParseError(400, f"Invalid UTF-8 in {name}") from None
+
+
 def parse_head(data: bytes, *, max_headers: int = 256,
                max_line: int = 8192) -> tuple[str, Headers, int]:
     """The start line, the headers (values unchecked) and the offset of the body."""

@@ -16,11 +16,11 @@ from .grammar import HEX2, UNRESERVED
 _MARKS = r"\-_.!~*'()"
 # A port of 0 to 65535, leading zeros allowed (five digits at most, as in SIP_REST).
 PORT = "(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9][0-9]|6[0-4][0-9]{3}|[0-5][0-9]{4}|[0-9]{1,4})"
-_USER = f"(?:[A-Za-z0-9{_MARKS}&=+$,;?/]++|{HEX2})++"
-_PASSWORD = f"(?:[A-Za-z0-9{_MARKS}&=+$,]++|{HEX2})*+"
-_PARAM = f"(?:[A-Za-z0-9{_MARKS}\\[\\]/:&+$]++|{HEX2})++"
+_USER = f"(?>(?:[A-Za-z0-9{_MARKS}&=+$,;?/]++|{HEX2})+)"
+_PASSWORD = f"(?>(?:[A-Za-z0-9{_MARKS}&=+$,]++|{HEX2})*)"
+_PARAM = f"(?>(?:[A-Za-z0-9{_MARKS}\\[\\]/:&+$]++|{HEX2})+)"
 _HNAME = f"(?:[A-Za-z0-9{_MARKS}\\[\\]/?:+$]++|{HEX2})"
-_PARAMS = f"((?:;{_PARAM}(?:={_PARAM})?)*+)"
+_PARAMS = f"((?>(?:;{_PARAM}(?:={_PARAM})?)*))"
 
 
 def sip_rest(port: str = "([0-9]{1,5})", headers: bool = True) -> str:
@@ -30,7 +30,7 @@ def sip_rest(port: str = "([0-9]{1,5})", headers: bool = True) -> str:
     return (f"(?:({_USER})(?::({_PASSWORD}))?@)?"
             rf"(\[[0-9A-Fa-f:.]++\]|[A-Za-z0-9\-._]++)(?::{port})?"
             + _PARAMS
-            + (f"(?:\\?({_HNAME}++={_HNAME}*+(?:&{_HNAME}++={_HNAME}*+)*+))?" if headers else ""))
+            + (f"(?:\\?((?>{_HNAME}+)=(?>{_HNAME}*)(?>(?:&(?>{_HNAME}+)=(?>{_HNAME}*))*)))?" if headers else ""))
 
 
 SIP_REST = sip_rest()
@@ -78,17 +78,19 @@ class SipUri:
         return text
 
     def aor(self) -> str:
-        """The address-of-record key (RFC 3261 10.3 step 5): no parameters, no headers, host in
-        lower case, the user with its escapes resolved and written back canonically."""
+        """The address-of-record key (RFC 3261 10.3 step 5): no port, no parameters, no headers,
+        host in lower case, the user with its escapes resolved and written back canonically.
+        The port goes as in Kamailio's extract_aor: ``sip:alice@ims.test:5060`` is the identity
+        ``sip:alice@ims.test``, not a second one."""
         if self.opaque is not None:
             return f"{self.scheme}:{self.opaque}"
         if self.scheme == "tel":
             return f"tel:{self.user}"
-        hostport = self.host.lower() if self.port is None else f"{self.host.lower()}:{self.port}"
+        host = self.host.lower()
         if self.user is None:
-            return f"{self.scheme}:{hostport}"
+            return f"{self.scheme}:{host}"
         user = self.user if "%" not in self.user else _escape(unescape(self.user), _USER_ALLOWED)
-        return f"{self.scheme}:{user}@{hostport}"
+        return f"{self.scheme}:{user}@{host}"
 
 
 def parse_uri(text: str) -> SipUri:
