@@ -106,6 +106,14 @@ def to_tag(call_id: str, cseq: int) -> str:
     return hashlib.blake2b(f"{call_id}|{cseq}".encode(), digest_size=8).hexdigest()
 
 
+def core_sending_over_udp(**options):
+    """A core whose NOTIFYs leave through a fake UDP endpoint, and its clock."""
+    core, clock = make_core(**options)
+    endpoint = FakeEndpoint(clock)
+    core.add_endpoint("udp", endpoint)
+    return core, clock, endpoint
+
+
 def deliver(core, data: bytes, peer=UE, reply=None):
     reply = reply or FakeReply()
     return reply, core.on_message(parse_message(data), peer, reply)
@@ -368,9 +376,7 @@ async def drive_until_done(core, clock, task) -> None:
 
 
 def test_notify_carries_one_via_with_a_branch_naming_us():
-    core, clock = make_core()
-    endpoint = FakeEndpoint(clock)
-    core.add_endpoint("udp", endpoint)
+    core, clock, endpoint = core_sending_over_udp()
 
     async def main():
         task = asyncio.ensure_future(core.send_notifies([JOB, JOB]))
@@ -395,9 +401,7 @@ def test_notify_carries_one_via_with_a_branch_naming_us():
 
 
 def test_udp_notify_is_retransmitted_per_timer_e_until_answered():
-    core, clock = make_core()
-    endpoint = FakeEndpoint(clock)
-    core.add_endpoint("udp", endpoint)
+    core, clock, endpoint = core_sending_over_udp()
 
     async def main():
         task = asyncio.ensure_future(core.send_notifies([JOB]))
@@ -421,9 +425,7 @@ def test_udp_notify_is_retransmitted_per_timer_e_until_answered():
 
 
 def test_unanswered_notify_times_out_as_408_at_timer_f():
-    core, clock = make_core()
-    endpoint = FakeEndpoint(clock)
-    core.add_endpoint("udp", endpoint)
+    core, clock, endpoint = core_sending_over_udp()
 
     async def main():
         task = asyncio.ensure_future(core.send_notifies([JOB]))
@@ -479,9 +481,7 @@ def test_response_for_another_transports_branch_goes_to_its_owner():
 
 
 def test_forwarded_response_reaches_the_waiting_notify():
-    core, clock = make_core()
-    endpoint = FakeEndpoint(clock)
-    core.add_endpoint("udp", endpoint)
+    core, clock, endpoint = core_sending_over_udp()
 
     async def main():
         task = asyncio.ensure_future(core.send_notifies([JOB]))
@@ -495,9 +495,7 @@ def test_forwarded_response_reaches_the_waiting_notify():
 
 def test_stray_responses_are_dropped():
     forwarded = Forwarded()
-    core, clock = make_core(forwarded=forwarded)
-    endpoint = FakeEndpoint(clock)
-    core.add_endpoint("udp", endpoint)
+    core, clock, endpoint = core_sending_over_udp(forwarded=forwarded)
 
     async def main():
         for branch in ("z9hG4bKnotours", notify_branch(NAME, "finished"), None):
