@@ -49,8 +49,11 @@ class Deployment:
 
 
 def init_ray(config: Config) -> None:
-    # A local Ray may otherwise switch token authentication on and reject later drivers.
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # Ray's token authentication, on unless the environment says otherwise: its processes
+    # listen on every interface, and whoever reaches them unauthenticated can run code. A local
+    # Ray takes RAY_AUTH_TOKEN(_PATH), else generates ~/.ray/auth_token, which drivers and
+    # `ray` commands on this machine then read.
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
     if config.ray.address == "local":  # read by the raylet it starts; a cluster sets its own
         os.environ["RAY_worker_niceness"] = str(config.ray.worker_niceness)
     if not ray.is_initialized():

@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_AUTH_MODE", "token")  # the test session's token comes by environment
 
 from ray.cluster_utils import Cluster  # noqa: E402  (after the authentication mode is set)
 
