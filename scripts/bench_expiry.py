@@ -10,7 +10,6 @@ with TIMEOUT_DEREGISTRATION the HSS emulator saw. Not a test.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -19,8 +18,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("RAY_AUTH_MODE", "token")  # as the registrar: its token file is shared
+from actors.config import config_from_dict  # noqa: E402
+from actors.ops.ray_environment import prepare_ray_environment  # noqa: E402
 
+prepare_ray_environment(config_from_dict({}))  # token authentication, as scscf serve has it
 import ray  # noqa: E402
 
 from actors.vocabulary import shard_name  # noqa: E402

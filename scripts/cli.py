@@ -69,6 +69,9 @@ def rpc_url(listen: str) -> str:
 async def serve_forever(config) -> int:
     """Every startup failure ends in one line on stderr, naming the key where one is to
     blame, and exit status 1."""
+    from actors.ops.ray_environment import prepare_ray_environment
+
+    prepare_ray_environment(config)  # before ray is imported: it reads the mode then
     import ray
 
     from actors.ops.deployment import init_ray, start_registrar

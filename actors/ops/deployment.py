@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from dataclasses import dataclass, field
 
 import ray
@@ -49,13 +48,8 @@ class Deployment:
 
 
 def init_ray(config: Config) -> None:
-    # Ray's token authentication, on unless the environment says otherwise: its processes
-    # listen on every interface, and whoever reaches them unauthenticated can run code. A local
-    # Ray takes RAY_AUTH_TOKEN(_PATH), else generates ~/.ray/auth_token, which drivers and
-    # `ray` commands on this machine then read.
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
-    if config.ray.address == "local":  # read by the raylet it starts; a cluster sets its own
-        os.environ["RAY_worker_niceness"] = str(config.ray.worker_niceness)
+    """Starts or joins Ray; ray_environment.prepare_ray_environment must have run before
+    ray was imported."""
     if not ray.is_initialized():
         ray.init(
             address=config.ray.address,

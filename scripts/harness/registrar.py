@@ -68,9 +68,10 @@ def registrar_config(namespace: str, workdir: Path, sip_port: int, **extra: str)
 
 
 def start_registrar(config_text: str, workdir: Path, sip_port: int, address: str | None,
-                    timeout: float = 90.0) -> Registrar:
+                    timeout: float = 90.0, environment: dict[str, str] | None = None) -> Registrar:
     """Runs `scscf serve` with the given TOML and waits for its `ready` line. ``address``: the
-    Ray cluster to join as a driver; None starts a local Ray of its own."""
+    Ray cluster to join as a driver; None starts a local Ray of its own. ``environment``
+    replaces this process's environment for it."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "scscf.toml"
     config.write_text(config_text)
@@ -78,7 +79,8 @@ def start_registrar(config_text: str, workdir: Path, sip_port: int, address: str
     if address:
         cmd += ["--address", address]
     # Run from the work directory, so the default data directory lands there too.
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+    env = {**(os.environ if environment is None else environment),
+           "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, env=env)
     output: list[str] = []

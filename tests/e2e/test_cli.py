@@ -3,6 +3,7 @@ errors; `scscf status` and `scscf rpc` finding the registrar through its config;
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -42,7 +43,10 @@ def port_free(port: int) -> bool:
 def test_serve_with_embedded_defaults_registers_and_stops_cleanly(tmp_path):
     if not (port_free(5060) and port_free(3868)):
         pytest.skip("the default ports 5060/3868 are in use on this machine")
-    server = start_registrar("", tmp_path, 5060, address=None)  # empty file: every default
+    # Every default, the environment's included: no Ray token anywhere (a home of its own).
+    bare = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    home = tmp_path / "home"
+    server = start_registrar("", tmp_path, 5060, address=None, environment={**bare, "HOME": str(home)})
     try:
         assert any("udp:127.0.0.1:5060" in line and "tcp:127.0.0.1:5060" in line for line in server.output)
         # The README's sipp example, as written: challenged (authentication is on by default),
@@ -64,6 +68,8 @@ def test_serve_with_embedded_defaults_registers_and_stops_cleanly(tmp_path):
         assert server.stop() == 0
     assert "stopping\n" in server.output
     assert port_free(5060) and port_free(3868), "something still holds the registrar's ports"
+    token = home / ".ray" / "auth_token"  # Ray's token authentication was on, with a token made
+    assert len(token.read_text()) == 64 and token.stat().st_mode & 0o077 == 0
 
 
 @pytest.mark.parametrize("text, message", [
