@@ -118,7 +118,8 @@ async def _authenticate(impu: Impu, req: RegisterRequest, ctx: SaveContext) -> R
     if isinstance(outcome, Authorized):
         return None
     if isinstance(outcome, Forbidden) and outcome.assignment is not None:
-        await _tell_hss(req, req.impi, outcome.assignment, ctx)
+        # TS 29.228 6.1.2: the HSS hears of a wrong answer (AUTHENTICATION_FAILURE)
+        await inform_hss(ctx.sar_request(req.aor, req.impi, outcome.assignment), ctx)
     return outcome.reply()
 
 
@@ -154,8 +155,8 @@ async def _save(impu: Impu, req: RegisterRequest, ctx: SaveContext) -> Reply:
         elif req.aor in profile.barred:
             refusal = Reply(403, "Public identity barred")
         if refusal:
-            if plan.assignment == SAT.REGISTRATION:  # the HSS just recorded a registration
-                await _tell_hss(req, impi, SAT.USER_DEREGISTRATION, ctx)
+            if plan.assignment == SAT.REGISTRATION:  # it must not keep this S-CSCF as the user's
+                await inform_hss(ctx.sar_request(req.aor, impi, SAT.USER_DEREGISTRATION), ctx)
             return refusal
     return await _commit(impu, req, plan, profile, ctx)
 
@@ -244,14 +245,6 @@ def _after(state: RegState, plan: RegisterPlan, profile: Profile,
         event = RegEvent.REFRESH if state == RegState.REGISTERED else RegEvent.REGISTER
         return next_state(state, event), profile
     return next_state(state, RegEvent.DEREGISTER), profile if rules.store_profile_dereg else None
-
-
-async def _tell_hss(req: RegisterRequest, impi: str | None, assignment: SAT,
-                    ctx: SaveContext) -> None:
-    """A SAR the REGISTER's answer does not wait on (best effort): USER_DEREGISTRATION after
-    a REGISTER refused once its SAR REGISTRATION succeeded, so the HSS does not keep this
-    S-CSCF as the user's; AUTHENTICATION_FAILURE after a wrong answer (TS 29.228 6.1.2)."""
-    await inform_hss(ctx.sar_request(req.aor, impi, assignment), ctx)
 
 
 # Experimental-Result codes of TS 29.229 6.2.2 that say the user may not register here.
