@@ -132,6 +132,9 @@ class Profile:
     barred: frozenset[str]
     user_data: str | None
     wildcards: tuple[str, ...] = ()  # wildcarded PSIs of the set, kept with support_wildcardPSI
+    # P-Associated-URI values: the unbarred identities as the HSS wrote them (display names,
+    # ``;user=phone``), built with the profile so a refresh never parses the user data again
+    written: tuple[str, ...] = ()
 
     def associated_uris(self) -> list[str]:
         return [i for i in self.identities if i not in self.barred]

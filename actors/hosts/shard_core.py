@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from actors.auth.procedures import AuthContext
 from actors.config import Config
 from actors.hosts.dialog_queues import DialogQueues
+from actors.hosts.kept_replies import KeptReplies
 from actors.hosts.metrics import ShardMetrics
 from actors.hosts.sar_retries import SarRetries
 from actors.hosts.timers import ExpiryHeap
@@ -144,6 +145,7 @@ class ShardCore:
         )
         self.ctx.events = self.events
         self._timers = ExpiryHeap()
+        self._replies = KeptReplies(64 * config.sip.t1)  # Timer J
         self._timer_changed = asyncio.Event()
         self._expire_in_background = expire_in_background
         self._tasks: set[asyncio.Task] = set()  # the timer loop and the expiries it started
@@ -213,8 +215,11 @@ class ShardCore:
     async def _register(self, req: RegisterRequest) -> Reply:
         reply = await self._guarded(req.aor, save, req, self.ctx)
         impu = self.impus.get(req.aor)
-        if impu is not None and impu.challenges is not None:
-            self._schedule(impu)  # a 401's vector is freed when auth_data_timeout ends
+        if impu is not None:
+            if self._replies.keep(impu, self._clock()):
+                self._timer_changed.set()
+            if impu.challenges is not None:
+                self._schedule(impu)  # a 401's vector is freed when auth_data_timeout ends
         return self.metrics.count_reply(reply)
 
     async def apply_batch(self, updates: list[SetUpdate]) -> list[None]:
@@ -381,7 +386,8 @@ class ShardCore:
     async def run_due(self, now: float) -> None:
         """Ends what is due at ``now``: bindings, subscriptions, UNREGISTERED validities. Each
         identity on its own, since one may wait seconds for a SAR to a dead HSS. SARs the
-        HSS missed go again when due."""
+        HSS missed go again when due; replies kept for retransmissions go after Timer J."""
+        self._replies.drop_due(now)
         await asyncio.gather(*(self._expire(identity, now) for identity in self._timers.due(now)),
                              *(self._resend(r) for r in self._sar_retries.due(now)))
 
@@ -390,7 +396,8 @@ class ShardCore:
         ``run_due`` without waiting for it: a slow expiry holds up no later one."""
         while True:
             deadline = min((d for d in (self._timers.next_deadline(),
-                                        self._sar_retries.next_deadline()) if d is not None),
+                                        self._sar_retries.next_deadline(),
+                                        self._replies.next_deadline()) if d is not None),
                            default=None)
             timeout = None if deadline is None else max(0.0, deadline - self._clock())
             self._timer_changed.clear()

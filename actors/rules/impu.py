@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from actors.auth.challenges import PendingChallenges
 from actors.rules.expires import ExpiresPolicy
 from actors.vocabulary import Binding, Profile, RegisterRequest, RegState, Reply
 from transport.diameter.cx import ServerAssignmentType as SAT
-from transport.diameter.user_data import parse_user_data
-from transport.sip.uri import parse_uri
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +35,22 @@ _NONE_BARRED: frozenset[str] = frozenset()
 def none_barred(barred) -> frozenset[str]:
     """The barred identities of a profile, the one shared empty set when there are none."""
     return frozenset(barred) if barred else _NONE_BARRED
+
+
+# Values most bindings repeat (the P-CSCF's Path, Allow, User-Agent) kept once, not per
+# binding: each parsed request brings its own copies. Bounded: cleared when full.
+_SHARED_MAX = 4096
+_shared: dict = {}
+
+
+def shared(value):
+    """The one kept copy of ``value`` (a string or a tuple of strings)."""
+    kept = _shared.get(value)
+    if kept is None:
+        if len(_shared) >= _SHARED_MAX:
+            _shared.clear()
+        kept = _shared[value] = value
+    return kept
 
 
 @dataclass(slots=True)
@@ -159,11 +172,11 @@ def _update(
             params=contact.params,
             call_id=req.call_id,
             cseq=req.cseq,
-            path=req.path,
+            path=shared(req.path),
             registered_at=old.registered_at if old else now,
             received=req.received,
-            user_agent=req.user_agent,
-            allow=contact.allow or req.allow,
+            user_agent=req.user_agent and shared(req.user_agent),
+            allow=shared(contact.allow or req.allow),
         )
     if rules.max_contacts and len(new) > rules.max_contacts:
         if not rules.replace_oldest:
@@ -224,33 +237,22 @@ def ok_headers(
 def p_associated_uris(profile: Profile) -> list[str]:
     """The set's unbarred identities as the HSS wrote them, display names and ``;user=phone``
     kept (the keys of the set are canonical; these are what the UE is told)."""
-    if profile.user_data is None:
-        return [f"<{uri}>" for uri in profile.associated_uris()]
-    return list(_as_the_hss_wrote(profile.user_data))
+    if profile.written:
+        return list(profile.written)
+    return [f"<{uri}>" for uri in profile.associated_uris()]
 
 
-@lru_cache(maxsize=16384)
-def _as_the_hss_wrote(user_data: str) -> tuple[str, ...]:
-    """Parsed once per distinct user data: a refresh answers from the cache."""
-    written: dict[str, str] = {}
-    for service_profile in parse_user_data(user_data).service_profiles:
-        for pid in service_profile.public_identities:
-            if pid.barred or pid.wildcarded_psi:
-                continue
-            key = parse_uri(pid.identity).aor()
-            name = _quoted(pid.display_name) + " " if pid.display_name else ""
-            written.setdefault(key, f"{name}<{pid.identity}>")
-    return tuple(written.values())
+def name_addr(display_name: str | None, uri: str) -> str:
+    """A P-Associated-URI value: the display name as an RFC 3261 quoted-string, if any."""
+    if not display_name:
+        return f"<{uri}>"
+    quoted = display_name.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{quoted}" <{uri}>'
 
 
 def ordered(bindings) -> list[Binding]:
     """Highest q first (absent q counts as 1.0 for the caller's purposes), then most recent."""
     return sorted(bindings, key=lambda b: (-float(b.q or 1.0), -b.registered_at))
-
-
-def _quoted(text: str) -> str:
-    """A display name as an RFC 3261 quoted-string."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def contact_value(binding: Binding, now: float, expires: int | None = None) -> str:

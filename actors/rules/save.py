@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 from actors.auth.procedures import (
     AuthContext,
@@ -21,6 +22,7 @@ from actors.rules.impu import (
     Impu,
     RegisterPlan,
     RegisterRules,
+    name_addr,
     none_barred,
     ok_headers,
     plan_register,
@@ -78,8 +80,9 @@ class SaveContext:
         return profile_from_user_data(user_data, self.user_data_xsd, self.user_data_dtd,
                                       self.support_wildcard_psi)
 
-    @property
+    @cached_property
     def service_route(self) -> str:
+        """One string for every 200 OK: each reply kept for retransmissions shares it."""
         scheme, rest = self.scscf_name.split(":", 1)
         return f"<{scheme}:orig@{rest};lr>"
 
@@ -270,6 +273,7 @@ def profile_from_user_data(xml: str, xsd_path: str | None = None, dtd_path: str 
     identities: list[str] = []
     barred: set[str] = set()
     patterns: list[str] = []
+    written: dict[str, str] = {}  # canonical identity -> P-Associated-URI value
     for profile in subscription.service_profiles:
         for pid in profile.public_identities:
             if pid.wildcarded_psi:
@@ -284,7 +288,9 @@ def profile_from_user_data(xml: str, xsd_path: str | None = None, dtd_path: str 
                 identities.append(aor)
             if pid.barred:
                 barred.add(aor)
+            else:
+                written.setdefault(aor, name_addr(pid.display_name, pid.identity))
     if not identities and not patterns:
         raise UserDataError("user data lists no public identity")
     return Profile(subscription.private_id, tuple(identities), none_barred(barred), xml,
-                   tuple(patterns))
+                   tuple(patterns), tuple(written.values()))

@@ -8,7 +8,8 @@ import json
 from operator import attrgetter
 
 from actors.reg_event.subscription import Subscription
-from actors.rules.impu import Impu, none_barred
+from actors.rules.impu import Impu, none_barred, shared
+from actors.rules.save import profile_from_user_data
 from actors.vocabulary import Binding, Profile, RegState, StoreError
 
 # Bump when the layout changes, and teach decode_impu to read the previous version.
@@ -44,7 +45,7 @@ def encode_impu(impu: Impu) -> bytes:
         [_binding_values(b) for b in impu.bindings.values()],
         None if profile is None else
         [profile.impi, profile.identities, sorted(profile.barred), profile.user_data,
-         profile.wildcards],
+         profile.wildcards, profile.written],
         [_subscription_values(sub) for sub in impu.subscriptions.values()],
         impu.unreg_until,
         impu.last_sar_at,
@@ -62,9 +63,7 @@ def decode_impu(identity: str, data: bytes) -> Impu:
         impu.state = RegState(state)
         impu.bindings = {b.key: b for b in (_decode_binding(v, names) for v in bindings)}
         if profile is not None:
-            impi, identities, barred, user_data, *wildcards = profile  # version 1: no wildcards
-            impu.profile = Profile(impi, tuple(identities), none_barred(barred), user_data,
-                                   tuple(wildcards[0]) if wildcards else ())
+            impu.profile = _decode_profile(profile)
         for values in rest[0] if rest else ():
             sub = _decode_subscription(values)
             impu.subscriptions[sub.key] = sub
@@ -75,6 +74,24 @@ def decode_impu(identity: str, data: bytes) -> Impu:
         return impu
     except (ValueError, TypeError) as exc:  # JSON, unpacking and enum errors are ValueErrors
         raise StoreError(f"corrupt record of {identity}: {exc}") from exc
+
+
+def _decode_profile(values: list) -> Profile:
+    # Appended fields need no new version: a reader takes the fields it knows. Version 1 has
+    # no wildcards; records written before P-Associated-URI was kept have no "written".
+    impi, identities, barred, user_data, *more = values
+    wildcards = tuple(more[0]) if more else ()
+    written = tuple(more[1]) if len(more) > 1 else _written_in(user_data)
+    return Profile(impi, tuple(identities), none_barred(barred), user_data, wildcards, written)
+
+
+def _written_in(user_data: str | None) -> tuple[str, ...]:
+    if not user_data:
+        return ()
+    try:
+        return profile_from_user_data(user_data, wildcards=True).written
+    except ValueError:  # user data stored before a rule it now fails
+        return ()
 
 
 def _decode_subscription(values: list) -> Subscription:
@@ -90,6 +107,8 @@ def _decode_binding(values: list, names: tuple[str, ...]) -> Binding:
         raise ValueError(f"binding has {len(values)} fields, expected {len(names)}")
     binding = Binding(**dict(zip(names, values)))
     binding.params = tuple((name, value) for name, value in binding.params)
-    binding.path = tuple(binding.path)
-    binding.allow = tuple(binding.allow)
+    binding.path = shared(tuple(binding.path))
+    binding.allow = shared(tuple(binding.allow))
+    if binding.user_agent:
+        binding.user_agent = shared(binding.user_agent)
     return binding

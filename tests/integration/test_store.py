@@ -17,6 +17,7 @@ import redis
 
 from actors.rules.impu import Impu
 from actors.rules.routing import SLOTS, slot_of
+from actors.rules.save import profile_from_user_data
 from actors.store.base import NullStore, WriteThrough, open_store
 from actors.store.records import BINDING_FIELDS, decode_impu, encode_impu
 from actors.store.redis_backend import RedisStore
@@ -137,6 +138,21 @@ def test_codec_keeps_the_time_of_the_last_sar_and_version_3_loads_without_it():
     old = decode_impu(impu.identity, v3)
     assert old.last_sar_at is None  # its next re-REGISTER sends a SAR
     assert old.bindings == impu.bindings
+
+
+def test_codec_keeps_p_associated_uri_as_written_and_older_records_rebuild_it():
+    xml = ('<IMSSubscription><PrivateID>w@ims.example.net</PrivateID><ServiceProfile>'
+           '<PublicIdentity><Identity>sip:w@ims.example.net;user=phone</Identity><Extension>'
+           '<IdentityType>0</IdentityType><Extension><DisplayName>W</DisplayName></Extension>'
+           '</Extension></PublicIdentity></ServiceProfile></IMSSubscription>')
+    impu = realistic_impu("sip:w@ims.example.net")
+    impu.profile = profile_from_user_data(xml)
+    written = ('"W" <sip:w@ims.example.net;user=phone>',)
+    assert impu.profile.written == written
+    record = json.loads(encode_impu(impu))
+    assert decode_impu(impu.identity, json.dumps(record).encode()).profile.written == written
+    record[3] = record[3][:5]  # as written before the values were kept: parsed again on load
+    assert decode_impu(impu.identity, json.dumps(record).encode()).profile.written == written
 
 
 def test_version_2_records_still_load():

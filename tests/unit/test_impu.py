@@ -1,6 +1,7 @@
 """REGISTER rules on one identity, without Ray or sockets."""
 from actors.rules.expires import ExpiresPolicy
 from actors.rules.impu import Impu, RegisterRules, ok_headers, plan_register
+from actors.rules.save import profile_from_user_data
 from actors.vocabulary import ContactRequest, Profile, RegisterRequest, RegState, Reply
 from transport.diameter.cx import ServerAssignmentType as SAT
 
@@ -186,8 +187,7 @@ def test_p_associated_uri_is_written_as_the_hss_gave_it():
      <PublicIdentity><Identity>tel:+15550001</Identity></PublicIdentity>
      <PublicIdentity><BarringIndication>1</BarringIndication><Identity>sip:hidden@ims.test</Identity></PublicIdentity>
     </ServiceProfile></IMSSubscription>"""
-    profile = Profile("alice@ims.test", ("sip:Alice@ims.test", "tel:+15550001", "sip:hidden@ims.test"),
-                      frozenset({"sip:hidden@ims.test"}), user_data)
+    profile = profile_from_user_data(user_data)
     req = register(contact("sip:a@h", 600))
     plan = plan_register(Impu("sip:Alice@ims.test"), req, NOW, RULES)
     headers = dict(ok_headers(plan.bindings, req, profile, NOW, "<sip:orig@s;lr>"))

@@ -446,3 +446,24 @@ def test_a_shard_whose_load_failed_says_why_and_loads_after_a_back_off():
     assert (status["impus"], status["contacts"]) == (0, 0)
     assert (reply.status, store.opens) == (200, 3)
     assert loaded["load_error"] is None and loaded["impus"] == 1
+
+
+def test_the_reply_kept_for_retransmissions_goes_after_timer_j():
+    network, store, clock = setup()
+
+    async def scenario():
+        core = core_for(ALICE, network, store, clock)
+        request = register("sip:alice@10.0.0.1:5090")
+        (first,) = await core.register_batch([request])
+        clock.now += 30  # within Timer J (64 * T1 = 32 s): the retransmission is answered again
+        (again,) = await core.register_batch([request])
+        await core.run_due(clock.now)
+        kept = core.impus[ALICE].last_reply
+        clock.now += 3.5
+        await core.run_due(clock.now)
+        return first, again, kept, core.impus[ALICE].last_reply
+
+    first, again, kept, after = asyncio.run(scenario())
+    assert again is first and len(network.sars) == 1
+    assert kept is not None and kept[1] is first
+    assert after is None  # the identity stays registered; only the reply is gone
