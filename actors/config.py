@@ -140,6 +140,10 @@ class RayConfig:
     # Nice value of the worker processes of a local Ray (RAY_worker_niceness; Ray's own default
     # is 15, which loses the CPU to sipp, the HSS and everything else at 0).
     worker_niceness: int = 0
+    # Allocations between collections of Python's youngest generation in the registrar's
+    # actors (Python's default 700; 0 leaves it). Measured: with the default, a shard holding
+    # 20,000 identities spends 15-20% of its REGISTER CPU collecting.
+    gc_threshold: int = 50000
 
 
 @dataclass
@@ -279,6 +283,8 @@ def validate(config: Config) -> None:
         raise ConfigError("sip.max_in_flight must not be negative")
     if not 0 <= config.ray.worker_niceness <= 19:
         raise ConfigError("ray.worker_niceness must be between 0 and 19")
+    if config.ray.gc_threshold < 0:
+        raise ConfigError("ray.gc_threshold must not be negative")
     for spec in config.cx.peers:
         parse_host_port(spec, "cx.peers")
     parse_host_port(config.hss.listen, "hss.listen")

@@ -14,7 +14,7 @@ import ray
 from actors.config import Config
 from actors.hosts.cx_pool import CxPool
 from actors.hosts.shard import ImpuShard
-from actors.ops.logs import worker_setup
+from actors.ops.worker_setup import worker_setup
 from actors.ops.nodes import alive_nodes, pinned, start_transports, watch_joins
 from actors.ops.registrar import Registrar
 from actors.ops.rpc import RpcServer
@@ -56,8 +56,8 @@ def init_ray(config: Config) -> None:
             namespace=config.ray.namespace,
             include_dashboard=config.ray.dashboard if config.ray.address == "local" else None,
             logging_level=logging.WARNING,
-            # Every worker that runs an actor logs as [log] says, as this driver does.
-            runtime_env={"worker_process_setup_hook": worker_setup(config.log)},
+            # Every worker that runs an actor logs as [log] says and collects as [ray] says.
+            runtime_env={"worker_process_setup_hook": worker_setup(config)},
         )
 
 

@@ -1,13 +1,12 @@
 """Logging of every registrar process, from ``[log]``: the ``scscf serve`` driver configures
 itself with ``configure``, and each Ray worker running an actor with the same call through
-``worker_setup`` (Ray's worker_process_setup_hook). Text, or one JSON object per line."""
+actors/ops/worker_setup.py. Text, or one JSON object per line."""
 from __future__ import annotations
 
 import json
 import logging
 import os
 import sys
-from collections.abc import Callable
 
 from actors.config import LogConfig
 
@@ -42,9 +41,3 @@ def prepare_ray_driver(log: LogConfig) -> None:
     if log.format == "json":
         os.environ.setdefault("RAY_DISABLE_WORKER_LOG_PREFIX", "1")
         os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-
-
-def worker_setup(log: LogConfig) -> Callable[[], None]:
-    def configure_worker_logging() -> None:  # a named function: Ray exports it by its name
-        configure(log)
-    return configure_worker_logging

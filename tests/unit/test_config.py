@@ -154,6 +154,7 @@ def test_speed_keys_default_to_sar_avoidance_no_bound_and_ordinary_priority():
     ({"registrar": {"sar_reregistration_interval": -1}},
      "registrar.sar_reregistration_interval must not be negative"),
     ({"sip": {"max_in_flight": -1}}, "sip.max_in_flight must not be negative"),
+    ({"ray": {"gc_threshold": -1}}, "ray.gc_threshold must not be negative"),
     ({"ray": {"worker_niceness": 20}}, "ray.worker_niceness must be between 0 and 19"),
     ({"ray": {"worker_niceness": -5}}, "ray.worker_niceness must be between 0 and 19"),
 ])
