@@ -10,6 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from actors.config import Config, parse_host_port
+from actors.hosts.ray_channels import ChannelDirectory
 from transport.diameter.cx import MarRequest, SarRequest
 from transport.diameter.router import CxClient, CxUnavailable
 
@@ -111,3 +112,8 @@ class CxPool(CxPoolCore):
             request_timeout=cx.request_timeout,
             watchdog_interval=cx.watchdog_interval,
         ))
+        self._channel = ChannelDirectory(config).serve(
+            {"sar_batch": self.sar_batch, "mar_batch": self.mar_batch})
+
+    async def channel_address(self) -> tuple[str, int]:
+        return await self._channel.address()

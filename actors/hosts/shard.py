@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Awaitable
 
 import ray
 
 from actors.config import Config
 from actors.hosts.batching import Batcher
 from actors.hosts.metrics import export_forever, shard_tags
+from actors.hosts.ray_channels import ChannelDirectory
 from actors.hosts.shard_core import ShardCore, ShardIO
 from actors.store.base import open_store
 from actors.vocabulary import (
@@ -29,33 +31,44 @@ from actors.vocabulary import (
     cx_pool_name,
     shard_name,
 )
+from transport.diameter.router import CxUnavailable
 
 
 class ImpuShard:
     def __init__(self, index: int, config: Config) -> None:
         self.namespace = config.ray.namespace
-        pools = [ray.get_actor(cx_pool_name(i), namespace=self.namespace)
+        self._channels = ChannelDirectory(config)
+        pools = [(cx_pool_name(i), ray.get_actor(cx_pool_name(i), namespace=self.namespace))
                  for i in range(config.ray.cx_pool)]
-        sar = itertools.cycle([_batcher(pool, "sar_batch") for pool in pools])
-        mar = itertools.cycle([_batcher(pool, "mar_batch") for pool in pools])
+        sar = itertools.cycle([self._batcher(*pool, "sar_batch") for pool in pools])
+        mar = itertools.cycle([self._batcher(*pool, "mar_batch") for pool in pools])
         self._peers: dict[int, Batcher] = {}
         self._transports: dict[str, Batcher] = {}
         store = config.store
         self.core = ShardCore(
             index, config,
-            ShardIO(sar=lambda request: next(sar).submit(request),
-                    mar=lambda request: next(mar).submit(request),
+            ShardIO(sar=lambda request: _from_cx_pool(next(sar).submit(request)),
+                    mar=lambda request: _from_cx_pool(next(mar).submit(request)),
                     apply_to_shard=self._apply_to_shard, send_notify=self._send_notify),
             open_store(store.backend, store.path, store.url, index, store.prefix),
             node_id=ray.get_runtime_context().get_node_id(),
         )
         self._export = asyncio.get_running_loop().create_task(
             export_forever(self.core.statistics, shard_tags(index, self.namespace)))
+        self._channel = self._channels.serve(
+            {"register_batch": self.core.register_batch, "apply_batch": self.core.apply_batch,
+             "subscribe_batch": self.core.subscribe_batch,
+             "publish_batch": self.core.publish_batch})
+
+    async def channel_address(self) -> tuple[str, int]:
+        return await self._channel.address()
 
     async def ready(self) -> int:
         return await self.core.ready()
 
     async def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
         await self.core.close()
 
     async def register_batch(self, requests: list[RegisterRequest]) -> list[Reply]:
@@ -96,17 +109,32 @@ class ImpuShard:
 
     async def _apply_to_shard(self, index: int, updates: list[SetUpdate]) -> None:
         if index not in self._peers:
-            handle = ray.get_actor(shard_name(index), namespace=self.namespace)
-            self._peers[index] = _batcher(handle, "apply_batch")
+            name = shard_name(index)
+            self._peers[index] = self._batcher(
+                name, ray.get_actor(name, namespace=self.namespace), "apply_batch")
         await asyncio.gather(*(self._peers[index].submit(u) for u in updates))
 
     async def _send_notify(self, transport: str, job: NotifyJob) -> int:
         if transport not in self._transports:
-            handle = ray.get_actor(transport, namespace=self.namespace)
-            self._transports[transport] = _batcher(handle, "send_notifies")
+            self._transports[transport] = self._batcher(
+                transport, ray.get_actor(transport, namespace=self.namespace), "send_notifies")
         return await self._transports[transport].submit(job)
 
+    def _batcher(self, name: str, handle, method: str) -> Batcher:
+        """Batches to one actor's method: over its channel, or as Ray calls without one."""
+        channel = self._channels.client(name)
+        if channel is not None:
+            return Batcher(lambda items: channel.call(method, items))
+        remote = getattr(handle, method)
+        return Batcher(lambda items: remote.remote(items))
 
-def _batcher(handle, method: str) -> Batcher:
-    remote = getattr(handle, method)
-    return Batcher(lambda items: remote.remote(items))
+
+async def _from_cx_pool(answer: Awaitable):
+    """A Cx pool that cannot be reached (restarting, its channel lost) is an HSS that cannot
+    be: the REGISTER gets 503, as for an HSS that does not answer."""
+    try:
+        return await answer
+    except CxUnavailable:
+        raise
+    except Exception as exc:
+        raise CxUnavailable(f"Cx pool unavailable: {type(exc).__name__}") from exc

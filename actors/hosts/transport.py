@@ -13,6 +13,7 @@ import logging
 import ray
 
 from actors.config import Config, parse_listen
+from actors.hosts.ray_channels import ChannelDirectory
 from actors.hosts.transport_core import TransportCore
 from actors.vocabulary import NotifyJob, shard_name
 from transport.sip import endpoints
@@ -32,6 +33,7 @@ class SipTransport:
         self.namespace = config.ray.namespace
         self.endpoints: list = []
         self._handles: dict[str, object] = {}  # actor name -> handle, looked up once
+        self._channels = ChannelDirectory(config)
         self._timer: asyncio.TimerHandle | None = None
         self._polls: set[asyncio.Task] = set()  # held here: the loop keeps only weak references
         self.core = TransportCore(
@@ -44,6 +46,10 @@ class SipTransport:
             clock=lambda: asyncio.get_running_loop().time(),
             arm=self._arm,
         )
+        self._channel = self._channels.serve({"send_notifies": self.core.send_notifies})
+
+    async def channel_address(self) -> tuple[str, int]:
+        return await self._channel.address()
 
     async def start(self) -> list[str]:
         """Binds every listener; returns them as 'udp:host:port' once each accepts traffic."""
@@ -68,6 +74,8 @@ class SipTransport:
         for endpoint in self.endpoints:
             endpoint.close()
         self.endpoints.clear()
+        if self._channel is not None:
+            self._channel.close()
 
     async def send_notifies(self, jobs: list[NotifyJob]) -> list[int]:
         return await self.core.send_notifies(jobs)
@@ -79,6 +87,9 @@ class SipTransport:
     # -- The core's I/O
 
     async def _call_shard(self, index: int, method: str, items: list) -> list:
+        channel = self._channels.client(shard_name(index))
+        if channel is not None:
+            return await channel.call(method, items)
         shard = await self._handle(shard_name(index))
         return await getattr(shard, method).remote(items)
 

@@ -7,18 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+import secrets
+from dataclasses import dataclass, field, replace
 
 import ray
 
 from actors.config import Config
 from actors.hosts.cx_pool import CxPool
 from actors.hosts.shard import ImpuShard
-from actors.ops.worker_setup import worker_setup
 from actors.ops.nodes import alive_nodes, pinned, start_transports, watch_joins
 from actors.ops.registrar import Registrar
 from actors.ops.rpc import RpcServer
 from actors.ops.startup_errors import StartupError, listener_error, one_line
+from actors.ops.worker_setup import worker_setup
 from actors.vocabulary import cx_pool_name, shard_name
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def init_ray(config: Config) -> None:
 
 
 async def start_registrar(config: Config) -> Deployment:
-    deployment = Deployment(config)
+    deployment = Deployment(with_channel_secret(config))
     try:
         await _start(deployment)
     except BaseException:
@@ -99,6 +100,14 @@ async def _start(d: Deployment) -> None:
         except OSError as exc:
             raise StartupError("rpc.listen", config.rpc.listen, one_line(exc)) from exc
         d.rpc = rpc
+
+
+def with_channel_secret(config: Config) -> Config:
+    """The secret the actors' channels are opened with: the configured one, or a new one for
+    this start (actors Ray restarts get it again with their constructor arguments)."""
+    if config.ray.channel_secret:
+        return config
+    return replace(config, ray=replace(config.ray, channel_secret=secrets.token_hex(32)))
 
 
 def _spread(nodes: list[dict], index: int):
