@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 
 import ray
 
 from actors.config import Config
 from actors.hosts.batching import Batcher
 from actors.hosts.metrics import export_forever, shard_tags
+from actors.hosts.restarts import restarts
 from actors.hosts.shard_core import ShardCore, ShardIO
 from actors.store.base import open_store
 from actors.vocabulary import (
@@ -29,6 +31,8 @@ from actors.vocabulary import (
     cx_pool_name,
     shard_name,
 )
+
+log = logging.getLogger(__name__)
 
 
 class ImpuShard:
@@ -51,9 +55,20 @@ class ImpuShard:
         )
         self._export = asyncio.get_running_loop().create_task(
             export_forever(self.core.statistics, shard_tags(index, self.namespace)))
+        restarted = restarts()
+        if restarted:  # reload now: the expiry timer must run before any call comes
+            log.warning("%s restarted by Ray (restart %d): reloading its identities",
+                        shard_name(index), restarted)
+            self._reload = asyncio.get_running_loop().create_task(self._reload_quietly())
 
     async def ready(self) -> int:
         return await self.core.ready()
+
+    async def _reload_quietly(self) -> None:
+        try:
+            await self.core.ready()
+        except Exception:  # logged by the core, which tries again on the next call
+            pass
 
     async def close(self) -> None:
         await self.core.close()
