@@ -74,7 +74,8 @@ async def serve_forever(config) -> int:
     prepare_ray_environment(config)  # before ray is imported: it reads the mode then
     import ray
 
-    from actors.ops.deployment import init_ray, start_registrar
+    from actors.ops.deployment import start_registrar
+    from actors.ops.ray_start import init_ray
     from actors.ops.startup_errors import StartupError, one_line
 
     hss = None
