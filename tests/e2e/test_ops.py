@@ -244,3 +244,25 @@ def test_a_local_ray_names_its_dashboard_and_metrics(tmp_path):
         assert installed.read_text() == shipped.read_text()
     finally:
         assert server.stop() == 0, "".join(server.output[-40:])
+
+
+def test_a_restarted_transport_rejoins_its_reuseport_group(ray_address, tmp_path):
+    """Two transports share the SIP port; the one killed comes back into the group, and
+    datagrams spread at random over both are all answered."""
+    sip = free_port()
+    namespace = "e2e-ops-pair"
+    config = registrar_config(namespace, tmp_path, sip, ray="transports_per_node = 2")
+    server = start_registrar(config, tmp_path, sip, ray_address)
+    try:
+        node = next(n["NodeName"] for n in ray.nodes() if n["Alive"])
+        name = transport_name(node, 1)
+        ray.kill(ray.get_actor(name, namespace=namespace), no_restart=False)
+        wait_for_line(server, f"{name} restarted by Ray (restart 1): SIP on")
+        restarted = ray.get_actor(name, namespace=namespace)
+        assert ray.get(restarted.listening.remote(), timeout=DEADLINE) == [
+            f"udp:127.0.0.1:{sip}", f"tcp:127.0.0.1:{sip}"]
+        statuses = [register(sip, "udp", f"pair-udp-{n}") for n in range(20)]
+        statuses += [register(sip, "tcp", f"pair-tcp-{n}") for n in range(10)]
+        assert statuses == [200] * 30
+    finally:
+        assert server.stop() == 0, "".join(server.output[-40:])
