@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
 import urllib.error
@@ -264,5 +265,37 @@ def test_a_restarted_transport_rejoins_its_reuseport_group(ray_address, tmp_path
         statuses = [register(sip, "udp", f"pair-udp-{n}") for n in range(20)]
         statuses += [register(sip, "tcp", f"pair-tcp-{n}") for n in range(10)]
         assert statuses == [200] * 30
+    finally:
+        assert server.stop() == 0, "".join(server.output[-40:])
+
+
+def test_taken_dashboard_and_metrics_ports_are_warned_about_and_done_without(tmp_path):
+    sip, metrics = free_port(), free_port()
+    holders = []
+    for _ in range(2):
+        holder = socket.socket()
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        holders.append(holder)
+    dashboard, ray_metrics = (h.getsockname()[1] for h in holders)
+    config = registrar_config(
+        "e2e-ops-taken", tmp_path, sip, metrics=f'listen = "127.0.0.1:{metrics}"',
+        ray=f'dashboard_port = {dashboard}\nmetrics_export_port = {ray_metrics}')
+    try:
+        server = start_registrar(config, tmp_path, sip, address=None, timeout=180)
+    finally:
+        for holder in holders:
+            holder.close()
+    try:
+        ready = next(line for line in server.output if line.startswith("ready"))
+        assert "; dashboard " not in ready
+        assert f"; metrics http://127.0.0.1:{metrics}/metrics; ray metrics http://" in ready
+        assert not ready.rstrip().endswith(f":{ray_metrics}/metrics")
+        text = "".join(server.output)
+        assert (f"WARNING actors.ops.ray_start: ray.dashboard_port: 127.0.0.1:{dashboard} is in "
+                "use; running without the Ray dashboard") in text
+        assert (f"WARNING actors.ops.ray_start: ray.metrics_export_port: {ray_metrics} is in "
+                "use: Ray's metrics go to a port of its choosing (see the ready line)") in text
+        assert register(sip, "udp", "no-dashboard") == 200
     finally:
         assert server.stop() == 0, "".join(server.output[-40:])
