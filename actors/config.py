@@ -118,6 +118,11 @@ class RpcConfig:
     listen: str = "127.0.0.1:5080"  # JSON-RPC over HTTP; "" switches it off
 
 
+@dataclass
+class MetricsConfig:
+    listen: str = "127.0.0.1:5081"  # /metrics (Prometheus), /health, /ready; "" switches it off
+
+
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("text", "json")
 
@@ -136,7 +141,11 @@ class RayConfig:
     shards: int = 2
     transports_per_node: int = 1
     cx_pool: int = 1
-    dashboard: bool = False  # for a local Ray only; a cluster started by `ray start` has its own
+    # The dashboard and metrics port of a local Ray; a cluster started by `ray start` has its own.
+    dashboard: bool = True  # started unless its packages are missing (then a warning)
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 8265
+    metrics_export_port: int = 8080  # Ray's own Prometheus endpoint (its actors' metrics)
     # Nice value of the worker processes of a local Ray (RAY_worker_niceness; Ray's own default
     # is 15, which loses the CPU to sipp, the HSS and everything else at 0).
     worker_niceness: int = 0
@@ -162,6 +171,7 @@ class Config:
     ray: RayConfig = field(default_factory=RayConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     rpc: RpcConfig = field(default_factory=RpcConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     def __post_init__(self) -> None:
@@ -190,6 +200,7 @@ _SECTIONS = {
     "ray": RayConfig,
     "store": StoreConfig,
     "rpc": RpcConfig,
+    "metrics": MetricsConfig,
     "log": LogConfig,
 }
 
@@ -281,6 +292,11 @@ def validate(config: Config) -> None:
             parse_listen(spec, key)
     if config.rpc.listen:
         parse_host_port(config.rpc.listen, "rpc.listen")
+    if config.metrics.listen:
+        parse_host_port(config.metrics.listen, "metrics.listen")
+    for key in ("dashboard_port", "metrics_export_port"):
+        if not 1 <= getattr(config.ray, key) <= 65535:
+            raise ConfigError(f"ray.{key} must be a port between 1 and 65535")
     if reg.unreg_validity < 1:
         raise ConfigError("registrar.unreg_validity must be at least 1 second")
     if reg.sar_reregistration_interval < 0:
@@ -345,7 +361,8 @@ _POSITIVE_SECONDS = ("sip.t1", "sip.tcp_connection_lifetime", "cx.request_timeou
                      "cx.watchdog_interval")
 _AT_LEAST_ONE = ("sip.tcp_max_connections", "sip.tcp_max_connections_per_source",
                  "sip.tcp_conn_wq_max")
-_NON_EMPTY = ("sip.domain", "cx.origin_host", "cx.origin_realm", "ray.namespace", "store.path")
+_NON_EMPTY = ("sip.domain", "cx.origin_host", "cx.origin_realm", "ray.namespace", "store.path",
+              "ray.dashboard_host")
 _FLAGS = ("registrar.support_wildcardPSI", "registrar.store_profile_dereg",
           "registrar.append_branches", "registrar.method_filtering", "registrar.user_data_always")
 _FILES = ("registrar.user_data_xsd", "registrar.user_data_dtd", "hss.subscribers")

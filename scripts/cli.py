@@ -74,15 +74,17 @@ async def serve_forever(config) -> int:
     prepare_ray_environment(config)  # before ray is imported: it reads the mode then
     import ray
 
-    from actors.ops.deployment import init_ray, start_registrar
+    from actors.ops.deployment import start_registrar
+    from actors.ops.ray_start import init_ray
     from actors.ops.startup_errors import StartupError, one_line
+    from scripts import grafana
 
     hss = None
     try:
         if config.hss.emulator:
             hss = await start_embedded_hss(config)
         try:
-            init_ray(config)
+            endpoints = init_ray(config)
         except Exception as exc:
             raise StartupError("ray.address", config.ray.address, one_line(exc)) from exc
         deployment = await start_registrar(config)
@@ -97,16 +99,32 @@ async def serve_forever(config) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    hss_note = f"; hss emulator on {config.hss.listen}" if hss else ""
-    rpc = f"; rpc {deployment.rpc.url}" if deployment.rpc else ""
-    print(f"ready: sip {' '.join(deployment.listeners)}{hss_note}{rpc}", flush=True)
+    # Held here: the loop keeps only a weak reference to a task.
+    installing = loop.create_task(grafana.install(endpoints.session_dir))
+    print(ready_line(config, deployment, endpoints, hss is not None), flush=True)
     await stop.wait()
+    installing.cancel()
     print("stopping", flush=True)
     await deployment.stop()
     if hss is not None:
         await hss.stop()
     ray.shutdown()
     return 0
+
+
+def ready_line(config, deployment, endpoints, hss: bool) -> str:
+    """Where everything listens, once SIP accepts traffic."""
+    parts = [f"ready: sip {' '.join(deployment.listeners)}"]
+    if hss:
+        parts.append(f"hss emulator on {config.hss.listen}")
+    if deployment.rpc:
+        parts.append(f"rpc {deployment.rpc.url}")
+    if deployment.status:
+        parts.append(f"metrics {deployment.status.url}/metrics")
+    if endpoints.dashboard:
+        parts.append(f"dashboard {endpoints.dashboard}")
+    parts.append(f"ray metrics {endpoints.metrics}")
+    return "; ".join(parts)
 
 
 async def start_embedded_hss(config):

@@ -42,6 +42,8 @@ _FROM_SNAPSHOT = {
 }
 SAR_AVERAGE = f"{REGISTRAR}:sar_avg_response_time"
 SNAPSHOT_KEYS = tuple(key for key, _, _ in _FROM_SNAPSHOT.values())
+# The statistics that only rise (until their shard restarts); the others are current values.
+COUNTERS = frozenset(name for name, (_, cumulative, _) in _FROM_SNAPSHOT.items() if cumulative)
 
 
 def statistics(values: dict) -> dict[str, int]:
@@ -127,17 +129,16 @@ async def export_forever(snapshot: Callable[[], Awaitable[dict]], tags: dict[str
                          interval: float = EXPORT_INTERVAL) -> None:
     """Publishes a shard's statistics to Ray's metrics agent until cancelled."""
     keys = tuple(tags)
-    cumulative = {name for name, (_, is_counter, _) in _FROM_SNAPSHOT.items() if is_counter}
     metrics = {
-        name: (Counter if name in cumulative else Gauge)(
-            name.replace(":", "_"), description=_description(name), tag_keys=keys)
+        name: (Counter if name in COUNTERS else Gauge)(
+            name.replace(":", "_"), description=description(name), tag_keys=keys)
         for name in (*_FROM_SNAPSHOT, SAR_AVERAGE)
     }
     published: dict[str, int] = {}
     while True:
         try:
             for name, value in statistics(await snapshot()).items():
-                if name in cumulative:
+                if name in COUNTERS:
                     delta = value - published.get(name, 0)
                     if delta > 0:
                         metrics[name].inc(delta, tags=tags)
@@ -149,5 +150,5 @@ async def export_forever(snapshot: Callable[[], Awaitable[dict]], tags: dict[str
         await asyncio.sleep(interval)
 
 
-def _description(name: str) -> str:
+def description(name: str) -> str:
     return _FROM_SNAPSHOT[name][2] if name in _FROM_SNAPSHOT else "Average SAR round trip, ms"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections.abc import Awaitable
 
 import ray
@@ -16,6 +17,7 @@ from actors.config import Config
 from actors.hosts.batching import Batcher
 from actors.hosts.metrics import export_forever, shard_tags
 from actors.hosts.ray_channels import ChannelDirectory
+from actors.hosts.restarts import restarts
 from actors.hosts.shard_core import ShardCore, ShardIO
 from actors.store.base import open_store
 from actors.vocabulary import (
@@ -32,6 +34,8 @@ from actors.vocabulary import (
     shard_name,
 )
 from transport.diameter.router import CxUnavailable
+
+log = logging.getLogger(__name__)
 
 
 class ImpuShard:
@@ -59,12 +63,23 @@ class ImpuShard:
             {"register_batch": self.core.register_batch, "apply_batch": self.core.apply_batch,
              "subscribe_batch": self.core.subscribe_batch,
              "publish_batch": self.core.publish_batch})
+        restarted = restarts()
+        if restarted:  # reload now: the expiry timer must run before any call comes
+            log.warning("%s restarted by Ray (restart %d): reloading its identities",
+                        shard_name(index), restarted)
+            self._reload = asyncio.get_running_loop().create_task(self._reload_quietly())
 
     async def channel_address(self) -> tuple[str, int]:
         return await self._channel.address()
 
     async def ready(self) -> int:
         return await self.core.ready()
+
+    async def _reload_quietly(self) -> None:
+        try:
+            await self.core.ready()
+        except Exception:  # logged by the core, which tries again on the next call
+            pass
 
     async def close(self) -> None:
         if self._channel is not None:

@@ -4,6 +4,9 @@ It binds the SIP sockets, gives the core its Ray-backed I/O (shard calls, respon
 to other transports) and runs the core's timers on the event loop. Several transports per node
 bind the same port (SO_REUSEPORT). ``ray.remote`` is applied where transports are created
 (actors/ops/nodes.py).
+
+The sockets are bound by the constructor, not by a call of the driver: Ray replays only the
+constructor when it restarts a transport that died, and the transport must listen again then.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import ray
 
 from actors.config import Config, parse_listen
 from actors.hosts.ray_channels import ChannelDirectory
+from actors.hosts.restarts import restarts
 from actors.hosts.transport_core import TransportCore
 from actors.vocabulary import NotifyJob, shard_name
 from transport.sip import endpoints
@@ -47,12 +51,26 @@ class SipTransport:
             arm=self._arm,
         )
         self._channel = self._channels.serve({"send_notifies": self.core.send_notifies})
+        self._bound = asyncio.get_running_loop().create_task(self._bind())
+        self.restarts = restarts()
+        if self.restarts:
+            self._bound.add_done_callback(self._report_restart)
 
     async def channel_address(self) -> tuple[str, int]:
         return await self._channel.address()
 
     async def start(self) -> list[str]:
-        """Binds every listener; returns them as 'udp:host:port' once each accepts traffic."""
+        """The listeners as 'udp:host:port' once each accepts traffic; raises what binding them
+        raised (an address in use)."""
+        return await self._bound
+
+    async def listening(self) -> list[str]:
+        """The listeners bound so far: none while binding or when it failed."""
+        bound = self._bound
+        ok = bound.done() and not bound.cancelled() and bound.exception() is None
+        return bound.result() if ok else []
+
+    async def _bind(self) -> list[str]:
         bound = []
         for spec in self.listen:
             proto, host, port = parse_listen(spec)
@@ -67,7 +85,18 @@ class SipTransport:
             bound.append(f"{proto}:{host}:{endpoint.port}")
         return bound
 
+    def _report_restart(self, bound: asyncio.Task) -> None:
+        if bound.cancelled():
+            return
+        if bound.exception() is not None:
+            log.error("%s restarted by Ray (restart %d), but its listeners could not be bound: %s",
+                      self.core.name, self.restarts, bound.exception())
+        else:
+            log.warning("%s restarted by Ray (restart %d): SIP on %s again", self.core.name,
+                        self.restarts, " ".join(bound.result()))
+
     async def stop(self) -> None:
+        self._bound.cancel()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

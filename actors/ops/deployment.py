@@ -15,11 +15,11 @@ import ray
 from actors.config import Config
 from actors.hosts.cx_pool import CxPool
 from actors.hosts.shard import ImpuShard
+from actors.ops.http_status import StatusServer
 from actors.ops.nodes import alive_nodes, pinned, start_transports, watch_joins
 from actors.ops.registrar import Registrar
 from actors.ops.rpc import RpcServer
 from actors.ops.startup_errors import StartupError, listener_error, one_line
-from actors.ops.worker_setup import worker_setup
 from actors.vocabulary import cx_pool_name, shard_name
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ class Deployment:
     transports: list = field(default_factory=list)
     listeners: list[str] = field(default_factory=list)
     rpc: RpcServer | None = None
+    status: StatusServer | None = None  # [metrics] listen: /metrics, /health, /ready
     watcher: asyncio.Task | None = None  # transports for nodes that join later
 
     async def stop(self) -> None:
@@ -41,25 +42,13 @@ class Deployment:
             self.watcher.cancel()
         if self.rpc is not None:
             await self.rpc.stop()
+        if self.status is not None:
+            await self.status.stop()
         await _quietly(t.stop.remote() for t in self.transports)
         await _quietly(s.close.remote() for s in self.shards)
         await _quietly(c.stop.remote() for c in self.cx_pools)
         for handle in self.transports + self.shards + self.cx_pools:
             ray.kill(handle, no_restart=True)
-
-
-def init_ray(config: Config) -> None:
-    """Starts or joins Ray; ray_environment.prepare_ray_environment must have run before
-    ray was imported."""
-    if not ray.is_initialized():
-        ray.init(
-            address=config.ray.address,
-            namespace=config.ray.namespace,
-            include_dashboard=config.ray.dashboard if config.ray.address == "local" else None,
-            logging_level=logging.WARNING,
-            # Every worker that runs an actor logs as [log] says and collects as [ray] says.
-            runtime_env={"worker_process_setup_hook": worker_setup(config)},
-        )
 
 
 async def start_registrar(config: Config) -> Deployment:
@@ -100,6 +89,12 @@ async def _start(d: Deployment) -> None:
         except OSError as exc:
             raise StartupError("rpc.listen", config.rpc.listen, one_line(exc)) from exc
         d.rpc = rpc
+    if config.metrics.listen:
+        d.status = StatusServer(Registrar(config))
+        try:
+            await d.status.start(config.metrics.listen)
+        except OSError as exc:
+            raise StartupError("metrics.listen", config.metrics.listen, one_line(exc)) from exc
 
 
 def with_channel_secret(config: Config) -> Config:

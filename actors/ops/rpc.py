@@ -23,9 +23,9 @@ from importlib.metadata import PackageNotFoundError, version
 
 from aiohttp import web
 
-from actors.config import parse_host_port
 from actors.hosts.cx_pool import OPEN
 from actors.hosts.metrics import GROUPS, select
+from actors.ops.http_site import HttpSite
 from actors.ops.registrar import Registrar
 from transport.sip.errors import SipParseError
 
@@ -45,7 +45,7 @@ class RpcError(Exception):
         self.message = message
 
 
-class RpcServer:
+class RpcServer(HttpSite):
     def __init__(self, registrar: Registrar) -> None:
         self.registrar = registrar
         self.started = time.time()
@@ -64,22 +64,7 @@ class RpcServer:
         }
         app = web.Application()
         app.router.add_post("/{path:.*}", self._http)
-        self._runner = web.AppRunner(app, access_log=None)
-        self.url = ""
-
-    async def start(self, listen: str) -> str:
-        host, port = parse_host_port(listen, "rpc.listen")
-        await self._runner.setup()
-        try:
-            await web.TCPSite(self._runner, host, port).start()
-        except OSError:
-            await self._runner.cleanup()
-            raise
-        self.url = f"http://{host}:{self._runner.addresses[0][1]}"
-        return self.url
-
-    async def stop(self) -> None:
-        await self._runner.cleanup()
+        super().__init__(app, "rpc.listen")
 
     async def get_statistics(self, *names: str) -> list[str]:
         chosen = await self._statistics(names)

@@ -56,6 +56,7 @@ def registrar_config(namespace: str, workdir: Path, sip_port: int, **extra: str)
         "hss": f'listen = "127.0.0.1:{free_port()}"',
         "store": f'path = "{workdir / "data"}"',
         "rpc": f'listen = "127.0.0.1:{free_port()}"',
+        "metrics": f'listen = "127.0.0.1:{free_port()}"',
         "ray": f'namespace = "{namespace}"',
         "auth": "enabled = false",
     }

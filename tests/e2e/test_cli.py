@@ -41,8 +41,8 @@ def port_free(port: int) -> bool:
 @pytest.mark.e2e
 @pytest.mark.skipif(SIPP is None, reason="sipp is not installed")
 def test_serve_with_embedded_defaults_registers_and_stops_cleanly(tmp_path):
-    if not (port_free(5060) and port_free(3868)):
-        pytest.skip("the default ports 5060/3868 are in use on this machine")
+    if not (port_free(5060) and port_free(3868) and port_free(5081)):
+        pytest.skip("the default ports 5060/3868/5081 are in use on this machine")
     # Every default, the environment's included: no Ray token anywhere (a home of its own).
     bare = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
     home = tmp_path / "home"
@@ -67,7 +67,8 @@ def test_serve_with_embedded_defaults_registers_and_stops_cleanly(tmp_path):
         server.process.send_signal(signal.SIGINT)
         assert server.stop() == 0
     assert "stopping\n" in server.output
-    assert port_free(5060) and port_free(3868), "something still holds the registrar's ports"
+    assert port_free(5060) and port_free(3868) and port_free(5081), (
+        "something still holds the registrar's ports")
     token = home / ".ray" / "auth_token"  # Ray's token authentication was on, with a token made
     assert len(token.read_text()) == 64 and token.stat().st_mode & 0o077 == 0
 
@@ -90,17 +91,18 @@ def test_log_level_is_checked_before_anything_starts():
     assert proc.returncode == 2 and "invalid choice: 'loud'" in proc.stderr
 
 
-@pytest.mark.parametrize("busy", ["hss.listen", "rpc.listen", "sip.listen"])
+@pytest.mark.parametrize("busy", ["hss.listen", "rpc.listen", "sip.listen", "metrics.listen"])
 def test_a_port_in_use_is_one_line_naming_the_key(tmp_path, busy):
     holder = socket.socket()
     holder.bind(("127.0.0.1", 0))
     holder.listen()
     taken = holder.getsockname()[1]
-    sip, hss, rpc = (taken if busy == key else free_port()
-                     for key in ("sip.listen", "hss.listen", "rpc.listen"))
+    keys = ("sip.listen", "hss.listen", "rpc.listen", "metrics.listen")
+    sip, hss, rpc, metrics = (taken if busy == key else free_port() for key in keys)
     config = tmp_path / "scscf.toml"
     config.write_text(registrar_config("e2e-busy", tmp_path, sip, hss=f'listen = "127.0.0.1:{hss}"',
-                                       rpc=f'listen = "127.0.0.1:{rpc}"'))
+                                       rpc=f'listen = "127.0.0.1:{rpc}"',
+                                       metrics=f'listen = "127.0.0.1:{metrics}"'))
     try:
         proc = scscf("serve", "--config", str(config), cwd=tmp_path)
     finally:

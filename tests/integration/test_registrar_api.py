@@ -58,6 +58,7 @@ def env(ray_address, tmp_path_factory):
         "ray": {"namespace": NAMESPACE, "shards": SHARDS},
         "store": {"backend": "none"},
         "rpc": {"listen": ""},
+        "metrics": {"listen": ""},
         "auth": {"enabled": False},  # REGISTERs go straight to the shards, unauthenticated
     })
     loop = LoopThread()

@@ -72,6 +72,10 @@ def test_bad_values_name_the_key(raw, message):
      "hss.subscribers: no such file"),
     ({"sip": {"listen": ["udp:127.0.0.1:5²"]}}, "sip.listen: 'udp:127.0.0.1:5²' has no valid port"),
     ({"rpc": {"listen": "127.0.0.1:²"}}, "rpc.listen: '127.0.0.1:²' has no valid port"),
+    ({"metrics": {"listen": "5081"}}, "metrics.listen: '5081' is not 'HOST:PORT'"),
+    ({"ray": {"dashboard_port": 0}}, "ray.dashboard_port must be a port between 1 and 65535"),
+    ({"ray": {"metrics_export_port": 70000}}, "ray.metrics_export_port must be a port"),
+    ({"ray": {"dashboard_host": ""}}, "ray.dashboard_host must not be empty"),
 ])
 def test_dangerous_values_are_refused_in_one_line_naming_the_key(raw, message):
     with pytest.raises(ConfigError) as info:
