@@ -253,6 +253,16 @@ def _port(text: str, key: str, spec: str) -> int:
     return int(text)
 
 
+def cx_origin_host(cx: CxConfig, index: int) -> str:
+    """The Origin-Host of Cx pool actor ``index``: each has its own Diameter connections, and
+    an HSS or DRA refuses a second connection under a name already connected. Pool 0 is
+    ``cx.origin_host``; pool i inserts ``-i`` after its first label (scscf-1.ims.test)."""
+    if index == 0:
+        return cx.origin_host
+    first, dot, rest = cx.origin_host.partition(".")
+    return f"{first}-{index}{dot}{rest}"
+
+
 def first_port(listen: list[str]) -> int:
     return parse_listen(listen[0])[2] if listen else 5060
 
