@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from actors.auth.procedures import AuthContext
 from actors.config import Config
 from actors.hosts.dialog_queues import DialogQueues
+from actors.hosts.impi_index import ImpiIndex
 from actors.hosts.metrics import ShardMetrics
 from actors.hosts.sar_retries import SarRetries
 from actors.hosts.timers import ExpiryHeap
@@ -36,6 +37,12 @@ from actors.rules.expires import ExpiresPolicy
 from actors.rules.expiry import expire_bindings
 from actors.rules.impu import Impu, RegisterRules
 from actors.rules.lookup import find_binding, view
+from actors.rules.network_dereg import (
+    newly_barred,
+    push_profile,
+    rtr_targets,
+    terminate_registration,
+)
 from actors.rules.routing import SLOTS, jump_hash, shard_of
 from actors.rules.save import SaveContext, save, save_unauthenticated, transient
 from actors.rules.state import IllegalTransition, next_state, set_update_event
@@ -109,6 +116,7 @@ class ShardCore:
         self.index = index
         self.shards = config.ray.shards
         self.impus: dict[str, Impu] = {}
+        self.impis = ImpiIndex()  # for RTRs and PPRs that name only the IMPI
         self._users: Counter[str] = Counter()  # requests holding, or waiting for, each IMPU
         self._io = io
         self._clock = clock
@@ -180,6 +188,7 @@ class ShardCore:
             await self._load_once()
         except Exception as exc:
             self.impus.clear()  # what it loaded before failing: served by no one
+            self.impis = ImpiIndex()
             self.load_error = f"cannot load from the store: {exc}"
             self._load_again_at = self._clock() + self._load_retry
             log.warning("shard %d %s; trying again in %.0f s", self.index, self.load_error,
@@ -194,6 +203,7 @@ class ShardCore:
         now = self._clock()
         async for identity, data in self._backend.load_slots(slots):
             impu = self.impus[identity] = decode_impu(identity, data)
+            self.impis.update(identity, impu.profile.impi if impu.profile else None)
             if impu.state == RegState.UNREGISTERED and impu.unreg_until is None:
                 impu.unreg_until = now + self.ctx.unreg_validity  # stored before validities were
             self._schedule(impu)
@@ -231,9 +241,10 @@ class ShardCore:
             except IllegalTransition as exc:
                 log.warning("%s keeps its state: %s", update.identity, exc)
                 return
-            old = impu.bindings
+            old, before = impu.bindings, impu.profile
             impu.apply(state, update.bindings, update.profile, unreg.unreg_until(state, self.ctx))
-            notify_change(impu, old, update.reason, self.events)
+            notify_change(impu, old, update.reason, self.events,
+                          newly_barred(before, update.profile), listed=before)
             await self._persist(impu)
 
     async def _propagate(self, updates: list[SetUpdate]) -> None:
@@ -330,6 +341,34 @@ class ShardCore:
         await self.ready()
         with self._using(identity) as impu:
             return await unreg.assign_server_unreg(impu, self.ctx)
+
+    # -- Requests from the HSS (fanned out to every shard by the Cx pool) --
+
+    async def terminate_registrations(self, impis: list[str], listed: list[str],
+                                      reason: str) -> list[str]:
+        """An RTR (actors/rules/network_dereg.py): ends the registrations of ``impis`` here, or
+        of the ``listed`` public identities only; the IMPIs whose registrations ended."""
+        await self.ready()
+        targets = rtr_targets(self.impus, self.impis.identities(impis), impis, listed)
+        ended = []
+        for identity in targets:
+            with self._using(identity) as impu:
+                ended.append(await terminate_registration(impu, reason, self.ctx))
+        return [impi for impi in ended if impi is not None]
+
+    async def push_profile(self, impi: str, user_data: str | None) -> int:
+        """A PPR's user data (validated by the pool) for the sets of ``impi`` held here; how
+        many sets took it. Without user data (charging information only) how many it has."""
+        await self.ready()
+        targets = rtr_targets(self.impus, self.impis.identities([impi]), [impi], [])
+        if user_data is None:
+            return len(targets)
+        profile = self.ctx.profile(user_data)
+        applied = 0
+        for identity in targets:
+            with self._using(identity) as impu:
+                applied += await push_profile(impu, profile, self.ctx)
+        return applied
 
     async def counts(self) -> dict:
         """A shard that could not load counts nothing and says why (``load_error``)."""
@@ -442,6 +481,7 @@ class ShardCore:
     async def _persist(self, impu: Impu) -> None:
         keep = impu.bindings or impu.profile is not None
         await self._store.write(impu.identity, encode_impu(impu) if keep else None)
+        self.impis.update(impu.identity, impu.profile.impi if impu.profile else None)
         self._schedule(impu)
 
     async def _guarded(self, identity: str, procedure, *args) -> Reply:
