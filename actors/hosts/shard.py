@@ -29,6 +29,7 @@ from actors.vocabulary import (
     cx_pool_name,
     shard_name,
 )
+from transport.diameter.router import CxUnavailable
 
 
 class ImpuShard:
@@ -43,8 +44,8 @@ class ImpuShard:
         store = config.store
         self.core = ShardCore(
             index, config,
-            ShardIO(sar=lambda request: next(sar).submit(request),
-                    mar=lambda request: next(mar).submit(request),
+            ShardIO(sar=lambda request: _to_the_pool(next(sar), request),
+                    mar=lambda request: _to_the_pool(next(mar), request),
                     apply_to_shard=self._apply_to_shard, send_notify=self._send_notify),
             open_store(store.backend, store.path, store.url, index, store.prefix),
             node_id=ray.get_runtime_context().get_node_id(),
@@ -112,6 +113,14 @@ class ImpuShard:
             handle = ray.get_actor(transport, namespace=self.namespace)
             self._transports[transport] = _batcher(handle, "send_notifies")
         return await self._transports[transport].submit(job)
+
+
+async def _to_the_pool(batcher: Batcher, request):
+    """A Cx pool that died (Ray restarts it) is an HSS that cannot be asked: 503, not 500."""
+    try:
+        return await batcher.submit(request)
+    except ray.exceptions.RayError as exc:
+        raise CxUnavailable(f"Cx pool unavailable: {type(exc).__name__}") from exc
 
 
 def _batcher(handle, method: str) -> Batcher:
