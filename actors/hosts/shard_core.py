@@ -139,7 +139,8 @@ class ShardCore:
             user_data_xsd=reg.user_data_xsd or None,
             user_data_dtd=reg.user_data_dtd or None,
             support_wildcard_psi=bool(reg.support_wildcardPSI),
-            auth=AuthContext(config.auth, reg.scscf_name, io.mar) if config.auth.enabled else None,
+            auth=(AuthContext(config.auth, reg.scscf_name, self._mar) if config.auth.enabled
+                  else None),
             retry_sar=self._retry_sar,
         )
         self._sar_retries = SarRetries()
@@ -257,7 +258,24 @@ class ShardCore:
 
     async def _sar(self, request: SarRequest) -> SaaResult:
         self._sar_retries.cancel(request.public_identity)  # this one says what the HSS hears now
-        return await self.metrics.time_sar(self._io.sar(request))
+        impu = self._to_the_users_hss(request)
+        saa = await self.metrics.time_sar(self._io.sar(request))
+        if impu is not None and saa.success and saa.origin_host:
+            impu.hss_host = saa.origin_host  # stored with the change the SAR was for
+        return saa
+
+    async def _mar(self, request: MarRequest) -> MaaResult:
+        self._to_the_users_hss(request)
+        return await self._io.mar(request)
+
+    def _to_the_users_hss(self, request: SarRequest | MarRequest) -> Impu | None:
+        """HSS affinity (TS 29.228 6.4): a request about an identity names the HSS whose SAA
+        served it last as Destination-Host, so a realm of several HSSs keeps one per user
+        (CxClient routes by realm when that HSS is one of its peers and down)."""
+        impu = self.impus.get(request.public_identity)
+        if impu is not None and impu.hss_host and not request.destination_host:
+            request.destination_host = impu.hss_host
+        return impu
 
     def _retry_sar(self, request: SarRequest) -> None:
         self._sar_retries.add(request, self._clock())

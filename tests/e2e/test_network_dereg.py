@@ -203,6 +203,7 @@ def test_ppr_adding_an_ifc_is_stored_with_the_profile(registrar, tmp_path):
         record = stored(registrar, identity)
         assert "<ServerName>sip:as.ims.test</ServerName>" in record.profile.user_data
         assert record.state == RegState.REGISTERED and len(record.bindings) == 1
+    assert stored(registrar, sip(user)).hss_host == "hss.ims.test"  # the SAA's Origin-Host
 
 
 def test_ppr_removing_an_identity_ends_its_bindings(registrar, tmp_path):
@@ -256,7 +257,7 @@ def test_a_cx_pool_restarted_by_ray_reconnects_and_serves(registrar):
                  timeout=60)
     finally:
         ue.close()
-    assert set(statuses[:-1]) <= {503}  # "HSS unavailable" while the pool came back
+    assert set(statuses[:-1]) <= {503}, statuses  # "HSS unavailable" while the pool came back
     assert "REGISTRATION" in sars_of(registrar, sip("restart"))
     peers = ray.get(ray.get_actor(cx_pool_name(0), namespace=NAMESPACE).peers.remote())
     assert [p["state"] for p in peers] == ["I_Open"]

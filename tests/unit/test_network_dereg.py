@@ -3,6 +3,7 @@ finding the IMPI again after a restart), the pool's answers and the Diameter han
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 from diameter.message import Message
@@ -21,8 +22,11 @@ from transport.diameter.codec import Command, ResultCode
 from transport.diameter.cx import CxResult, DeregistrationReasonCode, PpaResult, PprRequest
 from transport.diameter.cx import RtaResult, RtrRequest, decode_ppa, decode_rta, encode_ppr
 from transport.diameter.cx import encode_rtr
+from transport.diameter.cx import SarRequest
+from transport.diameter.cx import ServerAssignmentType as SAT
 from transport.diameter.cx_inbound import CxRequestHandler
 from transport.diameter.errors import ProtocolError
+from transport.diameter.router import CxClient
 
 TEL = "tel:+15550001"
 BARRED = "sip:alice-barred@ims.test"
@@ -198,3 +202,44 @@ def test_the_diameter_handler_answers_rtr_and_ppr_and_refuses_other_commands():
     with pytest.raises(ProtocolError) as refused:
         handler(rtr)
     assert refused.value.result_code == ResultCode.DIAMETER_COMMAND_UNSUPPORTED
+
+
+class TwoHssNetwork(Network):
+    """SAAs from the HSS "hss2.ims.test" of a realm with several."""
+
+    async def sar(self, request):
+        return dataclasses.replace(await super().sar(request), origin_host="hss2.ims.test")
+
+
+def test_later_sars_name_the_hss_that_answered_the_last_saa():
+    network, store, clock = TwoHssNetwork(), MemoryStore(), Clock()
+
+    async def scenario():
+        await registered_core(network, store, clock)()
+        stored = decode_impu(ALICE, store.records[ALICE]).hss_host
+        restarted = core_for(ALICE, network, store, clock)  # it is in the record
+        await restarted.register_batch([register("sip:a@10.0.0.1", expires=0, cseq=2)])
+        return stored
+
+    assert asyncio.run(scenario()) == "hss2.ims.test"
+    assert [(s.assignment_type, s.destination_host) for s in network.sars] == [
+        (SAT.REGISTRATION, None), (SAT.USER_DEREGISTRATION, "hss2.ims.test")]
+
+
+class FakePeer:
+    def __init__(self, host: str, is_open: bool) -> None:
+        self.is_open = is_open
+        self.remote = type("Remote", (), {"origin_host": host, "origin_realm": "ims.test"})()
+
+
+def test_a_request_for_an_hss_that_is_down_goes_by_realm():
+    client = CxClient([("127.0.0.1", 1)], "scscf.ims.test", "ims.test", "ims.test")
+    client.peers = [FakePeer("hss1.ims.test", True), FakePeer("hss2.ims.test", True)]
+    client.routes("ims.test")  # the peers' names are learnt as they are seen open
+    request = SarRequest(ALICE, ALICE_IMPI, "sip:scscf.ims.test", SAT.REGISTRATION,
+                         destination_host="hss2.ims.test")
+    assert client._reachable(request) is request
+    client.peers[1].is_open = False
+    assert client._reachable(request).destination_host is None
+    behind_a_relay = dataclasses.replace(request, destination_host="hss9.ims.test")
+    assert client._reachable(behind_a_relay) is behind_a_relay
