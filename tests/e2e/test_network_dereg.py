@@ -40,8 +40,8 @@ SHARDS = 2
 REASONS = {"PERMANENT_TERMINATION": "rejected", "NEW_SERVER_ASSIGNED": "deactivated",
            "SERVER_CHANGE": "deactivated", "REMOVE_S-CSCF": "rejected"}
 # Users of the subscribers file: each test its own, each an implicit set of a SIP URI and a tel.
-USERS = [f"rtr-{n}" for n in range(len(REASONS))] + ["list", "ppr-bar", "ppr-ifc", "ppr-drop",
-                                                     "busy", "restart"]
+USERS = [f"rtr-{n}" for n in range(len(REASONS))] + [
+    "list-udp", "list-tcp", "ppr-bar", "ppr-ifc", "ppr-drop", "busy", "restart"]
 IFC = ("<InitialFilterCriteria><Priority>0</Priority><TriggerPoint><ConditionTypeCNF>0"
        "</ConditionTypeCNF><SPT><ConditionNegated>0</ConditionNegated><Group>0</Group>"
        "<Method>INVITE</Method></SPT></TriggerPoint><ApplicationServer>"
@@ -98,14 +98,15 @@ def stored(registrar, identity: str):
     return None if row is None else decode_impu(identity, row[0])
 
 
-def registered_and_watched(registrar, tmp_path, user: str, notifies_later: int = 1):
-    """``user`` registered from one contact, and a sipp watcher that has its first NOTIFY."""
+def registered_and_watched(registrar, tmp_path, user: str, transport: str = "udp"):
+    """``user`` registered from one contact, and a sipp watcher (over ``transport``) that has
+    its first NOTIFY and waits for one more."""
     contact = f"sip:{user}@10.1.0.1"
     run_sipp([Step(register(user, contact=f"<{contact}>"), 200)], registrar.sip_port, "udp",
              tmp_path, f"reg-{user}")
     assert [c["uri"] for c in show(tel(user))["contacts"]] == [contact]
-    watcher = SippRun(watcher_xml(subscribe_text(user, asserted=sip(user)), notifies_later),
-                      registrar.sip_port, "udp", tmp_path, f"watch-{user}")
+    watcher = SippRun(watcher_xml(subscribe_text(user, asserted=sip(user)), 1),
+                      registrar.sip_port, transport, tmp_path, f"watch-{user}")
     wait_for(lambda: len(notifies(watcher.messages())) == 1)
     return contact, watcher
 
@@ -141,9 +142,10 @@ def test_rtr_by_impi_ends_the_set_and_tells_the_watcher(registrar, tmp_path, rea
     assert stored(registrar, sip(user)) is None
 
 
-def test_rtr_by_impu_list_ends_the_implicit_set_of_each(registrar, tmp_path):
-    user = "list"
-    contact, watcher = registered_and_watched(registrar, tmp_path, user)
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_rtr_by_impu_list_ends_the_implicit_set_of_each(registrar, tmp_path, transport):
+    user = f"list-{transport}"
+    contact, watcher = registered_and_watched(registrar, tmp_path, user, transport)
 
     answer = hss(registrar, "rtr", {"impi": f"{user}@ims.test", "impus": [tel(user)],
                                     "reason_code": "SERVER_CHANGE"})
@@ -263,3 +265,34 @@ def test_a_cx_pool_restarted_by_ray_reconnects_and_serves(registrar):
     assert [p["state"] for p in peers] == ["I_Open"]
     wait_for(lambda: any("restarted by Ray: reopening its Diameter peers" in line
                          for line in registrar.output), timeout=30)
+
+
+@pytest.fixture(scope="module")
+def two_pools(ray_address, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("twopools")
+    sip_port, admin = free_port(), free_port()
+    config = registrar_config(f"{NAMESPACE}-pools", workdir, sip_port, ray="cx_pool = 2",
+                              hss=f'admin_listen = "127.0.0.1:{admin}"')
+    server = start_registrar(config, workdir, sip_port, ray_address)
+    server.admin_port = admin
+    yield server
+    assert server.stop() == 0, "".join(server.output[-40:])
+
+
+def test_two_cx_pools_connect_under_two_names_and_each_takes_the_rtrs_of_its_users(two_pools):
+    users = [f"pool-{n}" for n in range(4)]
+    for user in users:
+        ue = Ue(f"{user}@ims.test", sip(user), two_pools.sip_port)
+        try:
+            assert ue.register().status == 200
+        finally:
+            ue.close()
+    clients = {}
+    for user in users:
+        url = f"http://127.0.0.1:{two_pools.admin_port}/subscribers/{user}@ims.test"
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            clients[user] = json.load(answer)["diameter_client"]
+    assert set(clients.values()) == {"scscf.ims.test", "scscf-1.ims.test"}
+    for user, client in clients.items():
+        answer = hss(two_pools, "rtr", {"impi": f"{user}@ims.test"})
+        assert answer["result_code"] == 2001, (user, client, answer)
