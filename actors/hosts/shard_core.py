@@ -40,7 +40,7 @@ from actors.rules.lookup import find_binding, view
 from actors.rules.network_dereg import (
     newly_barred,
     push_profile,
-    rtr_targets,
+    hss_targets,
     terminate_registration,
 )
 from actors.rules.routing import SLOTS, jump_hash, shard_of
@@ -367,18 +367,17 @@ class ShardCore:
         """An RTR (actors/rules/network_dereg.py): ends the registrations of ``impis`` here, or
         of the ``listed`` public identities only; the IMPIs whose registrations ended."""
         await self.ready()
-        targets = rtr_targets(self.impus, self.impis.identities(impis), impis, listed)
         ended = []
-        for identity in targets:
+        for identity in hss_targets(self.impus, self.impis.identities(impis), listed):
             with self._using(identity) as impu:
                 ended.append(await terminate_registration(impu, reason, self.ctx))
-        return [impi for impi in ended if impi is not None]
+        return [impi or impis[0] for impi in ended if impi is not None]
 
     async def push_profile(self, impi: str, user_data: str | None) -> int:
         """A PPR's user data (validated by the pool) for the sets of ``impi`` held here; how
         many sets took it. Without user data (charging information only) how many it has."""
         await self.ready()
-        targets = rtr_targets(self.impus, self.impis.identities([impi]), [impi], [])
+        targets = hss_targets(self.impus, self.impis.identities([impi]))
         if user_data is None:
             return len(targets)
         profile = self.ctx.profile(user_data)

@@ -42,26 +42,22 @@ def canonical(identity: str) -> str | None:
         return None
 
 
-def rtr_targets(held: Mapping[str, Impu], of_impis: Iterable[str], impis: Iterable[str],
-                listed: Iterable[str]) -> list[str]:
-    """The identities of this shard an RTR ends, one per implicit set: the Public-Identity
-    AVPs (``listed``) of the IMPIs named, or, when none are listed, every identity of those
-    IMPIs (``of_impis``, from the shard's IMPI index). Identities not registered here (nor
-    UNREGISTERED) have nothing to end."""
-    names = set(impis)
-    if listed:
-        wanted = [i for i in (canonical(x) for x in listed) if i in held]
-        wanted = [i for i in wanted if held[i].profile is None or held[i].profile.impi in names]
-    else:
-        wanted = sorted(i for i in of_impis if i in held)
-    chosen: list[str] = []
-    covered: set[str] = set()
-    for identity in wanted:
+def hss_targets(held: Mapping[str, Impu], of_impis: Iterable[str],
+                listed: Iterable[str] = ()) -> list[str]:
+    """The identities of this shard an RTR or PPR acts on, one per implicit set: the default
+    identity of each set of the IMPIs named (``of_impis``: their identities here, from the
+    shard's IMPI index), of only the sets holding a ``listed`` Public-Identity when there
+    are any. Only the shard holding the default acts, so a set spread over shards changes
+    once; identities not registered here (nor UNREGISTERED) have nothing to change."""
+    wanted = {i for i in (canonical(x) for x in listed) if i}
+    chosen = []
+    for identity in sorted(i for i in of_impis if i in held):
         impu = held[identity]
-        if identity in covered or impu.state == RegState.NOT_REGISTERED:
+        members = impu.profile.identities if impu.profile else (identity,)
+        if members[0] != identity or impu.state == RegState.NOT_REGISTERED:
             continue
-        chosen.append(identity)
-        covered.update(impu.profile.identities if impu.profile else (identity,))
+        if not wanted or wanted.intersection(members):
+            chosen.append(identity)
     return chosen
 
 

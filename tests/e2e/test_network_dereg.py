@@ -41,7 +41,7 @@ REASONS = {"PERMANENT_TERMINATION": "rejected", "NEW_SERVER_ASSIGNED": "deactiva
            "SERVER_CHANGE": "deactivated", "REMOVE_S-CSCF": "rejected"}
 # Users of the subscribers file: each test its own, each an implicit set of a SIP URI and a tel.
 USERS = [f"rtr-{n}" for n in range(len(REASONS))] + [
-    "list-udp", "list-tcp", "ppr-bar", "ppr-ifc", "ppr-drop", "busy", "restart"]
+    "list-udp", "list-tcp", "ppr-bar", "ppr-ifc", "ppr-drop", "ppr-add", "busy", "restart"]
 IFC = ("<InitialFilterCriteria><Priority>0</Priority><TriggerPoint><ConditionTypeCNF>0"
        "</ConditionTypeCNF><SPT><ConditionNegated>0</ConditionNegated><Group>0</Group>"
        "<Method>INVITE</Method></SPT></TriggerPoint><ApplicationServer>"
@@ -165,9 +165,9 @@ def test_rtr_for_what_is_not_registered_here_is_user_unknown(registrar):
 
 
 def pushed(user: str, *, barred: tuple[str, ...] = (), without: tuple[str, ...] = (),
-           ifcs: tuple[str, ...] = ()) -> str:
+           ifcs: tuple[str, ...] = (), added: tuple[str, ...] = ()) -> str:
     identities = [PublicIdentity(i, barred=i in barred)
-                  for i in (sip(user), tel(user)) if i not in without]
+                  for i in (sip(user), tel(user), *added) if i not in without]
     return build_user_data(f"{user}@ims.test", [ServiceProfile(identities, list(ifcs))])
 
 
@@ -220,6 +220,21 @@ def test_ppr_removing_an_identity_ends_its_bindings(registrar, tmp_path):
     assert gone(tel(user))
     assert [c["uri"] for c in show(sip(user))["contacts"]] == [f"sip:{user}@10.1.0.3"]
     assert show(sip(user))["associated"] == [sip(user)]
+
+
+def test_ppr_adding_an_identity_registers_it_with_the_set(registrar, tmp_path):
+    user, added = "ppr-add", "sip:ppr-add-second@ims.test"
+    run_sipp([Step(register(user, contact=f"<sip:{user}@10.1.0.6>"), 200)], registrar.sip_port,
+             "tcp", tmp_path, "reg-add")
+
+    answer = hss(registrar, "ppr", {"impi": f"{user}@ims.test",
+                                    "user_data": pushed(user, added=(added,))})
+
+    assert answer["result_code"] == 2001
+    shown = show(added)
+    assert shown["state"] == RegState.REGISTERED.name
+    assert [c["uri"] for c in shown["contacts"]] == [f"sip:{user}@10.1.0.6"]
+    assert shown["associated"] == [sip(user), tel(user), added]
 
 
 def test_ppr_with_user_data_that_does_not_parse_is_not_supported(registrar):

@@ -12,7 +12,7 @@ from actors.hosts.hss_requests import HssRequests
 from actors.hosts.impi_index import ImpiIndex
 from actors.reg_event.reginfo import registration_infos
 from actors.rules.impu import Impu
-from actors.rules.network_dereg import REMOVAL_REASONS, profile_change, rtr_targets
+from actors.rules.network_dereg import REMOVAL_REASONS, hss_targets, profile_change
 from actors.rules.save import profile_from_user_data
 from actors.store.records import decode_impu
 from actors.vocabulary import Binding, Profile, RegState
@@ -57,20 +57,21 @@ HELD = held((ALICE, R, ALICE_IMPI, SET), (TEL, R, ALICE_IMPI, SET),
             ("sip:dave@ims.test", NR, "dave@ims.test", ("sip:dave@ims.test",)))
 
 
-def test_an_impi_only_rtr_takes_one_identity_per_set():
-    assert rtr_targets(HELD, {ALICE, TEL}, [ALICE_IMPI], []) == [ALICE]
+def test_an_impi_only_rtr_takes_the_default_identity_of_each_set():
+    assert hss_targets(HELD, {ALICE, TEL}) == [ALICE]
+    assert hss_targets(HELD, {TEL}) == []  # the shard holding ALICE changes the set
 
 
-def test_a_listed_identity_is_found_by_its_canonical_form_and_must_belong_to_the_impi():
-    assert rtr_targets(HELD, set(), [ALICE_IMPI], ["sip:alice@IMS.TEST;user=phone"]) == [ALICE]
-    assert rtr_targets(HELD, set(), ["mallory@ims.test"], [TEL]) == []
-    assert rtr_targets(HELD, set(), [ALICE_IMPI], ["not a uri", "sip:nobody@ims.test"]) == []
+def test_a_listed_identity_picks_its_set_by_the_canonical_form():
+    assert hss_targets(HELD, {ALICE, TEL}, [TEL]) == [ALICE]
+    assert hss_targets(HELD, {ALICE, TEL}, ["sip:alice@IMS.TEST;user=phone"]) == [ALICE]
+    assert hss_targets(HELD, {ALICE, TEL}, ["not a uri", "sip:nobody@ims.test"]) == []
+    assert hss_targets(HELD, set(), [TEL]) == []  # another IMPI's identities are not found
 
 
 def test_unregistered_identities_are_ended_and_not_registered_ones_skipped():
-    assert rtr_targets(HELD, {"sip:carol@ims.test"}, ["carol@ims.test"], []) == [
-        "sip:carol@ims.test"]
-    assert rtr_targets(HELD, {"sip:dave@ims.test"}, ["dave@ims.test"], []) == []
+    assert hss_targets(HELD, {"sip:carol@ims.test"}) == ["sip:carol@ims.test"]
+    assert hss_targets(HELD, {"sip:dave@ims.test"}) == []
 
 
 def test_a_profile_change_names_the_identities_removed_and_newly_barred():
