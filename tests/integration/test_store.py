@@ -182,7 +182,7 @@ def test_version_1_records_read_as_bindings_that_accept_every_method():
 
 
 @pytest.mark.parametrize("data", [
-    b"not json", b"\xff\xfe", b"{}", b"[3,1,[],null]", b"[5,1,[],null,[],null,null,null]", b"[1,9,[],null]", b'[1,1,[["x"]],null]',
+    b"not json", b"\xff\xfe", b"{}", b"[3,1,[],null]", b"[6,1,[],null,[],null,null,null,null]", b"[1,9,[],null]", b'[1,1,[["x"]],null]',
 ])
 def test_corrupt_record_raises_store_error_naming_the_identity(data):
     with pytest.raises(StoreError, match="sip:broken@example.com"):
