@@ -94,6 +94,8 @@ class CxConfig:
     origin_realm: str = "ims.test"
     request_timeout: float = 2.0
     watchdog_interval: float = 30.0
+    # Bytes of User-Data a PPR may push; more is answered DIAMETER_ERROR_TOO_MUCH_DATA.
+    max_user_data: int = 65536
 
 
 @dataclass
@@ -335,7 +337,7 @@ def _validate_log(log: LogConfig) -> None:
 _POSITIVE_SECONDS = ("sip.t1", "sip.tcp_connection_lifetime", "cx.request_timeout",
                      "cx.watchdog_interval")
 _AT_LEAST_ONE = ("sip.tcp_max_connections", "sip.tcp_max_connections_per_source",
-                 "sip.tcp_conn_wq_max")
+                 "sip.tcp_conn_wq_max", "cx.max_user_data")
 _NON_EMPTY = ("sip.domain", "cx.origin_host", "cx.origin_realm", "ray.namespace", "store.path")
 _FLAGS = ("registrar.support_wildcardPSI", "registrar.store_profile_dereg",
           "registrar.append_branches", "registrar.method_filtering", "registrar.user_data_always")

@@ -136,7 +136,7 @@ class CxPool(CxPoolCore):
             watchdog_interval=cx.watchdog_interval,
         ), HssRequests(self._fan_out, lambda xml: profile_from_user_data(
             xml, reg.user_data_xsd or None, reg.user_data_dtd or None,
-            bool(reg.support_wildcardPSI))))
+            bool(reg.support_wildcardPSI)), cx.max_user_data))
         if ray.get_runtime_context().was_current_actor_reconstructed:
             log.warning("cx pool %d restarted by Ray: reopening its Diameter peers", index)
         self._started = asyncio.ensure_future(self._start())

@@ -22,10 +22,13 @@ FanOut = Callable[..., Awaitable[list]]
 
 
 class HssRequests:
-    def __init__(self, fan_out: FanOut, check_user_data: Callable[[str], object]) -> None:
-        """``check_user_data`` raises UserDataError for user data the shards could not use."""
+    def __init__(self, fan_out: FanOut, check_user_data: Callable[[str], object],
+                 max_user_data: int = 65536) -> None:
+        """``check_user_data`` raises UserDataError for user data the shards could not use;
+        ``max_user_data``: the bytes of User-Data a PPR may push ([cx] max_user_data)."""
         self._fan_out = fan_out
         self._check_user_data = check_user_data
+        self._max_user_data = max_user_data
 
     async def terminate(self, rtr: RtrRequest) -> RtaResult:
         """TS 29.228 6.1.3: the registrations of the IMPIs named (User-Name and
@@ -45,7 +48,10 @@ class HssRequests:
     async def push_profile(self, ppr: PprRequest) -> PpaResult:
         """TS 29.228 6.2.2: the user data replaces the profile of every set of the IMPI.
         DIAMETER_ERROR_NOT_SUPPORTED_USER_DATA for user data that does not validate as an
-        SAA's would, DIAMETER_ERROR_USER_UNKNOWN when the IMPI holds nothing here."""
+        SAA's would, DIAMETER_ERROR_TOO_MUCH_DATA when it is larger than we accept,
+        DIAMETER_ERROR_USER_UNKNOWN when the IMPI holds nothing here."""
+        if ppr.user_data is not None and len(ppr.user_data.encode()) > self._max_user_data:
+            return PpaResult(None, CxResult.DIAMETER_ERROR_TOO_MUCH_DATA)
         if ppr.user_data is not None:
             try:
                 self._check_user_data(ppr.user_data)

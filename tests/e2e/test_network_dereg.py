@@ -242,6 +242,13 @@ def test_ppr_with_user_data_that_does_not_parse_is_not_supported(registrar):
     assert answer["experimental_result_code"] == 5009
 
 
+def test_ppr_with_more_user_data_than_max_user_data_is_too_much_data(registrar):
+    big = pushed("ppr-ifc", ifcs=(IFC,) * 300)
+    assert len(big) > 65536  # [cx] max_user_data's default
+    answer = hss(registrar, "ppr", {"impi": "ppr-ifc@ims.test", "user_data": big})
+    assert answer["experimental_result_code"] == 5008
+
+
 def test_an_saa_unable_to_comply_is_answered_500(registrar, tmp_path):
     """The HSS answers DIAMETER_UNABLE_TO_COMPLY to a re-registration once another S-CSCF
     took the user over (here: a MAR naming another S-CSCF, sent straight to the HSS)."""

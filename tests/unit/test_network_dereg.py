@@ -244,3 +244,14 @@ def test_a_request_for_an_hss_that_is_down_goes_by_realm():
     assert client._reachable(request).destination_host is None
     behind_a_relay = dataclasses.replace(request, destination_host="hss9.ims.test")
     assert client._reachable(behind_a_relay) is behind_a_relay
+
+
+def test_the_pool_refuses_user_data_beyond_max_user_data():
+    async def fan_out(method, *args):
+        return [1]
+
+    requests = HssRequests(fan_out, profile_from_user_data, max_user_data=len(USER_DATA))
+    assert asyncio.run(requests.push_profile(PprRequest(ALICE_IMPI, user_data=USER_DATA))) \
+        == PpaResult(ResultCode.DIAMETER_SUCCESS, None)
+    assert asyncio.run(requests.push_profile(PprRequest(ALICE_IMPI, user_data=USER_DATA + " "))) \
+        == PpaResult(None, CxResult.DIAMETER_ERROR_TOO_MUCH_DATA)
