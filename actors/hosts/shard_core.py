@@ -38,9 +38,9 @@ from actors.rules.expiry import expire_bindings
 from actors.rules.impu import Impu, RegisterRules
 from actors.rules.lookup import find_binding, view
 from actors.rules.network_dereg import (
+    hss_targets,
     newly_barred,
     push_profile,
-    hss_targets,
     terminate_registration,
 )
 from actors.rules.routing import SLOTS, jump_hash, shard_of
