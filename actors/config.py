@@ -94,6 +94,8 @@ class CxConfig:
     origin_realm: str = "ims.test"
     request_timeout: float = 2.0
     watchdog_interval: float = 30.0
+    # Bytes of User-Data a PPR may push; more is answered DIAMETER_ERROR_TOO_MUCH_DATA.
+    max_user_data: int = 65536
 
 
 @dataclass
@@ -274,6 +276,16 @@ def _port(text: str, key: str, spec: str) -> int:
     return int(text)
 
 
+def cx_origin_host(cx: CxConfig, index: int) -> str:
+    """The Origin-Host of Cx pool actor ``index``: each has its own Diameter connections, and
+    an HSS or DRA refuses a second connection under a name already connected. Pool 0 is
+    ``cx.origin_host``; pool i inserts ``-i`` after its first label (scscf-1.ims.test)."""
+    if index == 0:
+        return cx.origin_host
+    first, dot, rest = cx.origin_host.partition(".")
+    return f"{first}-{index}{dot}{rest}"
+
+
 def first_port(listen: list[str]) -> int:
     return parse_listen(listen[0])[2] if listen else 5060
 
@@ -360,7 +372,7 @@ def _validate_log(log: LogConfig) -> None:
 _POSITIVE_SECONDS = ("sip.t1", "sip.tcp_connection_lifetime", "cx.request_timeout",
                      "cx.watchdog_interval")
 _AT_LEAST_ONE = ("sip.tcp_max_connections", "sip.tcp_max_connections_per_source",
-                 "sip.tcp_conn_wq_max")
+                 "sip.tcp_conn_wq_max", "cx.max_user_data")
 _NON_EMPTY = ("sip.domain", "cx.origin_host", "cx.origin_realm", "ray.namespace", "store.path",
               "ray.dashboard_host")
 _FLAGS = ("registrar.support_wildcardPSI", "registrar.store_profile_dereg",

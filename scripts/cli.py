@@ -7,7 +7,7 @@ import asyncio
 import signal
 import sys
 
-from actors.config import LOG_LEVELS, ConfigError, load_config, parse_host_port
+from actors.config import LOG_LEVELS, ConfigError, cx_origin_host, load_config, parse_host_port
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,7 +157,8 @@ def hss_config(config):
         raw["auto_provision_domain"] = section.auto_provision_domain
     if section.admin_listen:
         raw["admin_listen"] = section.admin_listen
-    raw.setdefault("allowed_peers", [config.cx.origin_host])  # only this registrar's Cx pool
+    raw.setdefault("allowed_peers",  # only this registrar's Cx pool actors
+                   [cx_origin_host(config.cx, i) for i in range(config.ray.cx_pool)])
     raw.setdefault("origin_realm", config.sip.domain)
     raw.setdefault("origin_host", f"hss.{config.sip.domain}")
     return HssConfig.from_toml(raw)

@@ -110,6 +110,13 @@ class ImpuShard:
     async def assign_server_unreg(self, identity: str) -> int:
         return await self.core.assign_server_unreg(identity)
 
+    async def terminate_registrations(self, impis: list[str], listed: list[str],
+                                      reason: str) -> list[str]:
+        return await self.core.terminate_registrations(impis, listed, reason)
+
+    async def push_profile(self, impi: str, user_data: str | None) -> int:
+        return await self.core.push_profile(impi, user_data)
+
     async def counts(self) -> dict:
         return await self.core.counts()
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from actors.auth.procedures import AuthContext
 from actors.config import Config
 from actors.hosts.dialog_queues import DialogQueues
+from actors.hosts.impi_index import ImpiIndex
 from actors.hosts.kept_replies import KeptReplies
 from actors.hosts.metrics import ShardMetrics
 from actors.hosts.sar_retries import SarRetries
@@ -37,6 +38,12 @@ from actors.rules.expires import ExpiresPolicy
 from actors.rules.expiry import expire_bindings
 from actors.rules.impu import Impu, RegisterRules
 from actors.rules.lookup import find_binding, view
+from actors.rules.network_dereg import (
+    hss_targets,
+    newly_barred,
+    push_profile,
+    terminate_registration,
+)
 from actors.rules.routing import SLOTS, jump_hash, shard_of
 from actors.rules.save import SaveContext, save, save_unauthenticated, transient
 from actors.rules.state import IllegalTransition, next_state, set_update_event
@@ -110,6 +117,7 @@ class ShardCore:
         self.index = index
         self.shards = config.ray.shards
         self.impus: dict[str, Impu] = {}
+        self.impis = ImpiIndex()  # for RTRs and PPRs that name only the IMPI
         self._users: Counter[str] = Counter()  # requests holding, or waiting for, each IMPU
         self._io = io
         self._clock = clock
@@ -132,7 +140,8 @@ class ShardCore:
             user_data_xsd=reg.user_data_xsd or None,
             user_data_dtd=reg.user_data_dtd or None,
             support_wildcard_psi=bool(reg.support_wildcardPSI),
-            auth=AuthContext(config.auth, reg.scscf_name, io.mar) if config.auth.enabled else None,
+            auth=(AuthContext(config.auth, reg.scscf_name, self._mar) if config.auth.enabled
+                  else None),
             retry_sar=self._retry_sar,
         )
         self._sar_retries = SarRetries()
@@ -182,6 +191,7 @@ class ShardCore:
             await self._load_once()
         except Exception as exc:
             self.impus.clear()  # what it loaded before failing: served by no one
+            self.impis = ImpiIndex()
             self.load_error = f"cannot load from the store: {exc}"
             self._load_again_at = self._clock() + self._load_retry
             log.warning("shard %d %s; trying again in %.0f s", self.index, self.load_error,
@@ -196,6 +206,7 @@ class ShardCore:
         now = self._clock()
         async for identity, data in self._backend.load_slots(slots):
             impu = self.impus[identity] = decode_impu(identity, data)
+            self.impis.update(identity, impu.profile.impi if impu.profile else None)
             if impu.state == RegState.UNREGISTERED and impu.unreg_until is None:
                 impu.unreg_until = now + self.ctx.unreg_validity  # stored before validities were
             self._schedule(impu)
@@ -236,9 +247,10 @@ class ShardCore:
             except IllegalTransition as exc:
                 log.warning("%s keeps its state: %s", update.identity, exc)
                 return
-            old = impu.bindings
+            old, before = impu.bindings, impu.profile
             impu.apply(state, update.bindings, update.profile, unreg.unreg_until(state, self.ctx))
-            notify_change(impu, old, update.reason, self.events)
+            notify_change(impu, old, update.reason, self.events,
+                          newly_barred(before, update.profile), listed=before)
             await self._persist(impu)
 
     async def _propagate(self, updates: list[SetUpdate]) -> None:
@@ -251,7 +263,24 @@ class ShardCore:
 
     async def _sar(self, request: SarRequest) -> SaaResult:
         self._sar_retries.cancel(request.public_identity)  # this one says what the HSS hears now
-        return await self.metrics.time_sar(self._io.sar(request))
+        impu = self._to_the_users_hss(request)
+        saa = await self.metrics.time_sar(self._io.sar(request))
+        if impu is not None and saa.success and saa.origin_host:
+            impu.hss_host = saa.origin_host  # stored with the change the SAR was for
+        return saa
+
+    async def _mar(self, request: MarRequest) -> MaaResult:
+        self._to_the_users_hss(request)
+        return await self._io.mar(request)
+
+    def _to_the_users_hss(self, request: SarRequest | MarRequest) -> Impu | None:
+        """HSS affinity (TS 29.228 6.4): a request about an identity names the HSS whose SAA
+        served it last as Destination-Host, so a realm of several HSSs keeps one per user
+        (CxClient routes by realm when that HSS is one of its peers and down)."""
+        impu = self.impus.get(request.public_identity)
+        if impu is not None and impu.hss_host and not request.destination_host:
+            request.destination_host = impu.hss_host
+        return impu
 
     def _retry_sar(self, request: SarRequest) -> None:
         self._sar_retries.add(request, self._clock())
@@ -335,6 +364,33 @@ class ShardCore:
         await self.ready()
         with self._using(identity) as impu:
             return await unreg.assign_server_unreg(impu, self.ctx)
+
+    # -- Requests from the HSS (fanned out to every shard by the Cx pool) --
+
+    async def terminate_registrations(self, impis: list[str], listed: list[str],
+                                      reason: str) -> list[str]:
+        """An RTR (actors/rules/network_dereg.py): ends the registrations of ``impis`` here, or
+        of the ``listed`` public identities only; the IMPIs whose registrations ended."""
+        await self.ready()
+        ended = []
+        for identity in hss_targets(self.impus, self.impis.identities(impis), listed):
+            with self._using(identity) as impu:
+                ended.append(await terminate_registration(impu, reason, self.ctx))
+        return [impi or impis[0] for impi in ended if impi is not None]
+
+    async def push_profile(self, impi: str, user_data: str | None) -> int:
+        """A PPR's user data (validated by the pool) for the sets of ``impi`` held here; how
+        many sets took it. Without user data (charging information only) how many it has."""
+        await self.ready()
+        targets = hss_targets(self.impus, self.impis.identities([impi]))
+        if user_data is None:
+            return len(targets)
+        profile = self.ctx.profile(user_data)
+        applied = 0
+        for identity in targets:
+            with self._using(identity) as impu:
+                applied += await push_profile(impu, profile, self.ctx)
+        return applied
 
     async def counts(self) -> dict:
         """A shard that could not load counts nothing and says why (``load_error``)."""
@@ -449,6 +505,7 @@ class ShardCore:
     async def _persist(self, impu: Impu) -> None:
         keep = impu.bindings or impu.profile is not None
         await self._store.write(impu.identity, encode_impu(impu) if keep else None)
+        self.impis.update(impu.identity, impu.profile.impi if impu.profile else None)
         self._schedule(impu)
 
     async def _guarded(self, identity: str, procedure, *args) -> Reply:

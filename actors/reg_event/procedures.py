@@ -24,7 +24,14 @@ from actors.reg_event.subscription import (
 )
 from actors.rules.expires import ExpiresPolicy
 from actors.rules.impu import Impu
-from actors.vocabulary import Binding, NotifyJob, PublishRequest, Reply, SubscribeRequest
+from actors.vocabulary import (
+    Binding,
+    NotifyJob,
+    Profile,
+    PublishRequest,
+    Reply,
+    SubscribeRequest,
+)
 from transport.sip.uri import uri_equal
 
 
@@ -109,19 +116,24 @@ async def publish_reg(impu: Impu, req: PublishRequest, now: float, ctx: EventCon
     return Reply(200, "OK", [("Expires", str(granted)), ("SIP-ETag", etag)])
 
 
-def notify_change(impu: Impu, old: dict[str, Binding], reason: str, ctx: EventContext) -> None:
-    """In the IMPU's mailbox, after its bindings changed: one NOTIFY per subscription. When no
-    binding is left, that NOTIFY is the last one (terminated) and the subscriptions end."""
+def notify_change(impu: Impu, old: dict[str, Binding], reason: str, ctx: EventContext,
+                  ended: frozenset[str] = frozenset(), listed: Profile | None = None) -> None:
+    """In the IMPU's mailbox, after its bindings (or profile) changed: one NOTIFY per
+    subscription. When no binding is left, that NOTIFY is the last one (terminated) and the
+    subscriptions end. ``ended``: identities of the set barred just now (registration_infos).
+    ``listed``: the set whose identities the NOTIFY shows when the identity no longer holds a
+    profile, gone with its bindings (TS 24.229 5.4.1.5: every identity de-registered)."""
+    shown = impu.profile or listed
     if not impu.subscriptions:
         return
     now = ctx.clock()
     new = impu.live_bindings(now)
     if new:
-        notifies = [_notify(impu, s, old, new, reason, "active", None, now, ctx)
+        notifies = [_notify(impu, s, old, new, reason, "active", None, now, ctx, ended, shown)
                     for s in impu.subscriptions.values()]
     else:
         notifies = [_notify(impu, s, old, new, reason, "terminated",
-                            END_REASONS["registration-ended"], now, ctx)
+                            END_REASONS["registration-ended"], now, ctx, ended, shown)
                     for s in impu.subscriptions.values()]
         impu.subscriptions.clear()
     ctx.post(notifies)
@@ -155,8 +167,10 @@ async def end_subscription(impu: Impu, sub: Subscription, ctx: EventContext) -> 
 
 def _notify(impu: Impu, sub: Subscription, old: dict[str, Binding], new: dict[str, Binding],
             reason: str, state: str, end_reason: str | None, now: float,
-            ctx: EventContext) -> OutgoingNotify:
-    infos = registration_infos(impu.profile, impu.identity, old, new, now, reason)
+            ctx: EventContext, ended: frozenset[str] = frozenset(),
+            shown: Profile | None = None) -> OutgoingNotify:
+    infos = registration_infos(impu.profile or shown, impu.identity, old, new, now, reason,
+                               ended)
     body = build_reginfo(sub.version, "full", infos)
     uri, headers, body = notify_request(sub, body, state, end_reason, now, ctx.scscf_uri,
                                         ctx.scscf_uri)

@@ -79,7 +79,7 @@ def _digest(text: str) -> str:
 
 def registration_infos(
     profile: Profile | None, identity: str, old: dict[str, Binding], new: dict[str, Binding],
-    now: float, reason: str,
+    now: float, reason: str, ended: frozenset[str] = frozenset(),
 ) -> list[RegistrationInfo]:
     """The registrations of `identity`'s implicit set after its bindings went from `old` to
     `new`; `reason` says why bindings missing from `new` went away (a REMOVAL_EVENTS key).
@@ -87,7 +87,9 @@ def registration_infos(
     Every IMPU of the set shares the bindings. TS 24.229 5.4.2.1.2 asks for one <registration>
     per public user identity of the user; barred ones are left out, as from P-Associated-URI
     (5.4.1.2.2) and from the watchers allowed to subscribe (5.4.2.1.1): a barred identity is
-    never registered and is not disclosed to the UE.
+    never registered and is not disclosed to the UE. ``ended``: identities barred just now
+    (a pushed profile), shown once more as terminated, every contact "rejected", so that
+    watchers learn their registration ended (RFC 3680 5.1.2).
     """
     removal = REMOVAL_EVENTS.get(reason)
     if removal is None:
@@ -95,7 +97,11 @@ def registration_infos(
     aors = profile.associated_uris() if profile else [identity]
     live = ordered(new.values())
     gone = [old[key] for key in sorted(old.keys() - new.keys())]
-    return [_registration(aor, aor == identity, live, gone, old, now, removal) for aor in aors]
+    registrations = [_registration(aor, aor == identity, live, gone, old, now, removal)
+                     for aor in aors]
+    every = ordered(old.values())
+    return registrations + [_registration(aor, False, [], every, old, now, "rejected")
+                            for aor in sorted(ended)]
 
 
 def _registration(

@@ -67,7 +67,7 @@ class Impu:
     """A virtual actor: one public identity, its bindings and its mailbox (one writer)."""
 
     __slots__ = ("identity", "state", "bindings", "profile", "subscriptions", "unreg_until",
-                 "challenges", "last_reply", "mailbox", "last_sar_at")
+                 "challenges", "last_reply", "mailbox", "last_sar_at", "hss_host")
 
     def __init__(self, identity: str) -> None:
         self.identity = identity
@@ -80,6 +80,7 @@ class Impu:
         self.last_reply: tuple[tuple, Reply] | None = None
         self.mailbox = asyncio.Lock()
         self.last_sar_at: float | None = None  # when the HSS last confirmed a SAR for it
+        self.hss_host: str | None = None  # Origin-Host of the HSS whose SAA served it last
 
     def live_bindings(self, now: float) -> dict[str, Binding]:
         return {k: b for k, b in self.bindings.items() if b.expires_at > now}

@@ -37,7 +37,7 @@ from actors.vocabulary import (
     SetUpdate,
     StoreError,
 )
-from transport.diameter.cx import SaaResult, SarRequest
+from transport.diameter.cx import ResultCode, SaaResult, SarRequest
 from transport.diameter.cx import ServerAssignmentType as SAT
 from transport.diameter.router import CxUnavailable
 from transport.diameter.user_data import UserDataError, parse_user_data
@@ -256,11 +256,20 @@ _FORBIDDEN = {5001: "User unknown", 5002: "Identities don't match", 5003: "Ident
 
 
 def _sar_rejection(saa: SaaResult) -> Reply:
+    """As Kamailio: the HSS refusing the user (a permanent Experimental-Result, TS 29.229
+    6.2.2) is 403; the HSS failing to serve the request (a 5xxx Result-Code such as
+    DIAMETER_UNABLE_TO_COMPLY 5012) is 500, Kamailio's "SAR failed". Protocol errors and
+    transient failures (3xxx, 4xxx: DIAMETER_TOO_BUSY 3004...) are 503 with Retry-After,
+    like an HSS that does not answer: the same REGISTER may succeed in a moment."""
     code = saa.experimental_result_code or saa.result_code or 0
-    if code in _FORBIDDEN:
+    if saa.experimental_result_code is not None and code in _FORBIDDEN:
         return Reply(403, _FORBIDDEN[code])
     if transient(saa):  # the UE may try again soon
         return Reply(503, f"HSS answered {code}", [("Retry-After", RETRY_AFTER)])
+    if saa.experimental_result_code is None:
+        if code == ResultCode.DIAMETER_AUTHORIZATION_REJECTED:
+            return Reply(403, "Authorization rejected")
+        return Reply(500, f"SAR failed ({code})")
     return Reply(403, f"Server assignment rejected ({code})")
 
 

@@ -5,7 +5,8 @@ what may happen to a registration, and anything it does not list is refused.
 
 - A REGISTER that leaves bindings registers (TS 24.229 5.4.1.2) or refreshes; one that removes
   the last binding de-registers (5.4.1.4). The last binding expiring de-registers too.
-- The network de-registers a registered identity (``unregister``, TS 24.229 5.4.1.5).
+- The network de-registers a registered identity (``unregister``, TS 24.229 5.4.1.5); an
+  RTR from the HSS also ends an UNREGISTERED one (TS 29.228 6.1.3, REMOVE_S-CSCF).
 - A terminating request for an identity not registered assigns it UNREGISTERED (SAR
   UNREGISTERED_USER, TS 24.229 5.4.3.3), which lasts ``unreg_validity`` seconds.
 - Members of an implicit registration set share one state (TS 23.228 5.2.1a): a member takes
@@ -25,6 +26,7 @@ class RegEvent(Enum):
     DEREGISTER = "deregister"  # a REGISTER removes the last binding
     EXPIRE = "expire"  # the last binding expired
     NETWORK_DEREGISTER = "network_deregister"  # unregister(): the operator or the HSS asked
+    HSS_DEREGISTER = "hss_deregister"  # an RTR: registered or UNREGISTERED, the HSS ends it
     ASSIGN_UNREGISTERED = "assign_unregistered"  # SAR UNREGISTERED_USER succeeded
     UNREGISTERED_VALIDITY_LAPSED = "unregistered_validity_lapsed"
     SET_REGISTERED = "set_registered"  # another member registered or refreshed the set
@@ -41,6 +43,8 @@ TRANSITIONS: dict[tuple[RegState, RegEvent], RegState] = {
     (_R, RegEvent.DEREGISTER): _NR,
     (_R, RegEvent.EXPIRE): _NR,
     (_R, RegEvent.NETWORK_DEREGISTER): _NR,
+    (_R, RegEvent.HSS_DEREGISTER): _NR,
+    (_U, RegEvent.HSS_DEREGISTER): _NR,
     (_NR, RegEvent.ASSIGN_UNREGISTERED): _U,
     (_U, RegEvent.UNREGISTERED_VALIDITY_LAPSED): _NR,
     (_NR, RegEvent.SET_REGISTERED): _R,

@@ -43,7 +43,7 @@ async def unregister(impu: Impu, ctx: SaveContext) -> Deregistration:
             return Deregistration(NOT_FOUND, 0, "")
         profile = impu.profile
         removed = len(impu.live_bindings(ctx.clock()))
-        await _apply_to_set(impu, profile, RegEvent.NETWORK_DEREGISTER, None, ctx, "network")
+        await apply_to_set(impu, profile, RegEvent.NETWORK_DEREGISTER, None, ctx, "network")
         saa = await inform_hss(ctx.sar_request(impu.identity, profile.impi if profile else None,
                                                SAT.ADMINISTRATIVE_DEREGISTRATION), ctx)
         return Deregistration(FOUND, removed, saa.description if saa else "not sent: HSS unreachable")
@@ -71,7 +71,7 @@ async def assign_server_unreg(impu: Impu, ctx: SaveContext) -> int:
         served = impu.identity in profile.identities or profile.wildcard_for(impu.identity)
         if not served or impu.identity in profile.barred:
             return NOT_FOUND
-        await _apply_to_set(impu, profile, RegEvent.ASSIGN_UNREGISTERED, profile, ctx)
+        await apply_to_set(impu, profile, RegEvent.ASSIGN_UNREGISTERED, profile, ctx)
         return FOUND
 
 
@@ -87,7 +87,7 @@ async def lapse_unregistered(impu: Impu, now: float, ctx: SaveContext) -> bool:
         return True
 
 
-async def _apply_to_set(impu: Impu, members: Profile | None, event: RegEvent,
+async def apply_to_set(impu: Impu, members: Profile | None, event: RegEvent,
                         profile: Profile | None, ctx: SaveContext, reason: str = "user") -> None:
     """Every member of the implicit set shares one registration state (TS 23.228 5.2.1a).
     ``reason`` tells watchers why bindings went (a key of reginfo.REMOVAL_EVENTS)."""
@@ -98,7 +98,7 @@ async def _apply_to_set(impu: Impu, members: Profile | None, event: RegEvent,
     old = impu.bindings
     impu.apply(state, {}, profile, unreg_until(state, ctx))
     if ctx.events:  # before the write, as in save(): the subscriptions' versions go with it
-        notify_change(impu, old, reason, ctx.events)
+        notify_change(impu, old, reason, ctx.events, listed=members)
     await ctx.persist(impu)
 
 

@@ -14,8 +14,9 @@ from actors.vocabulary import Binding, Profile, RegState, StoreError
 
 # Bump when the layout changes, and teach decode_impu to read the previous version.
 # 2: bindings gained "allow"; reg-event subscriptions appended. 3: the end of an UNREGISTERED
-# state's validity appended. 4: the time of the last SAR appended.
-RECORD_VERSION = 4
+# state's validity appended. 4: the time of the last SAR appended. 5: the HSS's Origin-Host
+# appended (HSS affinity).
+RECORD_VERSION = 5
 
 # Bindings are stored as JSON arrays in this order: no key names repeated in every record.
 BINDING_FIELDS = (
@@ -34,7 +35,7 @@ _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_cir
 
 def encode_impu(impu: Impu) -> bytes:
     """``[version, state, [binding...], profile|null, [subscription...], unreg_until|null,
-    last_sar_at|null]``; the identity is the record's key.
+    last_sar_at|null, hss_host|null]``; the identity is the record's key.
 
     The cached reply of the last transaction is not kept: it only absorbs retransmissions.
     """
@@ -49,6 +50,7 @@ def encode_impu(impu: Impu) -> bytes:
         [_subscription_values(sub) for sub in impu.subscriptions.values()],
         impu.unreg_until,
         impu.last_sar_at,
+        impu.hss_host,
     ]
     return _encoder.encode(record).encode()
 
@@ -56,7 +58,7 @@ def encode_impu(impu: Impu) -> bytes:
 def decode_impu(identity: str, data: bytes) -> Impu:
     try:
         version, state, bindings, profile, *rest = json.loads(data)
-        if version not in (1, 2, 3, RECORD_VERSION) or len(rest) != version - 1:
+        if version not in (1, 2, 3, 4, RECORD_VERSION) or len(rest) != version - 1:
             raise ValueError(f"unknown record version {version!r}")
         names = BINDING_FIELDS if version >= 2 else BINDING_FIELDS[:-1]  # 1: no "allow"
         impu = Impu(identity)
@@ -71,6 +73,8 @@ def decode_impu(identity: str, data: bytes) -> Impu:
             impu.unreg_until = float(rest[1])
         if version >= 4 and rest[2] is not None:  # before 4 the next re-REGISTER sends a SAR
             impu.last_sar_at = float(rest[2])
+        if version >= 5 and rest[3] is not None:  # before 5 realm routing until the next SAA
+            impu.hss_host = str(rest[3])
         return impu
     except (ValueError, TypeError) as exc:  # JSON, unpacking and enum errors are ValueErrors
         raise StoreError(f"corrupt record of {identity}: {exc}") from exc

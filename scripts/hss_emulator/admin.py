@@ -57,7 +57,8 @@ class AdminServer:
 
         async def send():
             reason = body.get("reason_code", "PERMANENT_TERMINATION")
-            reason = (DeregistrationReasonCode[reason] if isinstance(reason, str)
+            # by TS 29.229's name (REMOVE_S-CSCF) or the enum's (REMOVE_S_CSCF), or by value
+            reason = (DeregistrationReasonCode[reason.replace("-", "_")] if isinstance(reason, str)
                       else DeregistrationReasonCode(reason))
             return _outcome(await self._emulator.send_rtr(
                 body["impi"], reason, impus=body.get("impus"),

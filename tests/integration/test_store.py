@@ -126,7 +126,7 @@ def test_codec_keeps_the_end_of_the_unregistered_validity():
     impu.apply(RegState.UNREGISTERED, {}, Profile(None, (impu.identity,), frozenset(), None),
                unreg_until=NOW + 1800)
     record = encode_impu(impu)
-    assert json.loads(record)[0] == 4
+    assert json.loads(record)[0] == 5
     assert decode_impu(impu.identity, record).unreg_until == NOW + 1800
 
 
@@ -134,7 +134,7 @@ def test_codec_keeps_the_time_of_the_last_sar_and_version_3_loads_without_it():
     impu = realistic_impu("sip:sar@ims.example.net")
     impu.last_sar_at = NOW - 60
     assert decode_impu(impu.identity, encode_impu(impu)).last_sar_at == NOW - 60
-    v3 = json.dumps(json.loads(encode_impu(impu))[:-1]).replace("[4,", "[3,", 1).encode()
+    v3 = json.dumps(json.loads(encode_impu(impu))[:-2]).replace("[5,", "[3,", 1).encode()
     old = decode_impu(impu.identity, v3)
     assert old.last_sar_at is None  # its next re-REGISTER sends a SAR
     assert old.bindings == impu.bindings
@@ -153,6 +153,15 @@ def test_codec_keeps_p_associated_uri_as_written_and_older_records_rebuild_it():
     assert decode_impu(impu.identity, json.dumps(record).encode()).profile.written == written
     record[3] = record[3][:5]  # as written before the values were kept: parsed again on load
     assert decode_impu(impu.identity, json.dumps(record).encode()).profile.written == written
+
+
+def test_codec_keeps_the_hss_of_the_user_and_version_4_loads_without_it():
+    impu = realistic_impu("sip:affine@ims.example.net")
+    impu.hss_host, impu.last_sar_at = "hss2.ims.example.net", NOW - 60
+    assert decode_impu(impu.identity, encode_impu(impu)).hss_host == "hss2.ims.example.net"
+    v4 = json.dumps(json.loads(encode_impu(impu))[:-1]).replace("[5,", "[4,", 1).encode()
+    old = decode_impu(impu.identity, v4)
+    assert old.hss_host is None and old.last_sar_at == NOW - 60  # realm routing until an SAA
 
 
 def test_version_2_records_still_load():
@@ -189,7 +198,7 @@ def test_version_1_records_read_as_bindings_that_accept_every_method():
 
 
 @pytest.mark.parametrize("data", [
-    b"not json", b"\xff\xfe", b"{}", b"[3,1,[],null]", b"[5,1,[],null,[],null,null,null]", b"[1,9,[],null]", b'[1,1,[["x"]],null]',
+    b"not json", b"\xff\xfe", b"{}", b"[3,1,[],null]", b"[6,1,[],null,[],null,null,null,null]", b"[1,9,[],null]", b'[1,1,[["x"]],null]',
 ])
 def test_corrupt_record_raises_store_error_naming_the_identity(data):
     with pytest.raises(StoreError, match="sip:broken@example.com"):

@@ -1,6 +1,6 @@
 import pytest
 
-from actors.config import Config, ConfigError, config_from_dict, load_config
+from actors.config import Config, ConfigError, config_from_dict, cx_origin_host, load_config
 
 
 def test_embedded_defaults_use_the_emulator_and_derive_names():
@@ -165,3 +165,14 @@ def test_speed_keys_default_to_sar_avoidance_no_bound_and_ordinary_priority():
 def test_bad_speed_keys_name_the_key(raw, message):
     with pytest.raises(ConfigError, match=message):
         config_from_dict(raw)
+
+
+def test_each_cx_pool_actor_has_an_origin_host_of_its_own():
+    cx = config_from_dict({"ray": {"cx_pool": 3}, "cx": {"origin_host": "scscf.ims.test"}}).cx
+    assert [cx_origin_host(cx, i) for i in range(3)] == [
+        "scscf.ims.test", "scscf-1.ims.test", "scscf-2.ims.test"]
+
+
+def test_max_user_data_must_be_at_least_one_byte():
+    with pytest.raises(ConfigError, match="^cx.max_user_data must be at least 1$"):
+        config_from_dict({"cx": {"max_user_data": 0}})

@@ -4,7 +4,9 @@ from __future__ import annotations
 import asyncio
 
 from actors.hosts.cx_pool import CxPoolCore
+from actors.hosts.hss_requests import HssRequests
 from transport.diameter.cx import MarRequest, SarRequest, ServerAssignmentType
+from transport.diameter.cx_inbound import CxRequestHandler
 from transport.diameter.router import CxTimeout, CxUnavailable
 
 
@@ -66,3 +68,45 @@ def test_a_request_that_cannot_be_sent_fails_alone():
     assert results[0] == "SAA for sip:a@ims.test" and results[2] == "SAA for sip:c@ims.test"
     assert isinstance(results[1], CxUnavailable)
     assert str(results[1]) == "Cx request failed: UnicodeEncodeError"
+
+
+class StartingClient(FakeCxClient):
+    """Counts how often the pool opens its peers; keeps the request handler it is given."""
+
+    origin_host, origin_realm, peers = "scscf-1.ims.test", "ims.test", []
+
+    def __init__(self) -> None:
+        super().__init__({})
+        self.starts = 0
+        self.handler = None
+
+    async def start(self):
+        self.starts += 1
+        await asyncio.sleep(0)
+
+    async def close(self):
+        pass
+
+    def set_request_handler(self, handler):
+        self.handler = handler
+
+
+def test_the_peers_open_once_however_often_start_is_called():
+    client = StartingClient()
+
+    async def scenario():
+        pool = CxPoolCore(client)
+        await asyncio.gather(pool.start(), pool.start())
+        await pool.start()
+        await pool.stop()
+
+    asyncio.run(scenario())
+    assert client.starts == 1
+
+
+def test_a_pool_with_hss_requests_answers_what_the_hss_sends_under_its_own_name():
+    client = StartingClient()
+    CxPoolCore(client, HssRequests(lambda *args: asyncio.sleep(0, []), lambda xml: None))
+    assert isinstance(client.handler, CxRequestHandler)
+    assert client.handler.origin_host == "scscf-1.ims.test"
+    assert CxPoolCore(StartingClient()).client.handler is None

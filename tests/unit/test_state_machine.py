@@ -22,6 +22,8 @@ EXPECTED = {
     (R, RegEvent.DEREGISTER): NR,
     (R, RegEvent.EXPIRE): NR,
     (R, RegEvent.NETWORK_DEREGISTER): NR,
+    (R, RegEvent.HSS_DEREGISTER): NR,
+    (U, RegEvent.HSS_DEREGISTER): NR,
     (NR, RegEvent.ASSIGN_UNREGISTERED): U,
     (U, RegEvent.UNREGISTERED_VALIDITY_LAPSED): NR,
     (NR, RegEvent.SET_REGISTERED): R,

@@ -124,6 +124,7 @@ class SaaResult(AnswerOutcome):
     user_name: str | None
     wildcarded_public_identity: str | None
     server_name: str | None = None  # the S-CSCF already assigned, on some refusals
+    origin_host: str | None = None  # the HSS that answered: later requests for the user go there
 
 
 @dataclass

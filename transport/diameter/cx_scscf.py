@@ -7,6 +7,7 @@ from __future__ import annotations
 from diameter.message import Avp, Message
 from diameter.message.constants import (AVP_DESTINATION_HOST, AVP_DESTINATION_REALM,
                                         AVP_DIGEST_ALGORITHM, AVP_DIGEST_HA1, AVP_DIGEST_QOP,
+                                        AVP_ORIGIN_HOST,
                                         AVP_DIGEST_REALM,
                                         AVP_TGPP_3GPP_SIP_AUTH_DATA_ITEM,
                                         AVP_TGPP_3GPP_SIP_AUTHENTICATE,
@@ -105,7 +106,8 @@ def decode_saa(msg: Message) -> SaaResult:
                      associated_identities=associated,
                      user_name=reader.text(AVP_USER_NAME),
                      wildcarded_public_identity=reader.text(AVP_TGPP_WILDCARDED_PSI, V3GPP),
-                     server_name=reader.text(AVP_TGPP_SERVER_NAME, V3GPP))
+                     server_name=reader.text(AVP_TGPP_SERVER_NAME, V3GPP),
+                     origin_host=reader.text(AVP_ORIGIN_HOST))
 
 
 # -- Multimedia-Auth ----------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 
 from diameter.message import Message
@@ -55,6 +56,7 @@ class CxClient:
                                    backoff_initial=backoff_initial, backoff_max=backoff_max)
                       for host, port in peers]
         self._session_ids = SessionIds(origin_host)
+        self._peer_hosts: set[str] = set()  # Origin-Hosts our own peers have had
 
     async def start(self, wait: float | None = None) -> bool:
         """Start connecting; wait up to `wait` seconds (default: the connect timeout) for a
@@ -80,6 +82,7 @@ class CxClient:
             peer.set_request_handler(handler)
 
     async def sar(self, req: SarRequest) -> SaaResult:
+        req = self._reachable(req)
         msg = encode_sar(req, self.origin_host, self.origin_realm, self._session_ids.next(),
                          self.dest_realm)
         answer = await self._send(msg, req.destination_realm or self.dest_realm,
@@ -87,15 +90,29 @@ class CxClient:
         return self._decode(decode_saa, answer)
 
     async def mar(self, req: MarRequest) -> MaaResult:
+        req = self._reachable(req)
         msg = encode_mar(req, self.origin_host, self.origin_realm, self._session_ids.next(),
                          self.dest_realm)
         answer = await self._send(msg, req.destination_realm or self.dest_realm,
                                   req.destination_host)
         return self._decode(decode_maa, answer)
 
+    def _reachable(self, req):
+        """The request without its Destination-Host when that host is one of our own peers
+        and down: realm routing finds another HSS. A host we never had as a peer is kept
+        (it sits behind a relay, which routes on it)."""
+        host = req.destination_host
+        if not host or host not in self._peer_hosts:
+            return req
+        if any(peer.is_open and peer.remote.origin_host == host for peer in self.peers):
+            return req
+        log.info("HSS %s is down: routing by realm instead", host)
+        return dataclasses.replace(req, destination_host=None)
+
     def routes(self, realm: str, host: str | None = None) -> list[DiameterPeer]:
         """Open peers able to take a request for `realm`, best first."""
         open_peers = [peer for peer in self.peers if peer.is_open]
+        self._peer_hosts.update(peer.remote.origin_host for peer in open_peers)
         if self.forced_peer:
             return [peer for peer in open_peers if peer.remote.origin_host == self.forced_peer]
         in_realm = [peer for peer in open_peers if peer.remote.origin_realm == realm]
