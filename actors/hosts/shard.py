@@ -17,6 +17,7 @@ from actors.hosts.metrics import export_forever, shard_tags
 from actors.hosts.shard_core import ShardCore, ShardIO
 from actors.store.base import open_store
 from actors.vocabulary import (
+    TRANSPORT_PREFIX,
     Binding,
     Deregistration,
     ImpuView,
@@ -101,10 +102,20 @@ class ImpuShard:
         await asyncio.gather(*(self._peers[index].submit(u) for u in updates))
 
     async def _send_notify(self, transport: str, job: NotifyJob) -> int:
+        """``transport`` "": any transport (a third-party REGISTER after an expiry, before
+        any REGISTER reached this shard)."""
+        transport = transport or await asyncio.to_thread(self._any_transport)
         if transport not in self._transports:
             handle = ray.get_actor(transport, namespace=self.namespace)
             self._transports[transport] = _batcher(handle, "send_notifies")
         return await self._transports[transport].submit(job)
+
+    def _any_transport(self) -> str:
+        names = sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                       if a["namespace"] == self.namespace and a["name"].startswith(TRANSPORT_PREFIX))
+        if not names:
+            raise LookupError("no SIP transport is running")
+        return names[0]
 
 
 def _batcher(handle, method: str) -> Batcher:

@@ -160,6 +160,7 @@ class TransportCore:
             return Reply(420, "Bad Extension", [("Unsupported", ", ".join(unsupported))])
         if method == "REGISTER":
             item = register_request(request, received)
+            item.transport, item.message = self.name, request.to_bytes()  # for the ASs' iFCs
             return await self._to_shard(item.aor, "register_batch", item)
         if method == "SUBSCRIBE":
             try:
@@ -212,8 +213,9 @@ class TransportCore:
     # -- NOTIFYs: client transactions (RFC 3261 17.1.2)
 
     async def send_notifies(self, jobs: list[NotifyJob]) -> list[int]:
-        """Answers each job's final status: 408 when Timer F fired, 503 when the watcher's flow
-        cannot be reached."""
+        """NOTIFYs, and third-party REGISTERs to application servers (``job.method``). Answers
+        each job's final status: 408 when Timer F fired, 503 when the target cannot be
+        reached."""
         return await asyncio.gather(*(self._notify(job) for job in jobs))
 
     async def _notify(self, job: NotifyJob) -> int:
@@ -225,7 +227,7 @@ class TransportCore:
         # The only Via of the NOTIFY: our sent-by (RFC 3261 18.1.1), a branch naming us.
         via = f"SIP/2.0/{proto.upper()} {_sent_by(endpoint)};branch={branch}"
         headers = Headers([("Via", via), *job.headers])
-        request = Request("NOTIFY", job.request_uri, headers, job.body)
+        request = Request(job.method, job.request_uri, headers, job.body)
         transaction = NonInviteClientTransaction(request, self._clock(), reliable=proto == "tcp",
                                                  t1=self.t1)
         notify = self._clients[branch] = _Notify(
@@ -235,7 +237,7 @@ class TransportCore:
             await endpoint.send(transaction.data, notify.peer)
             return await notify.outcome
         except OSError as exc:
-            log.info("NOTIFY to %s:%s failed: %s", host, port, exc)
+            log.info("%s to %s:%s failed: %s", job.method, host, port, exc)
             return 503
         finally:
             del self._clients[branch]

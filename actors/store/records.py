@@ -13,14 +13,18 @@ from actors.vocabulary import Binding, Profile, RegState, StoreError
 
 # Bump when the layout changes, and teach decode_impu to read the previous version.
 # 2: bindings gained "allow"; reg-event subscriptions appended. 3: the end of an UNREGISTERED
-# state's validity appended. 4: the time of the last SAR appended.
-RECORD_VERSION = 4
+# state's validity appended. 4: the time of the last SAR appended. 5: bindings gained
+# "visited_network" and "icid", the profile its charging function addresses.
+RECORD_VERSION = 5
 
 # Bindings are stored as JSON arrays in this order: no key names repeated in every record.
 BINDING_FIELDS = (
     "uri", "key", "expires_at", "q", "instance", "reg_id", "params", "call_id", "cseq", "path",
-    "registered_at", "received", "user_agent", "allow",
+    "registered_at", "received", "user_agent", "allow", "visited_network", "icid",
 )
+# The binding fields each record version stored (1 had no "allow"; before 5, no charging).
+_BINDING_FIELDS_OF = {1: BINDING_FIELDS[:-3], 2: BINDING_FIELDS[:-2], 3: BINDING_FIELDS[:-2],
+                      4: BINDING_FIELDS[:-2], 5: BINDING_FIELDS}
 _binding_values = attrgetter(*BINDING_FIELDS)
 SUBSCRIPTION_FIELDS = (
     "presentity", "watcher", "call_id", "from_tag", "to_tag", "remote_target", "route_set",
@@ -44,7 +48,7 @@ def encode_impu(impu: Impu) -> bytes:
         [_binding_values(b) for b in impu.bindings.values()],
         None if profile is None else
         [profile.impi, profile.identities, sorted(profile.barred), profile.user_data,
-         profile.wildcards],
+         profile.wildcards, profile.charging],
         [_subscription_values(sub) for sub in impu.subscriptions.values()],
         impu.unreg_until,
         impu.last_sar_at,
@@ -55,16 +59,19 @@ def encode_impu(impu: Impu) -> bytes:
 def decode_impu(identity: str, data: bytes) -> Impu:
     try:
         version, state, bindings, profile, *rest = json.loads(data)
-        if version not in (1, 2, 3, RECORD_VERSION) or len(rest) != version - 1:
+        names = _BINDING_FIELDS_OF.get(version)
+        if names is None or len(rest) != min(version, 4) - 1:  # 5 added no top-level field
             raise ValueError(f"unknown record version {version!r}")
-        names = BINDING_FIELDS if version >= 2 else BINDING_FIELDS[:-1]  # 1: no "allow"
         impu = Impu(identity)
         impu.state = RegState(state)
         impu.bindings = {b.key: b for b in (_decode_binding(v, names) for v in bindings)}
         if profile is not None:
-            impi, identities, barred, user_data, *wildcards = profile  # version 1: no wildcards
+            # version 1: no wildcards; before 5: no charging function addresses
+            impi, identities, barred, user_data, *more = profile
             impu.profile = Profile(impi, tuple(identities), none_barred(barred), user_data,
-                                   tuple(wildcards[0]) if wildcards else ())
+                                   tuple(more[0]) if more else (),
+                                   tuple((kind, address) for kind, address in more[1])
+                                   if len(more) > 1 else ())
         for values in rest[0] if rest else ():
             sub = _decode_subscription(values)
             impu.subscriptions[sub.key] = sub

@@ -1,0 +1,122 @@
+"""Third-party REGISTER (TS 24.229 5.4.1.7): the REGISTER the S-CSCF sends an application
+server whose iFC matched a registration, a re-registration or a de-registration, and what the
+AS's answer means under the iFC's DefaultHandling (pure: built here, sent by a transport).
+"""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from xml.sax.saxutils import escape
+
+from actors.rules.ifc import RegisterFacts, RegistrationType, matching_servers
+from actors.vocabulary import NotifyJob, Profile, RegisterRequest, RegState
+from transport.diameter.user_data import SESSION_TERMINATED, ApplicationServer
+from transport.sip.errors import SipParseError
+from transport.sip.parser import parse_message
+from transport.sip.uri import parse_uri
+
+SERVICE_INFO_TYPE = "application/3gpp-ims+xml"
+MESSAGE_SIP_TYPE = "message/sip"
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationChange:
+    """A registration of ``identity`` began, was refreshed or ended (``expires`` 0); the
+    REGISTER that did it, when a UE sent one."""
+
+    identity: str
+    registration_type: RegistrationType
+    expires: int
+    profile: Profile
+    request: RegisterRequest | None = None
+
+
+def third_party_registers(change: RegistrationChange, scscf_uri: str
+                          ) -> list[tuple[ApplicationServer, NotifyJob]]:
+    """One REGISTER per AS whose iFC matches, highest priority first. A profile without user
+    data (no iFCs) has none; an AS whose ServerName cannot be reached (no sip URI) is skipped."""
+    if change.profile.user_data is None:
+        return []
+    request = change.request
+    message = parse_message(request.message) if request is not None and request.message \
+        else None
+    facts = RegisterFacts(change.registration_type,
+                          message.uri if message is not None else None,
+                          tuple(message.headers) if message is not None else ())
+    jobs = []
+    for server in matching_servers(change.profile.user_data, change.identity, facts):
+        target = server_target(server.server_name)
+        if target is not None:
+            headers, body = _headers_and_body(change, server, scscf_uri)
+            jobs.append((server, NotifyJob(target, server.server_name, headers, body,
+                                           method="REGISTER")))
+    return jobs
+
+
+def server_target(server_name: str) -> str | None:
+    """'udp:HOST:PORT' (or tcp, by its transport parameter) of an AS's SIP URI, else None."""
+    try:
+        uri = parse_uri(server_name)
+    except SipParseError:
+        return None
+    if uri.scheme != "sip":
+        return None
+    proto = (uri.params.get("transport") or "udp").lower()
+    if proto not in ("udp", "tcp"):
+        return None
+    return f"{proto}:{uri.host.strip('[]')}:{uri.port or 5060}"
+
+
+def _headers_and_body(change: RegistrationChange, server: ApplicationServer,
+                      scscf_uri: str) -> tuple[list[tuple[str, str]], bytes]:
+    """From the S-CSCF, To the registered identity, Contact the S-CSCF, Expires as granted;
+    the charging headers of the registration; the ServiceInfo (or the UE's REGISTER) as body."""
+    headers = [
+        ("Max-Forwards", "70"),
+        ("From", f"<{scscf_uri}>;tag={secrets.token_hex(6)}"),
+        ("To", f"<{change.identity}>"),
+        ("Call-ID", secrets.token_hex(12)),
+        ("CSeq", "1 REGISTER"),
+        ("Contact", f"<{scscf_uri}>"),
+        ("Expires", str(change.expires)),
+    ]
+    request = change.request
+    if request is not None and request.icid:
+        headers.append(("P-Charging-Vector", f"icid-value={request.icid}"))
+    addresses = change.profile.charging_function_addresses()
+    if addresses:
+        headers.append(("P-Charging-Function-Addresses", addresses))
+    if server.service_info is not None:
+        body = (f'<?xml version="1.0" encoding="UTF-8"?><ims-3gpp version="1">'
+                f"<service-info>{escape(server.service_info)}</service-info></ims-3gpp>").encode()
+        headers.append(("Content-Type", SERVICE_INFO_TYPE))
+        return headers, body
+    if server.include_register_request and request is not None and request.message:
+        headers.append(("Content-Type", MESSAGE_SIP_TYPE))
+        return headers, request.message
+    return headers, b""
+
+
+def fails(status: int) -> bool:
+    """TS 24.229 5.4.1.7: a 408, a 5xx or no answer at all (counted 408) is a failure."""
+    return status == 408 or status >= 500
+
+
+def deregisters_on_failure(change: RegistrationChange, server: ApplicationServer,
+                           status: int) -> bool:
+    """SESSION_TERMINATED: a failed third-party REGISTER de-registers the user; a failed
+    third-party de-registration has nothing left to end."""
+    return (change.registration_type != RegistrationType.DE_REGISTRATION
+            and server.default_handling == SESSION_TERMINATED and fails(status))
+
+
+def registration_change(identity: str, state_before, bindings: dict, profile: Profile,
+                        request: RegisterRequest | None, now: float) -> RegistrationChange:
+    """What a REGISTER that left ``bindings`` did: registered (Expires: the longest binding),
+    refreshed a registration, or ended it (Expires: 0)."""
+    if not bindings:
+        return RegistrationChange(identity, RegistrationType.DE_REGISTRATION, 0, profile, request)
+    kind = (RegistrationType.RE_REGISTRATION if state_before == RegState.REGISTERED
+            else RegistrationType.INITIAL)
+    expires = max(b.remaining(now) for b in bindings.values())
+    return RegistrationChange(identity, kind, expires, profile, request)
