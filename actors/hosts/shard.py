@@ -111,8 +111,9 @@ class ImpuShard:
         return await self._transports[transport].submit(job)
 
     def _any_transport(self) -> str:
-        names = sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-                       if a["namespace"] == self.namespace and a["name"].startswith(TRANSPORT_PREFIX))
+        names = sorted(actor["name"] for actor in ray.util.list_named_actors(all_namespaces=True)
+                       if actor["namespace"] == self.namespace
+                       and actor["name"].startswith(TRANSPORT_PREFIX))
         if not names:
             raise LookupError("no SIP transport is running")
         return names[0]

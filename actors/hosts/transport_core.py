@@ -160,7 +160,7 @@ class TransportCore:
             return Reply(420, "Bad Extension", [("Unsupported", ", ".join(unsupported))])
         if method == "REGISTER":
             item = register_request(request, received)
-            item.transport, item.message = self.name, request.to_bytes()  # for the ASs' iFCs
+            item.transport, item.message = self.name, request.wire  # for the ASs' iFCs
             return await self._to_shard(item.aor, "register_batch", item)
         if method == "SUBSCRIBE":
             try:

@@ -50,12 +50,13 @@ def matching_servers(user_data: str, identity: str,
                      facts: RegisterFacts) -> list[ApplicationServer]:
     """The application servers whose iFCs in the profile of ``identity`` match, in priority
     order (one per iFC: an AS named twice hears twice, as the iFCs say)."""
-    return [ifc.application_server for ifc in _criteria(user_data, identity)
+    return [ifc.application_server for ifc in filter_criteria(user_data, identity)
             if ifc_matches(ifc, facts)]
 
 
 @lru_cache(maxsize=4096)
-def _criteria(user_data: str, identity: str) -> tuple[InitialFilterCriteria, ...]:
+def filter_criteria(user_data: str, identity: str) -> tuple[InitialFilterCriteria, ...]:
+    """The iFCs of the service profile of ``identity``, highest priority first."""
     profile = parse_user_data(user_data).profile_of(identity)
     if profile is None:  # the set's default profile, for a member written in another form
         profile = parse_user_data(user_data).service_profiles[0]

@@ -8,7 +8,7 @@ import secrets
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
-from actors.rules.ifc import RegisterFacts, RegistrationType, matching_servers
+from actors.rules.ifc import RegisterFacts, RegistrationType, filter_criteria, matching_servers
 from actors.vocabulary import NotifyJob, Profile, RegisterRequest, RegState
 from transport.diameter.user_data import SESSION_TERMINATED, ApplicationServer
 from transport.sip.errors import SipParseError
@@ -35,8 +35,9 @@ def third_party_registers(change: RegistrationChange, scscf_uri: str
                           ) -> list[tuple[ApplicationServer, NotifyJob]]:
     """One REGISTER per AS whose iFC matches, highest priority first. A profile without user
     data (no iFCs) has none; an AS whose ServerName cannot be reached (no sip URI) is skipped."""
-    if change.profile.user_data is None:
-        return []
+    user_data = change.profile.user_data
+    if user_data is None or not filter_criteria(user_data, change.identity):
+        return []  # most users: the REGISTER is not parsed again
     request = change.request
     message = parse_message(request.message) if request is not None and request.message \
         else None
@@ -44,7 +45,7 @@ def third_party_registers(change: RegistrationChange, scscf_uri: str
                           message.uri if message is not None else None,
                           tuple(message.headers) if message is not None else ())
     jobs = []
-    for server in matching_servers(change.profile.user_data, change.identity, facts):
+    for server in matching_servers(user_data, change.identity, facts):
         target = server_target(server.server_name)
         if target is not None:
             headers, body = _headers_and_body(change, server, scscf_uri)

@@ -197,6 +197,8 @@ HeaderItems = Headers | Iterable[tuple[str, str]] | None
 class _Message:
     """What requests and responses share: headers, body, the parsed common headers."""
 
+    wire = b""  # the bytes it was parsed from (parse_message); b"" for one built here
+
     def __init__(self, headers: HeaderItems, body: bytes) -> None:
         self.headers = headers if isinstance(headers, Headers) else Headers(headers or ())
         self.body = body

@@ -44,6 +44,7 @@ def parse_message(data: bytes, *, max_size: int = 65535, max_headers: int = 256,
         headers._index = index
         headers._raw = raw
         message = _start(start_line, headers, _body(data, body_at, index))
+        message.wire = data
         if not ("to" in index and "from" in index and "cseq" in index and "call-id" in index
                 and "via" in index):
             for key, name in _REQUIRED:
