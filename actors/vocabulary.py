@@ -6,6 +6,7 @@ Every other module of the registrar may import it; it imports nothing of the reg
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -44,6 +45,12 @@ BRANCH_SEPARATOR = "~"
 
 def notify_branch(owner: str, token: str) -> str:
     return f"z9hG4bK{BRANCH_SEPARATOR}{owner}{BRANCH_SEPARATOR}{token}"
+
+
+def response_to_tag(call_id: str, cseq: int) -> str:
+    """The To tag of our responses: deterministic, so the reply to a retransmission carries the
+    same tag on any transport, and a third-party REGISTER can quote the 200 OK as sent."""
+    return hashlib.blake2b(f"{call_id}|{cseq}".encode(), digest_size=8).hexdigest()
 
 
 def branch_owner(branch: str) -> str | None:

@@ -12,7 +12,6 @@ another transport are absorbed by the IMPU (it caches its last reply).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import secrets
 import time
@@ -35,6 +34,7 @@ from actors.vocabulary import (
     Reply,
     branch_owner,
     notify_branch,
+    response_to_tag,
 )
 from transport.sip.errors import SipParseError
 from transport.sip.message import Headers, Request, Response, make_response
@@ -320,6 +320,4 @@ def _sent_by(endpoint: Endpoint) -> str:
 
 
 def _to_tag(request: Request) -> str:
-    """Deterministic, so the reply to a retransmission carries the same tag on any transport."""
-    seed = f"{request.call_id}|{request.cseq[0]}".encode()
-    return hashlib.blake2b(seed, digest_size=8).hexdigest()
+    return response_to_tag(request.call_id, request.cseq[0])

@@ -21,6 +21,8 @@ from transport.diameter.user_data import (
     TriggerPoint,
     parse_user_data,
 )
+from transport.sip.errors import SipParseError
+from transport.sip.uri import parse_uri
 
 SESSION_CASE_ORIGINATING = 0
 
@@ -56,11 +58,20 @@ def matching_servers(user_data: str, identity: str,
 
 @lru_cache(maxsize=4096)
 def filter_criteria(user_data: str, identity: str) -> tuple[InitialFilterCriteria, ...]:
-    """The iFCs of the service profile of ``identity``, highest priority first."""
-    profile = parse_user_data(user_data).profile_of(identity)
-    if profile is None:  # the set's default profile, for a member written in another form
-        profile = parse_user_data(user_data).service_profiles[0]
-    return tuple(profile.filter_criteria())
+    """The iFCs of the service profile of ``identity`` (canonical, as the registrar keys it;
+    the user data may write it otherwise), highest priority first."""
+    subscription = parse_user_data(user_data)
+    profile = next((sp for sp in subscription.service_profiles
+                    if any(_canonical(pi.identity) == identity for pi in sp.public_identities)),
+                   None) or subscription.profile_of(identity)  # else under a wildcarded PSI
+    return tuple(profile.filter_criteria()) if profile is not None else ()
+
+
+def _canonical(identity: str) -> str | None:
+    try:
+        return parse_uri(identity).aor()
+    except SipParseError:
+        return None
 
 
 def ifc_matches(ifc: InitialFilterCriteria, facts: RegisterFacts) -> bool:

@@ -203,11 +203,12 @@ async def _commit(impu: Impu, req: RegisterRequest, plan: RegisterPlan, profile:
     except StoreError:
         impu.apply(*before)
         return Reply(503, "Registration store unavailable", [("Retry-After", RETRY_AFTER)])
+    reply = Reply(200, "OK", ok_headers(plan.bindings, req, kept, now, ctx.service_route,
+                                        plan.removed))
     if ctx.registration_changed is not None and profile is not None:
         ctx.registration_changed(registration_change(impu.identity, before[0], plan.bindings,
-                                                     profile, req, now))
-    return Reply(200, "OK", ok_headers(plan.bindings, req, kept, now, ctx.service_route,
-                                       plan.removed))
+                                                     profile, req, now, reply))
+    return reply
 
 
 async def inform_hss(request: SarRequest, ctx: SaveContext) -> SaaResult | None:

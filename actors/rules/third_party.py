@@ -9,9 +9,18 @@ from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
 from actors.rules.ifc import RegisterFacts, RegistrationType, filter_criteria, matching_servers
-from actors.vocabulary import NotifyJob, Profile, RegisterRequest, RegState
+from actors.vocabulary import (
+    SERVER,
+    NotifyJob,
+    Profile,
+    RegisterRequest,
+    RegState,
+    Reply,
+    response_to_tag,
+)
 from transport.diameter.user_data import SESSION_TERMINATED, ApplicationServer
 from transport.sip.errors import SipParseError
+from transport.sip.message import Request, make_response
 from transport.sip.parser import parse_message
 from transport.sip.uri import parse_uri
 
@@ -29,6 +38,7 @@ class RegistrationChange:
     expires: int
     profile: Profile
     request: RegisterRequest | None = None
+    reply: Reply | None = None  # the 200 OK the UE got for it
 
 
 def third_party_registers(change: RegistrationChange, scscf_uri: str
@@ -48,7 +58,7 @@ def third_party_registers(change: RegistrationChange, scscf_uri: str
     for server in matching_servers(user_data, change.identity, facts):
         target = server_target(server.server_name)
         if target is not None:
-            headers, body = _headers_and_body(change, server, scscf_uri)
+            headers, body = _headers_and_body(change, server, scscf_uri, message)
             jobs.append((server, NotifyJob(target, server.server_name, headers, body,
                                            method="REGISTER")))
     return jobs
@@ -68,10 +78,11 @@ def server_target(server_name: str) -> str | None:
     return f"{proto}:{uri.host.strip('[]')}:{uri.port or 5060}"
 
 
-def _headers_and_body(change: RegistrationChange, server: ApplicationServer,
-                      scscf_uri: str) -> tuple[list[tuple[str, str]], bytes]:
+def _headers_and_body(change: RegistrationChange, server: ApplicationServer, scscf_uri: str,
+                      message: Request | None) -> tuple[list[tuple[str, str]], bytes]:
     """From the S-CSCF, To the registered identity, Contact the S-CSCF, Expires as granted;
-    the charging headers of the registration; the ServiceInfo (or the UE's REGISTER) as body."""
+    the charging headers of the registration; as body the ServiceInfo, else the UE's REGISTER
+    or our 200 OK to it when the AS asks for one (Kamailio's ims_isc picks in that order)."""
     headers = [
         ("Max-Forwards", "70"),
         ("From", f"<{scscf_uri}>;tag={secrets.token_hex(6)}"),
@@ -92,10 +103,27 @@ def _headers_and_body(change: RegistrationChange, server: ApplicationServer,
                 f"<service-info>{escape(server.service_info)}</service-info></ims-3gpp>").encode()
         headers.append(("Content-Type", SERVICE_INFO_TYPE))
         return headers, body
-    if server.include_register_request and request is not None and request.message:
+    if message is None:  # the network ended the registration: no REGISTER to quote
+        return headers, b""
+    if server.include_register_request:
         headers.append(("Content-Type", MESSAGE_SIP_TYPE))
-        return headers, request.message
+        return headers, message.wire
+    if server.include_register_response and change.reply is not None:
+        headers.append(("Content-Type", MESSAGE_SIP_TYPE))
+        return headers, _ok_as_sent(message, change.reply, request.received)
     return headers, b""
+
+
+def _ok_as_sent(register: Request, reply: Reply, received: str) -> bytes:
+    """The 200 OK the transport built for ``register``, but for its Date header."""
+    host, _, port = received.partition(":")[2].rpartition(":")  # transport:host:port
+    response = make_response(register, reply.status, reply.reason,
+                             to_tag=response_to_tag(register.call_id, register.cseq[0]),
+                             source=(host, int(port)))
+    for name, value in reply.headers:
+        response.headers.add(name, value)
+    response.headers.add("Server", SERVER)
+    return response.to_bytes()
 
 
 def fails(status: int) -> bool:
@@ -112,12 +140,14 @@ def deregisters_on_failure(change: RegistrationChange, server: ApplicationServer
 
 
 def registration_change(identity: str, state_before, bindings: dict, profile: Profile,
-                        request: RegisterRequest | None, now: float) -> RegistrationChange:
+                        request: RegisterRequest | None, now: float,
+                        reply: Reply | None = None) -> RegistrationChange:
     """What a REGISTER that left ``bindings`` did: registered (Expires: the longest binding),
     refreshed a registration, or ended it (Expires: 0)."""
     if not bindings:
-        return RegistrationChange(identity, RegistrationType.DE_REGISTRATION, 0, profile, request)
+        return RegistrationChange(identity, RegistrationType.DE_REGISTRATION, 0, profile, request,
+                                  reply)
     kind = (RegistrationType.RE_REGISTRATION if state_before == RegState.REGISTERED
             else RegistrationType.INITIAL)
     expires = max(b.remaining(now) for b in bindings.values())
-    return RegistrationChange(identity, kind, expires, profile, request)
+    return RegistrationChange(identity, kind, expires, profile, request, reply)

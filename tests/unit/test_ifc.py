@@ -156,3 +156,16 @@ def test_application_server_fields_are_read():
 def test_unusable_ifcs_make_the_user_data_unusable(bad, message):
     with pytest.raises(UserDataError, match=message):
         parse_user_data(user_data(bad))
+
+
+def test_the_profile_of_the_identity_is_found_as_the_registrar_keys_it():
+    data = build_user_data("alice@ims.test", [
+        ServiceProfile([PublicIdentity("sip:Alice@IMS.Test;user=phone")],
+                       ifc_xml=[ifc(spt(REGISTER), server="sip:first@127.0.0.1:5071")]),
+        ServiceProfile([PublicIdentity("tel:+15550001")],
+                       ifc_xml=[ifc(spt(REGISTER), server="sip:second@127.0.0.1:5072")])])
+    assert [s.server_name for s in matching_servers(data, "sip:Alice@ims.test", INITIAL)] == [
+        "sip:first@127.0.0.1:5071"]
+    assert [s.server_name for s in matching_servers(data, "tel:+15550001", INITIAL)] == [
+        "sip:second@127.0.0.1:5072"]
+    assert matching_servers(data, "sip:nobody@ims.test", INITIAL) == []

@@ -11,10 +11,12 @@ from actors.hosts.shard_core import ShardCore
 from actors.rules.charging import charging_addresses, icid
 from actors.rules.routing import shard_of
 from actors.rules.third_party import fails, server_target
+from actors.vocabulary import response_to_tag
 from tests.unit.test_save import saa
 from tests.unit.test_shard_core import SHARDS, Clock, MemoryStore, Network, register
 from transport.diameter.cx import ServerAssignmentType as SAT
 from transport.diameter.user_data import PublicIdentity, ServiceProfile, build_user_data
+from transport.sip.parser import parse_message
 
 ALICE = "sip:alice@ims.test"
 MMTEL = "sip:mmtel@127.0.0.1:5071"
@@ -130,6 +132,27 @@ def test_the_registration_type_extension_spares_a_refresh():
     every = sent(network)[2]
     assert every[2]["Content-Type"] == "message/sip"
     assert every[3] == from_ue().message
+
+
+def test_include_register_response_quotes_the_200_ok_the_ue_got():
+    network = AsNetwork(user_data(ifc(MMTEL, priority=0, extra=(
+        "<Extension><IncludeRegisterResponse/></Extension>"))))
+
+    async def scenario():
+        core = core_for(network, Clock())
+        (reply,) = await core.register_batch([from_ue()])
+        await core.third_party_registers_sent()
+        return reply
+
+    reply = asyncio.run(scenario())
+    ((_, _, headers, body),) = sent(network)
+    assert headers["Content-Type"] == "message/sip"
+    ok = parse_message(body)
+    assert (ok.status, ok.reason, ok.call_id, ok.cseq) == (200, "OK", "c1", (1, "REGISTER"))
+    assert ok.headers.get("To") == f"<{ALICE}>;tag={response_to_tag('c1', 1)}"
+    assert ok.headers.get("Via") == "SIP/2.0/UDP 10.0.0.1:5090;branch=z9hG4bK1"
+    assert [(n, v) for n, v in ok.headers if n not in (
+        "Via", "From", "To", "Call-ID", "CSeq", "Server", "Content-Length")] == reply.headers
 
 
 def test_de_registration_and_expiry_send_expires_0():
