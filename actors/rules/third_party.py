@@ -93,6 +93,8 @@ def _headers_and_body(change: RegistrationChange, server: ApplicationServer, scs
         ("Expires", str(change.expires)),
     ]
     request = change.request
+    if request is not None and request.visited_network:  # as Kamailio's ims_isc passes it on
+        headers.append(("P-Visited-Network-ID", request.visited_network))
     if request is not None and request.icid:
         headers.append(("P-Charging-Vector", f"icid-value={request.icid}"))
     addresses = change.profile.charging_function_addresses()

@@ -188,6 +188,7 @@ def test_registration_refresh_and_deregistration_reach_the_matching_servers(
         assert first.headers.get("P-Charging-Vector") == \
             "icid-value=AyretyU0dm+6O2IrT5tAFrbHLso=023551024"
         assert first.headers.get("P-Charging-Function-Addresses") == ADDRESSES
+        assert first.headers.get("P-Visited-Network-ID") == '"Visited Network"'
         assert first.headers.get("Content-Type") == "application/3gpp-ims+xml"
         assert first.body == (b'<?xml version="1.0" encoding="UTF-8"?><ims-3gpp version="1">'
                               b"<service-info>mmtel profile &lt;7&gt;</service-info></ims-3gpp>")

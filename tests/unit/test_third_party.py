@@ -101,7 +101,7 @@ def test_a_registration_reaches_each_matching_as_with_the_headers_of_5_4_1_7():
     assert {k: v for k, v in headers.items() if k not in ("From", "Call-ID")} == {
         "Max-Forwards": "70", "To": f"<{ALICE}>", "CSeq": "1 REGISTER",
         "Contact": "<sip:scscf.ims.test:5060>", "Expires": "600",
-        "P-Charging-Vector": "icid-value=icid-42", "P-Charging-Function-Addresses": ADDRESSES}
+        "P-Visited-Network-ID": '"visited.net"', "P-Charging-Vector": "icid-value=icid-42", "P-Charging-Function-Addresses": ADDRESSES}
     assert mmtel[3] == b""
     assert sms[1] == "tcp:127.0.0.1:5072"
     assert sms[2]["Content-Type"] == "application/3gpp-ims+xml"
