@@ -290,8 +290,13 @@ class ShardCore:
     def _registration_changed(self, change: RegistrationChange) -> None:
         """Called in the IMPU's mailbox: the REGISTERs leave outside it, so no AS delays the
         UE's 200 OK."""
+        try:
+            jobs = third_party_registers(change, self.ctx.scscf_name)
+        except Exception:  # the registration stands; only its application servers miss it
+            log.exception("third-party REGISTERs for %s not built", change.identity)
+            return
         loop = asyncio.get_running_loop()
-        for server, job in third_party_registers(change, self.ctx.scscf_name):
+        for server, job in jobs:
             task = loop.create_task(self._third_party_register(change, server, job))
             self._to_servers.add(task)
             task.add_done_callback(self._to_servers.discard)

@@ -291,6 +291,7 @@ def profile_from_user_data(xml: str, xsd_path: str | None = None, dtd_path: str 
     barred: set[str] = set()
     patterns: list[str] = []
     for profile in subscription.service_profiles:
+        profile.filter_criteria()  # an unusable iFC refuses the user data now, not at its use
         for pid in profile.public_identities:
             if pid.wildcarded_psi:
                 if wildcards:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from actors.rules.ifc import RegisterFacts, RegistrationType, ifc_matches, matching_servers
+from actors.rules.save import profile_from_user_data
 from transport.diameter.user_data import (
     SESSION_TERMINATED,
     PublicIdentity,
@@ -155,7 +156,8 @@ def test_application_server_fields_are_read():
 ])
 def test_unusable_ifcs_make_the_user_data_unusable(bad, message):
     with pytest.raises(UserDataError, match=message):
-        parse_user_data(user_data(bad))
+        profile_from_user_data(user_data(bad))
+    assert parse_user_data(user_data(bad)).private_id  # its other uses still read it
 
 
 def test_the_profile_of_the_identity_is_found_as_the_registrar_keys_it():

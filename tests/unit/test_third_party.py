@@ -233,3 +233,22 @@ def test_charging_helpers():
     assert icid("icid-value=1234bc9876e; icid-generated-at=192.0.6.8") == "1234bc9876e"
     assert icid("orig-ioi=home.net") is None
     assert icid(None) is None
+
+
+def test_unusable_stored_ifcs_spare_the_registration(caplog):
+    bad = user_data(ifc(MMTEL, priority=0)).replace("<ServerName>sip:mmtel@127.0.0.1:5071"
+                                                     "</ServerName>", "")
+    network = AsNetwork(user_data(ifc(MMTEL, priority=0)))
+
+    async def scenario():
+        core = core_for(network, Clock())
+        await core.register_batch([from_ue(cseq=1)])
+        core.impus[ALICE].profile.user_data = bad  # as a record of an older version held it
+        network.data = None  # the refresh's SAA brings no user data: the stored profile stays
+        (reply,) = await core.register_batch([from_ue(cseq=2)])
+        await core.third_party_registers_sent()
+        return reply
+
+    assert asyncio.run(scenario()).status == 200
+    assert len(sent(network)) == 1
+    assert "third-party REGISTERs for sip:alice@ims.test not built" in caplog.text

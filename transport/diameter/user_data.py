@@ -192,13 +192,10 @@ def _parse_profile(profile: etree._Element) -> ServiceProfile:
         raise UserDataError("ServiceProfile has no PublicIdentity")
     cn_auth = profile.find("CoreNetworkServicesAuthorization")
     media_profile = cn_auth.findtext("SubscribedMediaProfileId") if cn_auth is not None else None
-    ifc_xml = [etree.tostring(ifc, encoding="unicode").strip()
-               for ifc in profile.iterfind("InitialFilterCriteria")]
-    for xml in ifc_xml:  # a bad iFC makes the user data unusable now, not at its first match
-        parse_ifc(xml)
     return ServiceProfile(
         public_identities=identities,
-        ifc_xml=ifc_xml,
+        ifc_xml=[etree.tostring(ifc, encoding="unicode").strip()
+                 for ifc in profile.iterfind("InitialFilterCriteria")],
         cn_services_authorization=None if cn_auth is None else {
             "subscribed_media_profile_id": _int(media_profile, "SubscribedMediaProfileId")})
 
