@@ -123,3 +123,9 @@ def show_impu(server: Registrar, impu: str) -> dict:
     call = json.dumps({"jsonrpc": "2.0", "method": "ulscscf.showimpu", "params": [impu], "id": 1})
     with urllib.request.urlopen(server.rpc_url, call.encode(), timeout=10) as answer:
         return json.load(answer)["result"]
+
+
+def sar_types(server: Registrar, impu: str) -> list[int]:
+    """The assignment types of the SARs the HSS emulator received for ``impu``, in order."""
+    return [entry["assignment_type"] for entry in hss_sar_log(server.hss_admin)
+            if entry["public_identity"] == impu]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from actors.auth import milenage
-from scripts.harness.registrar import hss_sar_log, show_impu, start_with_subscribers
+from scripts.harness.registrar import sar_types, show_impu, start_with_subscribers
 from scripts.harness.sipp import SIPP
 from scripts.hss_emulator.config import TEST_K, TEST_OP
 from tests.e2e.sipp import Step, register, run_sipp
@@ -50,11 +50,6 @@ def registrar(ray_address, tmp_path_factory):
 @pytest.fixture(params=["udp", "tcp"])
 def transport(request):
     return request.param
-
-
-def sars(server, impu: str) -> list[int]:
-    return [entry["assignment_type"] for entry in hss_sar_log(server.hss_admin)
-            if entry["public_identity"] == impu]
 
 
 def test_sipp_registers_with_ims_aka(registrar, transport, tmp_path):
@@ -131,7 +126,7 @@ def test_aka_with_the_test_credentials_a_resynchronisation_and_a_protected_refre
     finally:
         ue.close()
     # The refresh needs no SAR: the last one is younger than sar_reregistration_interval.
-    assert sars(registrar, impu) == [SAT.REGISTRATION]
+    assert sar_types(registrar, impu) == [SAT.REGISTRATION]
 
 
 def test_a_wrong_res_is_403_and_the_hss_hears_authentication_failure(registrar, transport):
@@ -144,5 +139,5 @@ def test_a_wrong_res_is_403_and_the_hss_hears_authentication_failure(registrar, 
         assert ue.register(authorization).status == 403
     finally:
         ue.close()
-    assert sars(registrar, impu) == [SAT.AUTHENTICATION_FAILURE]
+    assert sar_types(registrar, impu) == [SAT.AUTHENTICATION_FAILURE]
     assert show_impu(registrar, impu)["contacts"] == []
