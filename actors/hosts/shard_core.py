@@ -42,6 +42,7 @@ from actors.rules.state import IllegalTransition, next_state, set_update_event
 from actors.rules.third_party import (
     RegistrationChange,
     deregisters_on_failure,
+    fails,
     third_party_registers,
 )
 from actors.store.base import Store, WriteThrough
@@ -61,6 +62,7 @@ from actors.vocabulary import (
 )
 from transport.diameter.cx import MaaResult, MarRequest, SaaResult, SarRequest
 from transport.diameter.router import CxUnavailable
+from transport.diameter.user_data import ApplicationServer
 
 log = logging.getLogger(__name__)
 
@@ -306,13 +308,17 @@ class ShardCore:
         while self._to_servers:
             await asyncio.wait(set(self._to_servers))
 
-    async def _third_party_register(self, change: RegistrationChange, server, job) -> None:
+    async def _third_party_register(self, change: RegistrationChange,
+                                    server: ApplicationServer, job: NotifyJob) -> None:
         transport = change.request.transport if change.request is not None else ""
         try:
             status = await self._io.send_notify(transport or self._transport, job)
         except Exception as exc:  # no transport reachable: as good as no answer
             log.warning("third-party REGISTER to %s not sent: %s", server.server_name, exc)
             status = 408
+        if fails(status):
+            log.info("third-party REGISTER of %s to %s: %d", change.identity, server.server_name,
+                     status)
         if deregisters_on_failure(change, server, status):
             log.warning("%s de-registered: %s answered the third-party REGISTER %d and its "
                         "DefaultHandling is SESSION_TERMINATED", change.identity,
