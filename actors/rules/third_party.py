@@ -4,6 +4,7 @@ AS's answer means under the iFC's DefaultHandling (pure: built here, sent by a t
 """
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
@@ -23,6 +24,8 @@ from transport.sip.errors import SipParseError
 from transport.sip.message import Request, make_response
 from transport.sip.parser import parse_message
 from transport.sip.uri import parse_uri
+
+log = logging.getLogger(__name__)
 
 SERVICE_INFO_TYPE = "application/3gpp-ims+xml"
 MESSAGE_SIP_TYPE = "message/sip"
@@ -57,7 +60,10 @@ def third_party_registers(change: RegistrationChange, scscf_uri: str
     jobs = []
     for server in matching_servers(user_data, change.identity, facts):
         target = server_target(server.server_name)
-        if target is not None:
+        if target is None:
+            log.warning("iFC of %s names %r, no sip URI over UDP or TCP: no third-party "
+                        "REGISTER", change.identity, server.server_name)
+        else:
             headers, body = _headers_and_body(change, server, scscf_uri, message)
             jobs.append((server, NotifyJob(target, server.server_name, headers, body,
                                            method="REGISTER")))
