@@ -66,6 +66,9 @@ class RegistrarConfig:
     # A re-REGISTER that changes nothing the HSS must learn sends no SAR while the last one is
     # younger than this (Clearwater's hss_reregistration_time); 0: every time, as Kamailio.
     sar_reregistration_interval: int = 1800
+    # 1: a REGISTER to each application server whose iFC matches a registration, refresh or
+    # de-registration (TS 24.229 5.4.1.7; Kamailio's ims_isc); 0: none.
+    third_party_register: int = 1
 
 
 @dataclass
@@ -376,7 +379,8 @@ _AT_LEAST_ONE = ("sip.tcp_max_connections", "sip.tcp_max_connections_per_source"
 _NON_EMPTY = ("sip.domain", "cx.origin_host", "cx.origin_realm", "ray.namespace", "store.path",
               "ray.dashboard_host")
 _FLAGS = ("registrar.support_wildcardPSI", "registrar.store_profile_dereg",
-          "registrar.append_branches", "registrar.method_filtering", "registrar.user_data_always")
+          "registrar.append_branches", "registrar.method_filtering", "registrar.user_data_always",
+          "registrar.third_party_register")
 _FILES = ("registrar.user_data_xsd", "registrar.user_data_dtd", "hss.subscribers")
 
 

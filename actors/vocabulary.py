@@ -6,6 +6,7 @@ Every other module of the registrar may import it; it imports nothing of the reg
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -30,8 +31,11 @@ def cx_pool_name(index: int) -> str:
     return f"cx-pool-{index}"
 
 
+TRANSPORT_PREFIX = "sip-transport-"  # every transport actor's name starts with it
+
+
 def transport_name(node_name: str, index: int) -> str:
-    return f"sip-transport-{node_name}-{index}"
+    return f"{TRANSPORT_PREFIX}{node_name}-{index}"
 
 
 # A NOTIFY's branch names the transport that sent it, so a response reaching another transport
@@ -41,6 +45,12 @@ BRANCH_SEPARATOR = "~"
 
 def notify_branch(owner: str, token: str) -> str:
     return f"z9hG4bK{BRANCH_SEPARATOR}{owner}{BRANCH_SEPARATOR}{token}"
+
+
+def response_to_tag(call_id: str, cseq: int) -> str:
+    """The To tag of our responses: deterministic, so the reply to a retransmission carries the
+    same tag on any transport, and a third-party REGISTER can quote the 200 OK as sent."""
+    return hashlib.blake2b(f"{call_id}|{cseq}".encode(), digest_size=8).hexdigest()
 
 
 def branch_owner(branch: str) -> str | None:
@@ -90,6 +100,10 @@ class RegisterRequest:
     allow: tuple = ()  # the Allow header, upper case
     authorization: str | None = None  # the Authorization header value for our realm
     integrity_protected: str | None = None  # its integrity-protected parameter (TS 24.229)
+    icid: str | None = None  # icid-value of its P-Charging-Vector (TS 24.229 5.4.1.2.2)
+    visited_network: str | None = None  # its P-Visited-Network-ID
+    transport: str = ""  # the transport actor that took it: it sends the third-party REGISTERs
+    message: bytes = b""  # the REGISTER as received: iFC SIPHeader/RequestURI, message/sip
 
 
 @dataclass(slots=True)
@@ -118,6 +132,8 @@ class Binding:
     received: str = ""
     user_agent: str | None = None
     allow: tuple[str, ...] = ()  # methods the contact accepts; () = all (no Allow, no methods)
+    visited_network: str | None = None  # P-Visited-Network-ID of the REGISTER that made it
+    icid: str | None = None  # icid-value of that REGISTER's P-Charging-Vector
 
     def remaining(self, now: float) -> int:
         return max(0, int(self.expires_at - now + 0.5))
@@ -135,9 +151,17 @@ class Profile:
     # P-Associated-URI values: the unbarred identities as the HSS wrote them (display names,
     # ``;user=phone``), built with the profile so a refresh never parses the user data again
     written: tuple[str, ...] = ()
+    # The SAA's Charging-Information: (ccf|ecf, address) pairs, primary first (TS 29.229 6.3.19)
+    charging: tuple[tuple[str, str], ...] = ()
 
     def associated_uris(self) -> list[str]:
         return [i for i in self.identities if i not in self.barred]
+
+    def charging_function_addresses(self) -> str | None:
+        """The P-Charging-Function-Addresses value (RFC 7315 4.5), None without addresses."""
+        if not self.charging:
+            return None
+        return ";".join(f'{kind}="{address}"' for kind, address in self.charging)
 
     def wildcard_for(self, identity: str) -> str | None:
         """The wildcarded PSI that ``identity`` falls under, if any (TS 23.003 13.5)."""
@@ -191,12 +215,14 @@ class PublishRequest:
 
 @dataclass(slots=True)
 class NotifyJob:
-    """One NOTIFY for a transport to send as a client transaction; answered with its status."""
+    """One NOTIFY (or third-party REGISTER) for a transport to send as a client transaction;
+    answered with its final status."""
 
     received: str
     request_uri: str
     headers: list[tuple[str, str]]
     body: bytes
+    method: str = "NOTIFY"  # or REGISTER: a third-party REGISTER to an application server
 
 
 # -- The terminating side: shard -> Registrar handle

@@ -16,8 +16,13 @@ from typing import Protocol
 
 from actors.auth.aka import AUTN_LENGTH, aka_nonce, decode_auts, split_aka_nonce
 from actors.auth.challenges import AKA, MD5, AuthVector, PendingChallenges
-from actors.auth.digest import (DigestCredentials, constant_time_equal, parse_authorization,
-                                response, www_authenticate)
+from actors.auth.digest import (
+    DigestCredentials,
+    constant_time_equal,
+    parse_authorization,
+    response,
+    www_authenticate,
+)
 from actors.auth.milenage import BLOCK
 from actors.vocabulary import RETRY_AFTER, RegisterRequest, Reply
 from transport.diameter.cx_base import MaaResult, MarRequest, ServerAssignmentType, SipAuthItem

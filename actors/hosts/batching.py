@@ -20,7 +20,6 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-
 # At most 200 calls a second to a busy destination. Measured with scripts/bench_register.py at
 # 500 REGISTER/s: p50 72 ms against 172 ms without (100 ms at 10 ms), the same CPU.
 LINGER = 0.005

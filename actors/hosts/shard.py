@@ -21,6 +21,7 @@ from actors.hosts.restarts import restarts
 from actors.hosts.shard_core import ShardCore, ShardIO
 from actors.store.base import open_store
 from actors.vocabulary import (
+    TRANSPORT_PREFIX,
     Binding,
     Deregistration,
     ImpuView,
@@ -137,10 +138,21 @@ class ImpuShard:
         await asyncio.gather(*(self._peers[index].submit(u) for u in updates))
 
     async def _send_notify(self, transport: str, job: NotifyJob) -> int:
+        """``transport`` "": any transport (a third-party REGISTER after an expiry, before
+        any REGISTER reached this shard)."""
+        transport = transport or await asyncio.to_thread(self._any_transport)
         if transport not in self._transports:
             self._transports[transport] = self._batcher(
                 transport, ray.get_actor(transport, namespace=self.namespace), "send_notifies")
         return await self._transports[transport].submit(job)
+
+    def _any_transport(self) -> str:
+        names = sorted(actor["name"] for actor in ray.util.list_named_actors(all_namespaces=True)
+                       if actor["namespace"] == self.namespace
+                       and actor["name"].startswith(TRANSPORT_PREFIX))
+        if not names:
+            raise LookupError("no SIP transport is running")
+        return names[0]
 
     def _batcher(self, name: str, handle, method: str) -> Batcher:
         """Batches to one actor's method: over its channel, or as Ray calls without one."""

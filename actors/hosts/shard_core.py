@@ -47,6 +47,12 @@ from actors.rules.network_dereg import (
 from actors.rules.routing import SLOTS, jump_hash, shard_of
 from actors.rules.save import SaveContext, save, save_unauthenticated, transient
 from actors.rules.state import IllegalTransition, next_state, set_update_event
+from actors.rules.third_party import (
+    RegistrationChange,
+    deregisters_on_failure,
+    fails,
+    third_party_registers,
+)
 from actors.store.base import Store, WriteThrough
 from actors.store.records import decode_impu, encode_impu
 from actors.vocabulary import (
@@ -64,6 +70,7 @@ from actors.vocabulary import (
 )
 from transport.diameter.cx import MaaResult, MarRequest, SaaResult, SarRequest
 from transport.diameter.router import CxUnavailable
+from transport.diameter.user_data import ApplicationServer
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +160,10 @@ class ShardCore:
             clock=clock,
         )
         self.ctx.events = self.events
+        if reg.third_party_register:
+            self.ctx.registration_changed = self._registration_changed
+        self._transport = ""  # the last transport a REGISTER came through; it reaches the ASs
+        self._to_servers: set[asyncio.Task] = set()  # third-party REGISTERs in flight
         self._timers = ExpiryHeap()
         self._replies = KeptReplies(64 * config.sip.t1)  # Timer J
         self._timer_changed = asyncio.Event()
@@ -224,6 +235,7 @@ class ShardCore:
         return await asyncio.gather(*(self._register(r) for r in requests))
 
     async def _register(self, req: RegisterRequest) -> Reply:
+        self._transport = req.transport or self._transport
         reply = await self._guarded(req.aor, save, req, self.ctx)
         impu = self.impus.get(req.aor)
         if impu is not None:
@@ -308,6 +320,44 @@ class ShardCore:
                     self._sar_retries.failed(request, self._clock())
                 else:
                     self._sar_retries.done(request)
+
+    # -- Third-party REGISTER to application servers (TS 24.229 5.4.1.7) --
+
+    def _registration_changed(self, change: RegistrationChange) -> None:
+        """Called in the IMPU's mailbox: the REGISTERs leave outside it, so no AS delays the
+        UE's 200 OK."""
+        try:
+            jobs = third_party_registers(change, self.ctx.scscf_name)
+        except Exception:  # the registration stands; only its application servers miss it
+            log.exception("third-party REGISTERs for %s not built", change.identity)
+            return
+        loop = asyncio.get_running_loop()
+        for server, job in jobs:
+            task = loop.create_task(self._third_party_register(change, server, job))
+            self._to_servers.add(task)
+            task.add_done_callback(self._to_servers.discard)
+
+    async def third_party_registers_sent(self) -> None:
+        """Returns once every third-party REGISTER started so far has its outcome."""
+        while self._to_servers:
+            await asyncio.wait(set(self._to_servers))
+
+    async def _third_party_register(self, change: RegistrationChange,
+                                    server: ApplicationServer, job: NotifyJob) -> None:
+        transport = change.request.transport if change.request is not None else ""
+        try:
+            status = await self._io.send_notify(transport or self._transport, job)
+        except Exception as exc:  # no transport reachable: as good as no answer
+            log.warning("third-party REGISTER to %s not sent: %s", server.server_name, exc)
+            status = 408
+        if fails(status):
+            log.info("third-party REGISTER of %s to %s: %d", change.identity, server.server_name,
+                     status)
+        if deregisters_on_failure(change, server, status):
+            log.warning("%s de-registered: %s answered the third-party REGISTER %d and its "
+                        "DefaultHandling is SESSION_TERMINATED", change.identity,
+                        server.server_name, status)
+            await self.unregister(change.identity)
 
     # -- The reg event package --
 
@@ -422,10 +472,12 @@ class ShardCore:
             "identity": identity,
             "state": impu.state.name,
             "contacts": [
-                {"uri": b.uri, "expires": b.remaining(now), "q": b.q, "path": list(b.path)}
+                {"uri": b.uri, "expires": b.remaining(now), "q": b.q, "path": list(b.path),
+                 "visited_network": b.visited_network, "icid": b.icid}
                 for b in impu.live_bindings(now).values()
             ],
             "associated": impu.profile.associated_uris() if impu.profile else [],
+            "charging": impu.profile.charging_function_addresses() if impu.profile else None,
         }
 
     async def statistics(self) -> dict:

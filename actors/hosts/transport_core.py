@@ -12,7 +12,6 @@ another transport are absorbed by the IMPU (it caches its last reply).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import secrets
 import time
@@ -35,6 +34,7 @@ from actors.vocabulary import (
     Reply,
     branch_owner,
     notify_branch,
+    response_to_tag,
 )
 from transport.sip.errors import SipParseError
 from transport.sip.message import Headers, Request, Response, make_response
@@ -160,6 +160,7 @@ class TransportCore:
             return Reply(420, "Bad Extension", [("Unsupported", ", ".join(unsupported))])
         if method == "REGISTER":
             item = register_request(request, received)
+            item.transport, item.message = self.name, request.wire  # for the ASs' iFCs
             return await self._to_shard(item.aor, "register_batch", item)
         if method == "SUBSCRIBE":
             try:
@@ -212,8 +213,9 @@ class TransportCore:
     # -- NOTIFYs: client transactions (RFC 3261 17.1.2)
 
     async def send_notifies(self, jobs: list[NotifyJob]) -> list[int]:
-        """Answers each job's final status: 408 when Timer F fired, 503 when the watcher's flow
-        cannot be reached."""
+        """NOTIFYs, and third-party REGISTERs to application servers (``job.method``). Answers
+        each job's final status: 408 when Timer F fired, 503 when the target cannot be
+        reached."""
         return await asyncio.gather(*(self._notify(job) for job in jobs))
 
     async def _notify(self, job: NotifyJob) -> int:
@@ -225,7 +227,7 @@ class TransportCore:
         # The only Via of the NOTIFY: our sent-by (RFC 3261 18.1.1), a branch naming us.
         via = f"SIP/2.0/{proto.upper()} {_sent_by(endpoint)};branch={branch}"
         headers = Headers([("Via", via), *job.headers])
-        request = Request("NOTIFY", job.request_uri, headers, job.body)
+        request = Request(job.method, job.request_uri, headers, job.body)
         transaction = NonInviteClientTransaction(request, self._clock(), reliable=proto == "tcp",
                                                  t1=self.t1)
         notify = self._clients[branch] = _Notify(
@@ -235,7 +237,7 @@ class TransportCore:
             await endpoint.send(transaction.data, notify.peer)
             return await notify.outcome
         except OSError as exc:
-            log.info("NOTIFY to %s:%s failed: %s", host, port, exc)
+            log.info("%s to %s:%s failed: %s", job.method, host, port, exc)
             return 503
         finally:
             del self._clients[branch]
@@ -318,6 +320,4 @@ def _sent_by(endpoint: Endpoint) -> str:
 
 
 def _to_tag(request: Request) -> str:
-    """Deterministic, so the reply to a retransmission carries the same tag on any transport."""
-    seed = f"{request.call_id}|{request.cseq[0]}".encode()
-    return hashlib.blake2b(seed, digest_size=8).hexdigest()
+    return response_to_tag(request.call_id, request.cseq[0])

@@ -24,14 +24,7 @@ from actors.reg_event.subscription import (
 )
 from actors.rules.expires import ExpiresPolicy
 from actors.rules.impu import Impu
-from actors.vocabulary import (
-    Binding,
-    NotifyJob,
-    Profile,
-    PublishRequest,
-    Reply,
-    SubscribeRequest,
-)
+from actors.vocabulary import Binding, NotifyJob, Profile, PublishRequest, Reply, SubscribeRequest
 from transport.sip.uri import uri_equal
 
 

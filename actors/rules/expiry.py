@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from actors.reg_event.procedures import notify_change
 from actors.rules.impu import Impu
-from actors.rules.save import SaveContext, inform_hss
+from actors.rules.save import SaveContext, inform_hss, registration_ended
 from actors.rules.state import RegEvent, next_state
 from actors.vocabulary import RegState
 from transport.diameter.cx import ServerAssignmentType as SAT
@@ -33,6 +33,7 @@ async def expire_bindings(impu: Impu, now: float, ctx: SaveContext) -> list[floa
             notify_change(impu, old, "expired", ctx.events)
         await ctx.persist(impu)
         if not live and was_registered and _speaks_for_set(impu.identity, profile):
+            registration_ended(impu.identity, profile, ctx)
             await _timeout_sar(impu.identity, profile.impi if profile else None, ctx)
         return lags
 

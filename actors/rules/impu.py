@@ -178,6 +178,8 @@ def _update(
             received=req.received,
             user_agent=req.user_agent and shared(req.user_agent),
             allow=shared(contact.allow or req.allow),
+            visited_network=req.visited_network and shared(req.visited_network),
+            icid=req.icid,
         )
     if rules.max_contacts and len(new) > rules.max_contacts:
         if not rules.replace_oldest:
@@ -222,7 +224,8 @@ def ok_headers(
     """Headers of the 200 OK: every current binding with its remaining expiry (RFC 3261 10.3),
     every binding the REGISTER ended with ``expires=0`` (as Kamailio answers: a P-CSCF drops
     its copy, and its security associations, only on seeing that), the request's Path
-    (RFC 3327), Service-Route (RFC 3608) and P-Associated-URI (RFC 3455)."""
+    (RFC 3327), Service-Route (RFC 3608), P-Associated-URI (RFC 3455) and the SAA's
+    P-Charging-Function-Addresses."""
     headers = [("Contact", contact_value(b, now)) for b in ordered(bindings.values())]
     headers += [("Contact", contact_value(b, now, 0)) for b in ordered((removed or {}).values())]
     headers += [("Path", p) for p in req.path]
@@ -232,6 +235,9 @@ def ok_headers(
             uris = p_associated_uris(profile)
             if uris:
                 headers.append(("P-Associated-URI", ", ".join(uris)))
+            addresses = profile.charging_function_addresses()
+            if addresses:  # TS 24.229 5.4.1.2.2
+                headers.append(("P-Charging-Function-Addresses", addresses))
     return headers
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+from actors.rules.charging import icid
 from actors.vocabulary import ContactRequest, RegisterRequest
 from transport.sip.errors import SipParseError
 from transport.sip.headers import STAR, NameAddr
@@ -18,7 +19,8 @@ _Q_VALUE = re.compile(r"^(0(\.\d{0,3})?|1(\.0{0,3})?)$")
 # One auth-param (RFC 7235 2.1): a quoted value is taken whole, so text inside it is no param.
 _AUTH_PARAM = re.compile(r'([\w.!%*+`\'~-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]*))')
 # Headers whose text is stored with the binding or sent to the HSS.
-_KEPT_HEADERS = ("To", "Contact", "Path", "User-Agent", "Allow", "Authorization")
+_KEPT_HEADERS = ("To", "Contact", "Path", "User-Agent", "Allow", "Authorization",
+                 "P-Charging-Vector", "P-Visited-Network-ID")
 
 
 def register_request(req: Request, received: str, realm: str | None = None) -> RegisterRequest:
@@ -52,6 +54,8 @@ def register_request(req: Request, received: str, realm: str | None = None) -> R
         allow=method_list(req.headers.get_all("Allow")),
         authorization=authorization,
         integrity_protected=params.get("integrity-protected"),
+        icid=icid(req.headers.get("P-Charging-Vector")),
+        visited_network=req.headers.get("P-Visited-Network-ID"),
     )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 from actors.auth.procedures import (
@@ -18,6 +18,7 @@ from actors.auth.procedures import (
     authorize_register,
 )
 from actors.reg_event.procedures import EventContext, notify_change
+from actors.rules.charging import charging_addresses
 from actors.rules.impu import (
     Impu,
     RegisterPlan,
@@ -28,6 +29,7 @@ from actors.rules.impu import (
     plan_register,
 )
 from actors.rules.state import RegEvent, next_state
+from actors.rules.third_party import RegistrationChange, registration_change
 from actors.vocabulary import (
     RETRY_AFTER,
     Profile,
@@ -68,6 +70,9 @@ class SaveContext:
     # A SAR the HSS must still hear (it missed a de-registration): sent again later by the
     # host's retry queue. None: such a SAR is only logged.
     retry_sar: Callable[[SarRequest], None] | None = None
+    # A registration began, was refreshed or ended: the host sends the third-party REGISTERs
+    # its iFCs ask for, outside the mailbox. None: none are sent.
+    registration_changed: Callable[[RegistrationChange], None] | None = None
 
     def sar_request(self, identity: str, impi: str | None, assignment: SAT,
                     user_data_already_available: bool = False) -> SarRequest:
@@ -134,7 +139,7 @@ async def _save(impu: Impu, req: RegisterRequest, ctx: SaveContext) -> Reply:
     if not plan.bindings or plan.assignment is None:
         return await _remove(impu, req, plan, ctx)
     impi = req.impi or (impu.profile.impi if impu.profile else None)
-    profile, user_data = impu.profile, None
+    profile, user_data, charging = impu.profile, None, ()
     if _sar_needed(impu, req, plan, now, ctx.rules):
         try:
             saa = await ctx.sar(ctx.sar_request(req.aor, impi, plan.assignment,
@@ -144,6 +149,7 @@ async def _save(impu: Impu, req: RegisterRequest, ctx: SaveContext) -> Reply:
         if not saa.success:
             return _sar_rejection(saa)
         impu.last_sar_at, user_data = now, saa.user_data
+        charging = charging_addresses(saa.charging_information)
     if user_data:
         try:
             profile = ctx.profile(user_data)
@@ -151,6 +157,8 @@ async def _save(impu: Impu, req: RegisterRequest, ctx: SaveContext) -> Reply:
             return Reply(500, "Invalid user data from HSS")
     if profile is None:
         profile = Profile(impi, (req.aor,), frozenset(), None)
+    if charging:  # kept with the profile, so that every refresh answers with it
+        profile = replace(profile, charging=charging)
     if plan.bindings:
         refusal = None
         if req.aor not in profile.identities:
@@ -198,8 +206,12 @@ async def _commit(impu: Impu, req: RegisterRequest, plan: RegisterPlan, profile:
     except StoreError:
         impu.apply(*before)
         return Reply(503, "Registration store unavailable", [("Retry-After", RETRY_AFTER)])
-    return Reply(200, "OK", ok_headers(plan.bindings, req, kept, now, ctx.service_route,
-                                       plan.removed))
+    reply = Reply(200, "OK", ok_headers(plan.bindings, req, kept, now, ctx.service_route,
+                                        plan.removed))
+    if ctx.registration_changed is not None and profile is not None:
+        ctx.registration_changed(registration_change(impu.identity, before[0], plan.bindings,
+                                                     profile, req, now, reply))
+    return reply
 
 
 async def inform_hss(request: SarRequest, ctx: SaveContext) -> SaaResult | None:
@@ -218,6 +230,14 @@ async def inform_hss(request: SarRequest, ctx: SaveContext) -> SaaResult | None:
     if (saa is None or transient(saa)) and ctx.retry_sar is not None:
         ctx.retry_sar(request)
     return saa
+
+
+def registration_ended(identity: str, profile: Profile | None, ctx: SaveContext) -> None:
+    """The network ended the registration (expiry, administrative de-registration): the
+    application servers hear of it as of a UE's de-registration."""
+    if ctx.registration_changed is not None and profile is not None:
+        ctx.registration_changed(registration_change(identity, RegState.REGISTERED, {},
+                                                     profile, None, ctx.clock()))
 
 
 def transient(saa: SaaResult) -> bool:
@@ -284,6 +304,7 @@ def profile_from_user_data(xml: str, xsd_path: str | None = None, dtd_path: str 
     patterns: list[str] = []
     written: dict[str, str] = {}  # canonical identity -> P-Associated-URI value
     for profile in subscription.service_profiles:
+        profile.filter_criteria()  # an unusable iFC refuses the user data now, not at its use
         for pid in profile.public_identities:
             if pid.wildcarded_psi:
                 if wildcards:

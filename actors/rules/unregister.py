@@ -12,7 +12,7 @@ import logging
 
 from actors.reg_event.procedures import notify_change
 from actors.rules.impu import Impu
-from actors.rules.save import SaveContext, inform_hss
+from actors.rules.save import SaveContext, inform_hss, registration_ended
 from actors.rules.state import RegEvent, next_state
 from actors.vocabulary import (
     FOUND,
@@ -44,6 +44,7 @@ async def unregister(impu: Impu, ctx: SaveContext) -> Deregistration:
         profile = impu.profile
         removed = len(impu.live_bindings(ctx.clock()))
         await apply_to_set(impu, profile, RegEvent.NETWORK_DEREGISTER, None, ctx, "network")
+        registration_ended(impu.identity, profile, ctx)
         saa = await inform_hss(ctx.sar_request(impu.identity, profile.impi if profile else None,
                                                SAT.ADMINISTRATIVE_DEREGISTRATION), ctx)
         return Deregistration(FOUND, removed, saa.description if saa else "not sent: HSS unreachable")

@@ -15,14 +15,18 @@ from actors.vocabulary import Binding, Profile, RegState, StoreError
 # Bump when the layout changes, and teach decode_impu to read the previous version.
 # 2: bindings gained "allow"; reg-event subscriptions appended. 3: the end of an UNREGISTERED
 # state's validity appended. 4: the time of the last SAR appended. 5: the HSS's Origin-Host
-# appended (HSS affinity).
+# appended (HSS affinity); bindings gained "visited_network" and "icid"; the profile its
+# P-Associated-URI values as the HSS wrote them and its charging function addresses.
 RECORD_VERSION = 5
 
 # Bindings are stored as JSON arrays in this order: no key names repeated in every record.
 BINDING_FIELDS = (
     "uri", "key", "expires_at", "q", "instance", "reg_id", "params", "call_id", "cseq", "path",
-    "registered_at", "received", "user_agent", "allow",
+    "registered_at", "received", "user_agent", "allow", "visited_network", "icid",
 )
+# The binding fields each record version stored (1 had no "allow"; before 5, no charging).
+_BINDING_FIELDS_OF = {1: BINDING_FIELDS[:-3], 2: BINDING_FIELDS[:-2], 3: BINDING_FIELDS[:-2],
+                      4: BINDING_FIELDS[:-2], 5: BINDING_FIELDS}
 _binding_values = attrgetter(*BINDING_FIELDS)
 SUBSCRIPTION_FIELDS = (
     "presentity", "watcher", "call_id", "from_tag", "to_tag", "remote_target", "route_set",
@@ -46,7 +50,7 @@ def encode_impu(impu: Impu) -> bytes:
         [_binding_values(b) for b in impu.bindings.values()],
         None if profile is None else
         [profile.impi, profile.identities, sorted(profile.barred), profile.user_data,
-         profile.wildcards, profile.written],
+         profile.wildcards, profile.written, profile.charging],
         [_subscription_values(sub) for sub in impu.subscriptions.values()],
         impu.unreg_until,
         impu.last_sar_at,
@@ -58,14 +62,14 @@ def encode_impu(impu: Impu) -> bytes:
 def decode_impu(identity: str, data: bytes) -> Impu:
     try:
         version, state, bindings, profile, *rest = json.loads(data)
-        if version not in (1, 2, 3, 4, RECORD_VERSION) or len(rest) != version - 1:
+        names = _BINDING_FIELDS_OF.get(version)
+        if names is None or len(rest) != version - 1:
             raise ValueError(f"unknown record version {version!r}")
-        names = BINDING_FIELDS if version >= 2 else BINDING_FIELDS[:-1]  # 1: no "allow"
         impu = Impu(identity)
         impu.state = RegState(state)
         impu.bindings = {b.key: b for b in (_decode_binding(v, names) for v in bindings)}
         if profile is not None:
-            impu.profile = _decode_profile(profile)
+            impu.profile = _decode_profile(profile, version)
         for values in rest[0] if rest else ():
             sub = _decode_subscription(values)
             impu.subscriptions[sub.key] = sub
@@ -80,13 +84,15 @@ def decode_impu(identity: str, data: bytes) -> Impu:
         raise StoreError(f"corrupt record of {identity}: {exc}") from exc
 
 
-def _decode_profile(values: list) -> Profile:
-    # Appended fields need no new version: a reader takes the fields it knows. Version 1 has
-    # no wildcards; records written before P-Associated-URI was kept have no "written".
+def _decode_profile(values: list, version: int) -> Profile:
     impi, identities, barred, user_data, *more = values
-    wildcards = tuple(more[0]) if more else ()
-    written = tuple(more[1]) if len(more) > 1 else _written_in(user_data)
-    return Profile(impi, tuple(identities), none_barred(barred), user_data, wildcards, written)
+    wildcards = tuple(more[0]) if more else ()  # version 1: none
+    if version >= 5:
+        written, charging = tuple(more[1]), tuple((kind, address) for kind, address in more[2])
+    else:  # the user data parsed again; no charging addresses were kept
+        written, charging = _written_in(user_data), ()
+    return Profile(impi, tuple(identities), none_barred(barred), user_data, wildcards, written,
+                   charging)
 
 
 def _written_in(user_data: str | None) -> tuple[str, ...]:

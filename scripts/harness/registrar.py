@@ -100,3 +100,33 @@ def start_registrar(config_text: str, workdir: Path, sip_port: int, address: str
             process.kill()
             raise RuntimeError("scscf serve did not become ready:\n" + "".join(output[-60:]))
     return Registrar(process, sip_port, config, output)
+
+
+def start_with_subscribers(namespace: str, workdir: Path, subscribers: str, address: str | None,
+                           **extra: str) -> Registrar:
+    """`scscf serve` whose HSS emulator serves ``subscribers`` (TOML) and answers on an admin
+    port (``hss_admin``), with JSON-RPC at ``rpc_url``; ``extra`` as for registrar_config."""
+    (workdir / "subscribers.toml").write_text(subscribers)
+    sip, admin, rpc = free_port(), free_port(), free_port()
+    hss = f"""subscribers = "{workdir / 'subscribers.toml'}"
+admin_listen = "127.0.0.1:{admin}"
+{extra.pop("hss", "")}"""
+    config = registrar_config(namespace, workdir, sip, rpc=f'listen = "127.0.0.1:{rpc}"', hss=hss,
+                              **extra)
+    server = start_registrar(config, workdir, sip, address)
+    server.hss_admin = admin
+    server.rpc_url = f"http://127.0.0.1:{rpc}/RPC"
+    return server
+
+
+def show_impu(server: Registrar, impu: str) -> dict:
+    """``ulscscf.showimpu`` of a registrar started by start_with_subscribers."""
+    call = json.dumps({"jsonrpc": "2.0", "method": "ulscscf.showimpu", "params": [impu], "id": 1})
+    with urllib.request.urlopen(server.rpc_url, call.encode(), timeout=10) as answer:
+        return json.load(answer)["result"]
+
+
+def sar_types(server: Registrar, impu: str) -> list[int]:
+    """The assignment types of the SARs the HSS emulator received for ``impu``, in order."""
+    return [entry["assignment_type"] for entry in hss_sar_log(server.hss_admin)
+            if entry["public_identity"] == impu]

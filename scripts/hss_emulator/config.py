@@ -13,6 +13,8 @@
     impus = ["sip:alice@ims.test", "tel:+15550001"]   # one implicit set, default first
     barred = ["sip:alice-barred@ims.test"]
     wildcard = ["sip:alice-chat!.*!@ims.test"]        # wildcarded PSIs of the set
+    ifc = ["<InitialFilterCriteria>...</InitialFilterCriteria>"]  # iFCs of its profile
+    [subscriber.charging_information]     # optional: replaces the table above for it
     password = "secret"                   # SIP Digest: HA1 = MD5(impi:realm:password)
     k = "465b5ce8b199b49faa5f0a2ee238a6bc"  # IMS AKA (Milenage): K, and OP or OPc, in hex
     op = "cdc202d5123e20f62b6d676ac72cb318"
@@ -34,7 +36,7 @@ from dataclasses import dataclass, field
 from actors.auth.aka import SQN_LIMIT
 from actors.auth.milenage import opc as derive_opc
 from transport.diameter.cx_base import CHARGING_INFORMATION_KEYS
-from transport.diameter.user_data import UserDataError, wildcard_regex
+from transport.diameter.user_data import UserDataError, parse_ifc, wildcard_regex
 
 
 class HssConfigError(ValueError):
@@ -74,6 +76,8 @@ class SubscriberConfig:
     password: str | None = field(default=None, repr=False)
     aka: AkaCredentials | None = None
     auth_scheme: str | None = None  # the only scheme allowed; None: any it has credentials for
+    ifcs: tuple[str, ...] = ()  # InitialFilterCriteria elements of its service profile, XML
+    charging_information: dict | None = None  # its SAAs' Charging-Information; None: the HSS's
 
     @classmethod
     def auto_provisioned(cls, impi: str, impus: tuple[str, ...]) -> SubscriberConfig:
@@ -120,7 +124,7 @@ class HssConfig:
 _TOP_KEYS = {"origin_host", "origin_realm", "auto_provision_domain", "admin_listen",
              "watchdog_interval", "charging_information", "subscriber", "allowed_peers"}
 _SUBSCRIBER_KEYS = {"impi", "impus", "barred", "wildcard", "password", "k", "op", "opc", "amf",
-                    "sqn", "auth_scheme"}
+                    "sqn", "auth_scheme", "ifc", "charging_information"}
 
 
 def _parse(table: dict) -> HssConfig:
@@ -159,12 +163,7 @@ def _subscriber(entry: dict, where: str) -> SubscriberConfig:
     impus = _strings(entry, "impus", where)
     if not impus:
         raise HssConfigError(f"{where}.impus: expected a non-empty list of public identities")
-    wildcards = _strings(entry, "wildcard", where)
-    for pattern in wildcards:
-        try:
-            wildcard_regex(pattern)
-        except UserDataError as exc:
-            raise HssConfigError(f"{where}.wildcard: {exc}") from None
+    wildcards = _checked_strings(entry, "wildcard", where, wildcard_regex)
     password = _string(entry, "password", where)
     aka = _aka(entry, where)
     scheme = _string(entry, "auth_scheme", where)
@@ -178,7 +177,21 @@ def _subscriber(entry: dict, where: str) -> SubscriberConfig:
         if scheme == SIP_DIGEST and password is None:
             raise HssConfigError(f"{where}.auth_scheme: {SIP_DIGEST} needs a password")
     return SubscriberConfig(impi=impi, impus=impus, barred=_strings(entry, "barred", where),
-                            wildcards=wildcards, password=password, aka=aka, auth_scheme=scheme)
+                            wildcards=wildcards, password=password, aka=aka, auth_scheme=scheme,
+                            ifcs=_checked_strings(entry, "ifc", where, parse_ifc),
+                            charging_information=_charging(entry.get("charging_information"),
+                                                           f"{where}.charging_information"))
+
+
+def _checked_strings(entry: dict, key: str, where: str, check) -> tuple[str, ...]:
+    """A list of strings each of which ``check`` parses (a UserDataError names the fault)."""
+    values = _strings(entry, key, where)
+    for value in values:
+        try:
+            check(value)
+        except UserDataError as exc:
+            raise HssConfigError(f"{where}.{key}: {exc}") from None
+    return values
 
 
 def _aka(entry: dict, where: str) -> AkaCredentials | None:
@@ -219,13 +232,13 @@ def _no_shared_identities(subscribers: tuple[SubscriberConfig, ...]):
                                      f"{owner[identity]}")
 
 
-def _charging(value) -> dict | None:
+def _charging(value, where: str = "charging_information") -> dict | None:
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise HssConfigError("charging_information: expected a table")
-    _no_unknown_keys(value, CHARGING_INFORMATION_KEYS, "charging_information")
-    return {key: _string(value, key, "charging_information") for key in value}
+        raise HssConfigError(f"{where}: expected a table")
+    _no_unknown_keys(value, CHARGING_INFORMATION_KEYS, where)
+    return {key: _string(value, key, where) for key in value}
 
 
 def _no_unknown_keys(table: dict, known: set | frozenset, where: str):

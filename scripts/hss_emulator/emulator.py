@@ -129,7 +129,8 @@ class HssEmulator:
                              server_name=outcome.server_name)
         return self._saa(msg, user_name=sub.impi,
                          user_data=sub.user_data if outcome.with_user_data else None,
-                         charging_information=self.config.charging_information,
+                         charging_information=(sub.config.charging_information
+                                               or self.config.charging_information),
                          wildcarded_public_identity=wildcard)
 
     def _on_mar(self, msg: Message) -> Message:

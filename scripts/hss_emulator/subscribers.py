@@ -66,7 +66,8 @@ class Subscriber:
             identities += [PublicIdentity(impu, barred=True) for impu in c.barred]
             identities += [PublicIdentity(w, identity_type=IDENTITY_TYPE_WILDCARDED_PSI,
                                           wildcarded_psi=w) for w in c.wildcards]
-            self._user_data = build_user_data(c.impi, [ServiceProfile(identities)]).encode()
+            self._user_data = build_user_data(
+                c.impi, [ServiceProfile(identities, ifc_xml=list(c.ifcs))]).encode()
         return self._user_data
 
     def replace_user_data(self, xml: str):

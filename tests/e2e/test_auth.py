@@ -2,14 +2,10 @@
 `scscf serve` (authentication on, as by default), MAR/MAA over Diameter to the HSS emulator."""
 from __future__ import annotations
 
-import json
-import urllib.request
-
 import pytest
 
 from actors.auth import milenage
-from scripts.harness.ports import free_port
-from scripts.harness.registrar import hss_sar_log, registrar_config, start_registrar
+from scripts.harness.registrar import sar_types, show_impu, start_with_subscribers
 from scripts.harness.sipp import SIPP
 from scripts.hss_emulator.config import TEST_K, TEST_OP
 from tests.e2e.sipp import Step, register, run_sipp
@@ -44,18 +40,9 @@ OPC = milenage.opc(TEST_K, TEST_OP)  # auto-provisioned users' keys (TS 35.208 t
 
 @pytest.fixture(scope="module")
 def registrar(ray_address, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("auth")
-    (workdir / "subscribers.toml").write_text(SUBSCRIBERS)
-    sip, admin, rpc = free_port(), free_port(), free_port()
-    config = registrar_config("e2e-auth", workdir, sip, auth="enabled = true",
-                              rpc=f'listen = "127.0.0.1:{rpc}"', hss=f"""
-subscribers = "{workdir / 'subscribers.toml'}"
-auto_provision_domain = "ims.test"
-admin_listen = "127.0.0.1:{admin}"
-""")
-    server = start_registrar(config, workdir, sip, ray_address)
-    server.hss_admin = admin
-    server.rpc_url = f"http://127.0.0.1:{rpc}/RPC"
+    server = start_with_subscribers("e2e-auth", tmp_path_factory.mktemp("auth"), SUBSCRIBERS,
+                                    ray_address, auth="enabled = true",
+                                    hss='auto_provision_domain = "ims.test"')
     yield server
     assert server.stop() == 0, "".join(server.output[-40:])
 
@@ -63,17 +50,6 @@ admin_listen = "127.0.0.1:{admin}"
 @pytest.fixture(params=["udp", "tcp"])
 def transport(request):
     return request.param
-
-
-def show(server, impu: str) -> dict:
-    call = json.dumps({"jsonrpc": "2.0", "method": "ulscscf.showimpu", "params": [impu], "id": 1})
-    with urllib.request.urlopen(server.rpc_url, call.encode(), timeout=10) as answer:
-        return json.load(answer)["result"]
-
-
-def sars(server, impu: str) -> list[int]:
-    return [entry["assignment_type"] for entry in hss_sar_log(server.hss_admin)
-            if entry["public_identity"] == impu]
 
 
 def test_sipp_registers_with_ims_aka(registrar, transport, tmp_path):
@@ -92,7 +68,8 @@ def test_sipp_registers_with_ims_aka(registrar, transport, tmp_path):
     params = challenge(unauthorised)
     assert len(params["ck"]) == 32 and len(params["ik"]) == 32  # for the P-CSCF's IPsec SAs
     assert ok.headers.get("P-Associated-URI") == "<sip:akasipp@ims.test>"
-    assert any(c["uri"].startswith(f"sip:{user}@") for c in show(registrar, "sip:akasipp@ims.test")["contacts"])
+    assert any(c["uri"].startswith(f"sip:{user}@")
+               for c in show_impu(registrar, "sip:akasipp@ims.test")["contacts"])
 
 
 def test_sipp_registers_with_md5_digest_and_a_wrong_password_is_403(registrar, transport, tmp_path):
@@ -125,7 +102,7 @@ def test_no_credentials_and_a_forged_integrity_protected_get_401_never_200(regis
         assert forged_answer.status == 401 and "stale=TRUE" in forged_answer.headers.get("WWW-Authenticate")
     finally:
         ue.close()
-    assert show(registrar, "sip:victim@ims.test")["contacts"] == []
+    assert show_impu(registrar, "sip:victim@ims.test")["contacts"] == []
 
 
 def test_aka_with_the_test_credentials_a_resynchronisation_and_a_protected_refresh(registrar, transport):
@@ -149,7 +126,7 @@ def test_aka_with_the_test_credentials_a_resynchronisation_and_a_protected_refre
     finally:
         ue.close()
     # The refresh needs no SAR: the last one is younger than sar_reregistration_interval.
-    assert sars(registrar, impu) == [SAT.REGISTRATION]
+    assert sar_types(registrar, impu) == [SAT.REGISTRATION]
 
 
 def test_a_wrong_res_is_403_and_the_hss_hears_authentication_failure(registrar, transport):
@@ -162,5 +139,5 @@ def test_a_wrong_res_is_403_and_the_hss_hears_authentication_failure(registrar, 
         assert ue.register(authorization).status == 403
     finally:
         ue.close()
-    assert sars(registrar, impu) == [SAT.AUTHENTICATION_FAILURE]
-    assert show(registrar, impu)["contacts"] == []
+    assert sar_types(registrar, impu) == [SAT.AUTHENTICATION_FAILURE]
+    assert show_impu(registrar, impu)["contacts"] == []

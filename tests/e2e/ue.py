@@ -40,8 +40,10 @@ class Ue:
         self.sock.close()
 
     def register(self, authorization: str | None = None, expires: int = 600,
-                 integrity_protected: str | None = None) -> Response:
-        """One REGISTER; ``authorization`` None sends the initial IMS form (empty response)."""
+                 integrity_protected: str | None = None, headers: tuple[str, ...] = ()
+                 ) -> Response:
+        """One REGISTER; ``authorization`` None sends the initial IMS form (empty response);
+        ``headers``: more header lines ("Name: value")."""
         if authorization is None:
             authorization = (f'Digest username="{self.impi}", realm="{self.realm}", '
                              f'uri="sip:{self.realm}", nonce="", response=""')
@@ -59,6 +61,7 @@ class Ue:
             f"Contact: <sip:ue@127.0.0.1:{self.local_port};transport={self.transport}>",
             f"Expires: {expires}",
             f"Authorization: {authorization}",
+            *headers,
             "Content-Length: 0", "", ""])
         return self._exchange(text.encode())
 

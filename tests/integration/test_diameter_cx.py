@@ -7,11 +7,11 @@ import time
 import aiohttp
 import pytest
 
-from actors.hosts.cx_pool import CxPoolCore
-from scripts.hss_emulator.emulator import NotConnected, UnknownSubscriber
 from actors.auth import aka
 from actors.auth.milenage import opc
+from actors.hosts.cx_pool import CxPoolCore
 from scripts.hss_emulator.config import TEST_K, TEST_OP
+from scripts.hss_emulator.emulator import NotConnected, UnknownSubscriber
 from tests.integration.test_diameter_fixtures import (
     SCSCF,
     ScriptedPeer,

@@ -19,7 +19,7 @@ from actors.rules.impu import Impu
 from actors.rules.routing import SLOTS, slot_of
 from actors.rules.save import profile_from_user_data
 from actors.store.base import NullStore, WriteThrough, open_store
-from actors.store.records import BINDING_FIELDS, decode_impu, encode_impu
+from actors.store.records import BINDING_FIELDS, RECORD_VERSION, decode_impu, encode_impu
 from actors.store.redis_backend import RedisStore
 from actors.vocabulary import Binding, Profile, RegState, StoreError
 from scripts.harness import redis_server as redis_helper
@@ -84,6 +84,8 @@ def realistic_impu(identity: str) -> Impu:
             received=f"tcp:10.0.0.{n}:40{n}00",
             user_agent="Ünïcode-Phone/2.1" if n == 1 else None,
             allow=("INVITE", "MESSAGE") if n == 1 else (),
+            visited_network='"Visited Network"' if n == 1 else None,
+            icid=f"icid-{n}" if n == 1 else None,
         )
     impu.profile = Profile(
         impi=identity[4:],
@@ -98,6 +100,8 @@ def realistic_impu(identity: str) -> Impu:
             "<ServerName>sip:as.ims.example.net</ServerName></ApplicationServer>"
             "</InitialFilterCriteria></ServiceProfile></IMSSubscription>"
         ),
+        written=(f"<{identity}>",),  # as that user data says: older records parse it again
+        charging=(("ccf", "aaa://ccf.ims.example.net"), ("ecf", "aaa://ecf.ims.example.net")),
     )
     return impu
 
@@ -126,7 +130,7 @@ def test_codec_keeps_the_end_of_the_unregistered_validity():
     impu.apply(RegState.UNREGISTERED, {}, Profile(None, (impu.identity,), frozenset(), None),
                unreg_until=NOW + 1800)
     record = encode_impu(impu)
-    assert json.loads(record)[0] == 5
+    assert json.loads(record)[0] == RECORD_VERSION
     assert decode_impu(impu.identity, record).unreg_until == NOW + 1800
 
 
@@ -134,10 +138,35 @@ def test_codec_keeps_the_time_of_the_last_sar_and_version_3_loads_without_it():
     impu = realistic_impu("sip:sar@ims.example.net")
     impu.last_sar_at = NOW - 60
     assert decode_impu(impu.identity, encode_impu(impu)).last_sar_at == NOW - 60
-    v3 = json.dumps(json.loads(encode_impu(impu))[:-2]).replace("[5,", "[3,", 1).encode()
+    v3 = json.dumps(version_4(impu)[:-1]).replace("[4,", "[3,", 1).encode()
     old = decode_impu(impu.identity, v3)
     assert old.last_sar_at is None  # its next re-REGISTER sends a SAR
-    assert old.bindings == impu.bindings
+    assert old.bindings == without_charging(impu).bindings
+
+
+def version_4(impu: Impu) -> list:
+    """The record as version 4 wrote it: no charging fields in bindings, a profile without
+    P-Associated-URI values and charging addresses, no HSS host."""
+    version, state, bindings, profile, *rest = json.loads(encode_impu(impu))
+    return [4, state, [b[:-2] for b in bindings], profile and profile[:5], *rest[:-1]]
+
+
+def without_charging(impu: Impu) -> Impu:
+    for binding in impu.bindings.values():
+        binding.visited_network = binding.icid = None
+    if impu.profile is not None:
+        impu.profile.charging = ()
+    return impu
+
+
+def test_codec_keeps_charging_and_version_4_loads_without_it():
+    impu = realistic_impu("sip:charged@ims.example.net")
+    loaded = decode_impu(impu.identity, encode_impu(impu))
+    assert loaded.profile.charging == impu.profile.charging
+    assert [(b.visited_network, b.icid) for b in loaded.bindings.values()] == [
+        ('"Visited Network"', "icid-1"), (None, None)]
+    assert_same(decode_impu(impu.identity, json.dumps(version_4(impu)).encode()),
+                without_charging(impu))
 
 
 def test_codec_keeps_p_associated_uri_as_written_and_older_records_rebuild_it():
@@ -149,18 +178,16 @@ def test_codec_keeps_p_associated_uri_as_written_and_older_records_rebuild_it():
     impu.profile = profile_from_user_data(xml)
     written = ('"W" <sip:w@ims.example.net;user=phone>',)
     assert impu.profile.written == written
-    record = json.loads(encode_impu(impu))
-    assert decode_impu(impu.identity, json.dumps(record).encode()).profile.written == written
-    record[3] = record[3][:5]  # as written before the values were kept: parsed again on load
-    assert decode_impu(impu.identity, json.dumps(record).encode()).profile.written == written
+    assert decode_impu(impu.identity, encode_impu(impu)).profile.written == written
+    old = json.dumps(version_4(impu)).encode()  # before the values were kept: parsed on load
+    assert decode_impu(impu.identity, old).profile.written == written
 
 
 def test_codec_keeps_the_hss_of_the_user_and_version_4_loads_without_it():
     impu = realistic_impu("sip:affine@ims.example.net")
     impu.hss_host, impu.last_sar_at = "hss2.ims.example.net", NOW - 60
     assert decode_impu(impu.identity, encode_impu(impu)).hss_host == "hss2.ims.example.net"
-    v4 = json.dumps(json.loads(encode_impu(impu))[:-1]).replace("[5,", "[4,", 1).encode()
-    old = decode_impu(impu.identity, v4)
+    old = decode_impu(impu.identity, json.dumps(version_4(impu)).encode())
     assert old.hss_host is None and old.last_sar_at == NOW - 60  # realm routing until an SAA
 
 
@@ -192,9 +219,9 @@ def test_version_1_records_read_as_bindings_that_accept_every_method():
     impu = realistic_impu("sip:old@ims.example.net")
     for binding in impu.bindings.values():
         binding.allow = ()
-    version, state, bindings, profile, *_ = json.loads(encode_impu(impu))
+    version, state, bindings, profile, *_ = version_4(impu)
     v1 = json.dumps([1, state, [b[:-1] for b in bindings], profile]).encode()
-    assert_same(decode_impu(impu.identity, v1), impu)
+    assert_same(decode_impu(impu.identity, v1), without_charging(impu))
 
 
 @pytest.mark.parametrize("data", [

@@ -10,9 +10,18 @@ import pytest
 from actors.auth import aka, digest
 from actors.auth.challenges import MAX_SENT, AuthVector, PendingChallenges
 from actors.auth.milenage import opc
-from actors.auth.procedures import (AuthContext, Authorized, AuthRequest, AuthSettings,
-                                    BadRequest, Challenge, Forbidden, Stale, Unavailable,
-                                    authorize_register)
+from actors.auth.procedures import (
+    AuthContext,
+    Authorized,
+    AuthRequest,
+    AuthSettings,
+    BadRequest,
+    Challenge,
+    Forbidden,
+    Stale,
+    Unavailable,
+    authorize_register,
+)
 from actors.config import AuthConfig
 from actors.vocabulary import RegisterRequest, Reply
 from scripts.hss_emulator.config import TEST_K, TEST_OP, HssConfig, SubscriberConfig

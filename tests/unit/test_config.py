@@ -64,6 +64,7 @@ def test_bad_values_name_the_key(raw, message):
     ({"registrar": {"subscription_min_expires": 2000000}},
      "registrar.subscription_min_expires must not exceed registrar.subscription_max_expires"),
     ({"registrar": {"support_wildcardPSI": 2}}, "registrar.support_wildcardPSI must be 0 or 1"),
+    ({"registrar": {"third_party_register": 2}}, "registrar.third_party_register must be 0 or 1"),
     ({"registrar": {"user_data_xsd": "/nonexistent/CxDataType.xsd"}},
      "registrar.user_data_xsd: no such file '/nonexistent/CxDataType.xsd'"),
     ({"registrar": {"user_data_dtd": "/nonexistent/CxDataType.dtd"}},

@@ -9,12 +9,28 @@ import pytest
 from actors.auth import aka
 from actors.auth.milenage import opc
 from scripts.hss_emulator.authentication import SubscriberAuth
-from scripts.hss_emulator.config import (AKA, SIP_DIGEST, TEST_K, TEST_OP, AkaCredentials,
-                                         HssConfig, HssConfigError, SubscriberConfig)
+from scripts.hss_emulator.config import (
+    AKA,
+    SIP_DIGEST,
+    TEST_K,
+    TEST_OP,
+    AkaCredentials,
+    HssConfig,
+    HssConfigError,
+    SubscriberConfig,
+)
 from scripts.hss_emulator.emulator import HssEmulator
 from scripts.hss_emulator.subscribers import Subscriber, SubscriberDirectory
 from transport.diameter.codec import ResultCode, parse_message, serialize
-from transport.diameter.cx import CxResult, MarRequest, decode_maa, encode_mar
+from transport.diameter.cx import (
+    CxResult,
+    MarRequest,
+    SarRequest,
+    decode_maa,
+    decode_saa,
+    encode_mar,
+    encode_sar,
+)
 from transport.diameter.cx import ServerAssignmentType as T
 from transport.diameter.user_data import parse_user_data
 
@@ -74,6 +90,11 @@ def test_config_file(config):
      "subscriber[0].auth_scheme"),
     ({"subscriber": [{"impi": "a@x", "impus": ["sip:a@x"], "password": "p",
                       "auth_scheme": "Digest-AKAv1-MD5"}]}, "subscriber[0].auth_scheme"),
+    ({"subscriber": [{"impi": "a@x", "impus": ["sip:a@x"], "ifc": ["<InitialFilterCriteria/>"]}]},
+     "subscriber[0].ifc"),
+    ({"subscriber": [{"impi": "a@x", "impus": ["sip:a@x"],
+                      "charging_information": {"ccf": "aaa://x"}}]},
+     "subscriber[0].charging_information.ccf"),
 ])
 def test_config_errors_name_the_key(table, key):
     with pytest.raises(HssConfigError, match="^" + re.escape(key)):
@@ -319,3 +340,25 @@ def test_a_successful_mar_stores_the_server_name(config):
     state = emulator.subscriber_state("carol@ims.test")
     assert (state["server_name"], state["diameter_client"], state["sqn"]) == (
         S1, "scscf.ims.test", 3)
+
+
+IFC = ("<InitialFilterCriteria><Priority>0</Priority><ApplicationServer><ServerName>"
+       "sip:as.ims.test</ServerName></ApplicationServer></InitialFilterCriteria>")
+
+
+def test_a_subscriber_has_its_own_ifcs_and_charging_information():
+    own = {"primary_event_charging_function_name": "aaa://ecf.own.test"}
+    config = HssConfig.from_toml({
+        "charging_information": {"primary_event_charging_function_name": "aaa://ecf.all.test"},
+        "subscriber": [{"impi": "a@ims.test", "impus": ["sip:a@ims.test"], "ifc": [IFC],
+                        "charging_information": own},
+                       {"impi": "b@ims.test", "impus": ["sip:b@ims.test"]}]})
+    emulator = HssEmulator(config)
+    for impi, ifcs, charging in (("a", [IFC], own), ("b", [], config.charging_information)):
+        request = SarRequest(f"sip:{impi}@ims.test", f"{impi}@ims.test", "sip:scscf.ims.test",
+                             T.REGISTRATION, destination_realm="ims.test")
+        msg = parse_message(serialize(encode_sar(request, "scscf.ims.test", "ims.test",
+                                                 "s;1;1", "ims.test")))
+        saa = decode_saa(parse_message(serialize(emulator.handle(msg))))
+        (profile,) = parse_user_data(saa.user_data).service_profiles
+        assert (profile.ifc_xml, saa.charging_information) == (ifcs, charging)

@@ -9,7 +9,16 @@ from actors.hosts.sar_retries import SarRetries
 from actors.rules.lookup import lookup, registered
 from actors.vocabulary import NOT_FOUND, RegState, SetUpdate
 from tests.unit.test_save import saa
-from tests.unit.test_shard_core import ALICE, PCSCF, T0, Clock, MemoryStore, Network, core_for, register
+from tests.unit.test_shard_core import (
+    ALICE,
+    PCSCF,
+    T0,
+    Clock,
+    MemoryStore,
+    Network,
+    core_for,
+    register,
+)
 from transport.diameter.cx import SarRequest
 from transport.diameter.cx import ServerAssignmentType as SAT
 from transport.diameter.router import CxUnavailable

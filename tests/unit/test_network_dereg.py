@@ -19,10 +19,19 @@ from actors.vocabulary import Binding, Profile, RegState
 from tests.unit.test_save import USER_DATA
 from tests.unit.test_shard_core import ALICE, Clock, MemoryStore, Network, core_for, register
 from transport.diameter.codec import Command, ResultCode
-from transport.diameter.cx import CxResult, DeregistrationReasonCode, PpaResult, PprRequest
-from transport.diameter.cx import RtaResult, RtrRequest, decode_ppa, decode_rta, encode_ppr
-from transport.diameter.cx import encode_rtr
-from transport.diameter.cx import SarRequest
+from transport.diameter.cx import (
+    CxResult,
+    DeregistrationReasonCode,
+    PpaResult,
+    PprRequest,
+    RtaResult,
+    RtrRequest,
+    SarRequest,
+    decode_ppa,
+    decode_rta,
+    encode_ppr,
+    encode_rtr,
+)
 from transport.diameter.cx import ServerAssignmentType as SAT
 from transport.diameter.cx_inbound import CxRequestHandler
 from transport.diameter.errors import ProtocolError

@@ -154,6 +154,7 @@ def test_register_goes_to_its_shard_and_the_reply_becomes_the_200():
         "sip:alice@ims.test", "reg-1", 1, 600, "udp:10.0.0.1:5070")
     assert [c.uri for c in item.contacts] == ["sip:alice@10.0.0.1:5070"]
     assert item.transaction == ("reg-1", 1, "z9hG4bKreg1")
+    assert (item.transport, item.message) == (NAME, register())  # for the iFCs of the ASs
     assert reply.sent == [(
         "SIP/2.0 200 OK\r\n"
         "Via: SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bKreg1\r\n"
@@ -398,6 +399,25 @@ def test_notify_carries_one_via_with_a_branch_naming_us():
             "NOTIFY", "sip:alice@10.0.0.1:5070", b"<reginfo/>")
         assert [name for name, _ in n.headers][:2] == ["Via", "Max-Forwards"]
     assert {peer for _, _, peer in endpoint.sent} == {("10.0.0.1", 5070)}
+
+
+def test_a_third_party_register_leaves_as_a_register_and_gets_its_final_status():
+    core, _, endpoint = core_sending_over_udp()
+    job = NotifyJob("udp:127.0.0.1:5071", "sip:as@127.0.0.1:5071",
+                    [("Max-Forwards", "70"), ("From", "<sip:scscf.ims.test>;tag=s1"),
+                     ("To", "<sip:alice@ims.test>"), ("Call-ID", "tpr-1"),
+                     ("CSeq", "1 REGISTER"), ("Expires", "600")], b"", method="REGISTER")
+
+    async def main():
+        task = asyncio.ensure_future(core.send_notifies([job]))
+        await settle()
+        (_, data, peer), = endpoint.sent
+        await core.on_response(make_response(parse_message(data), 500, "Server Internal Error"))
+        return peer, parse_message(data), await task
+
+    peer, sent, statuses = run(main())
+    assert (peer, sent.method, str(sent.uri), statuses) == (
+        ("127.0.0.1", 5071), "REGISTER", "sip:as@127.0.0.1:5071", [500])
 
 
 def test_udp_notify_is_retransmitted_per_timer_e_until_answered():

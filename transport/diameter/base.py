@@ -7,15 +7,36 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 from diameter.message import Avp, Message, MessageHeader
-from diameter.message.constants import (AVP_AUTH_APPLICATION_ID, AVP_DISCONNECT_CAUSE,
-                                        AVP_ERROR_MESSAGE, AVP_FAILED_AVP, AVP_HOST_IP_ADDRESS,
-                                        AVP_ORIGIN_HOST, AVP_ORIGIN_REALM, AVP_ORIGIN_STATE_ID,
-                                        AVP_PRODUCT_NAME, AVP_SESSION_ID, AVP_SUPPORTED_VENDOR_ID,
-                                        AVP_VENDOR_ID, AVP_VENDOR_SPECIFIC_APPLICATION_ID)
+from diameter.message.constants import (
+    AVP_AUTH_APPLICATION_ID,
+    AVP_DISCONNECT_CAUSE,
+    AVP_ERROR_MESSAGE,
+    AVP_FAILED_AVP,
+    AVP_HOST_IP_ADDRESS,
+    AVP_ORIGIN_HOST,
+    AVP_ORIGIN_REALM,
+    AVP_ORIGIN_STATE_ID,
+    AVP_PRODUCT_NAME,
+    AVP_SESSION_ID,
+    AVP_SUPPORTED_VENDOR_ID,
+    AVP_VENDOR_ID,
+    AVP_VENDOR_SPECIFIC_APPLICATION_ID,
+)
 
-from .codec import (CX_APPLICATION_ID, VENDOR_3GPP, AvpReader, Command, ResultCode, avp,
-                    new_answer, new_request, origin_avps, read_result, result_avp,
-                    vendor_specific_application_id)
+from .codec import (
+    CX_APPLICATION_ID,
+    VENDOR_3GPP,
+    AvpReader,
+    Command,
+    ResultCode,
+    avp,
+    new_answer,
+    new_request,
+    origin_avps,
+    read_result,
+    result_avp,
+    vendor_specific_application_id,
+)
 from .errors import PeerDown, ProtocolError
 
 RELAY_APPLICATION_ID = 0xFFFFFFFF

@@ -14,13 +14,28 @@ from enum import IntEnum
 from functools import lru_cache
 
 from diameter.message import Avp, Message, MessageHeader
-from diameter.message.avp import (AvpDecodeError, AvpFloat32, AvpFloat64, AvpInteger32,
-                                  AvpInteger64, AvpTime, AvpUnsigned32, AvpUnsigned64)
+from diameter.message.avp import (
+    AvpDecodeError,
+    AvpFloat32,
+    AvpFloat64,
+    AvpInteger32,
+    AvpInteger64,
+    AvpTime,
+    AvpUnsigned32,
+    AvpUnsigned64,
+)
 from diameter.message.avp.avp import get_avp_dictionary_entry
-from diameter.message.constants import (AVP_AUTH_APPLICATION_ID, AVP_EXPERIMENTAL_RESULT,
-                                        AVP_EXPERIMENTAL_RESULT_CODE, AVP_ORIGIN_HOST,
-                                        AVP_ORIGIN_REALM, AVP_RESULT_CODE, AVP_SESSION_ID,
-                                        AVP_VENDOR_ID, AVP_VENDOR_SPECIFIC_APPLICATION_ID)
+from diameter.message.constants import (
+    AVP_AUTH_APPLICATION_ID,
+    AVP_EXPERIMENTAL_RESULT,
+    AVP_EXPERIMENTAL_RESULT_CODE,
+    AVP_ORIGIN_HOST,
+    AVP_ORIGIN_REALM,
+    AVP_RESULT_CODE,
+    AVP_SESSION_ID,
+    AVP_VENDOR_ID,
+    AVP_VENDOR_SPECIFIC_APPLICATION_ID,
+)
 
 from .errors import ProtocolError
 

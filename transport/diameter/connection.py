@@ -16,12 +16,33 @@ from typing import Awaitable, Callable, Union
 from diameter.message import Message, MessageHeader
 from diameter.message.constants import AVP_DISCONNECT_CAUSE
 
-from .base import (DisconnectCause, LocalNode, PeerInfo, accept_cea, answer_cer, answer_result,
-                   build_cea, build_cer, build_dpa, build_dpr, build_dwa, build_dwr,
-                   build_error_answer)
-from .codec import (DEFAULT_MAX_MESSAGE_LENGTH, HEADER_LENGTH, AvpReader, Command, ResultCode,
-                    first_session_id, message_length, next_end_to_end_id, parse_message,
-                    serialize)
+from .base import (
+    DisconnectCause,
+    LocalNode,
+    PeerInfo,
+    accept_cea,
+    answer_cer,
+    answer_result,
+    build_cea,
+    build_cer,
+    build_dpa,
+    build_dpr,
+    build_dwa,
+    build_dwr,
+    build_error_answer,
+)
+from .codec import (
+    DEFAULT_MAX_MESSAGE_LENGTH,
+    HEADER_LENGTH,
+    AvpReader,
+    Command,
+    ResultCode,
+    first_session_id,
+    message_length,
+    next_end_to_end_id,
+    parse_message,
+    serialize,
+)
 from .errors import DiameterError, DiameterTimeout, PeerDown, ProtocolError
 
 log = logging.getLogger("transport.diameter")

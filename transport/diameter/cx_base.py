@@ -8,17 +8,33 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 from diameter.message import Avp, Message
-from diameter.message.constants import (AVP_AUTH_SESSION_STATE, AVP_DESTINATION_HOST,
-                                        AVP_DESTINATION_REALM, AVP_SESSION_ID,
-                                        AVP_TGPP_CHARGING_INFORMATION,
-                                        AVP_TGPP_PRIMARY_CHARGING_COLLECTION_FUNCTION_NAME,
-                                        AVP_TGPP_PRIMARY_EVENT_CHARGING_FUNCTION_NAME,
-                                        AVP_TGPP_SECONDARY_CHARGING_COLLECTION_FUNCTION_NAME,
-                                        AVP_TGPP_SECONDARY_EVENT_CHARGING_FUNCTION_NAME)
+from diameter.message.constants import (
+    AVP_AUTH_SESSION_STATE,
+    AVP_DESTINATION_HOST,
+    AVP_DESTINATION_REALM,
+    AVP_SESSION_ID,
+    AVP_TGPP_CHARGING_INFORMATION,
+    AVP_TGPP_PRIMARY_CHARGING_COLLECTION_FUNCTION_NAME,
+    AVP_TGPP_PRIMARY_EVENT_CHARGING_FUNCTION_NAME,
+    AVP_TGPP_SECONDARY_CHARGING_COLLECTION_FUNCTION_NAME,
+    AVP_TGPP_SECONDARY_EVENT_CHARGING_FUNCTION_NAME,
+)
 
-from .codec import (CX_APPLICATION_ID, VENDOR_3GPP, AvpReader, ResultCode, avp,
-                    experimental_result_avp, first_session_id, new_answer, new_request,
-                    origin_avps, read_result, result_avp, vendor_specific_application_id)
+from .codec import (
+    CX_APPLICATION_ID,
+    VENDOR_3GPP,
+    AvpReader,
+    ResultCode,
+    avp,
+    experimental_result_avp,
+    first_session_id,
+    new_answer,
+    new_request,
+    origin_avps,
+    read_result,
+    result_avp,
+    vendor_specific_application_id,
+)
 from .errors import ProtocolError
 
 

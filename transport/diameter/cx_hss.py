@@ -2,16 +2,32 @@
 from __future__ import annotations
 
 from diameter.message import Avp, Message
-from diameter.message.constants import (AVP_TGPP_ASSOCIATED_IDENTITIES, AVP_TGPP_CX_USER_DATA,
-                                        AVP_TGPP_DEREGISTRATION_REASON,
-                                        AVP_TGPP_PUBLIC_IDENTITY, AVP_TGPP_REASON_CODE,
-                                        AVP_TGPP_REASON_INFO, AVP_USER_NAME)
+from diameter.message.constants import (
+    AVP_TGPP_ASSOCIATED_IDENTITIES,
+    AVP_TGPP_CX_USER_DATA,
+    AVP_TGPP_DEREGISTRATION_REASON,
+    AVP_TGPP_PUBLIC_IDENTITY,
+    AVP_TGPP_REASON_CODE,
+    AVP_TGPP_REASON_INFO,
+    AVP_USER_NAME,
+)
 
 from .codec import VENDOR_3GPP as V3GPP
 from .codec import AvpReader, Command, avp
-from .cx_base import (DeregistrationReasonCode, PpaResult, PprRequest, RtaResult, RtrRequest,
-                      answer_reader, charging_information_avp, cx_answer, cx_request,
-                      read_charging_information, required, required_enum)
+from .cx_base import (
+    DeregistrationReasonCode,
+    PpaResult,
+    PprRequest,
+    RtaResult,
+    RtrRequest,
+    answer_reader,
+    charging_information_avp,
+    cx_answer,
+    cx_request,
+    read_charging_information,
+    required,
+    required_enum,
+)
 
 
 def _associated_identities(names) -> list[Avp]:

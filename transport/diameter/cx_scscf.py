@@ -5,30 +5,51 @@ Each command has the four codec functions, so the S-CSCF side and the HSS emulat
 from __future__ import annotations
 
 from diameter.message import Avp, Message
-from diameter.message.constants import (AVP_DESTINATION_HOST, AVP_DESTINATION_REALM,
-                                        AVP_DIGEST_ALGORITHM, AVP_DIGEST_HA1, AVP_DIGEST_QOP,
-                                        AVP_ORIGIN_HOST,
-                                        AVP_DIGEST_REALM,
-                                        AVP_TGPP_3GPP_SIP_AUTH_DATA_ITEM,
-                                        AVP_TGPP_3GPP_SIP_AUTHENTICATE,
-                                        AVP_TGPP_3GPP_SIP_AUTHENTICATION_SCHEME,
-                                        AVP_TGPP_3GPP_SIP_AUTHORIZATION,
-                                        AVP_TGPP_3GPP_SIP_ITEM_NUMBER,
-                                        AVP_TGPP_3GPP_SIP_NUMBER_AUTH_ITEMS,
-                                        AVP_TGPP_ASSOCIATED_IDENTITIES,
-                                        AVP_TGPP_CONFIDENTIALITY_KEY, AVP_TGPP_CX_USER_DATA,
-                                        AVP_TGPP_INTEGRITY_KEY,
-                                        AVP_TGPP_MULTIPLE_REGISTRATION_INDICATION,
-                                        AVP_TGPP_PUBLIC_IDENTITY, AVP_TGPP_SERVER_ASSIGNMENT_TYPE,
-                                        AVP_TGPP_SERVER_NAME, AVP_TGPP_SIP_DIGEST_AUTHENTICATE,
-                                        AVP_TGPP_USER_DATA_ALREADY_AVAILABLE,
-                                        AVP_TGPP_WILDCARDED_PSI, AVP_USER_NAME)
+from diameter.message.constants import (
+    AVP_DESTINATION_HOST,
+    AVP_DESTINATION_REALM,
+    AVP_DIGEST_ALGORITHM,
+    AVP_DIGEST_HA1,
+    AVP_DIGEST_QOP,
+    AVP_DIGEST_REALM,
+    AVP_ORIGIN_HOST,
+    AVP_TGPP_3GPP_SIP_AUTH_DATA_ITEM,
+    AVP_TGPP_3GPP_SIP_AUTHENTICATE,
+    AVP_TGPP_3GPP_SIP_AUTHENTICATION_SCHEME,
+    AVP_TGPP_3GPP_SIP_AUTHORIZATION,
+    AVP_TGPP_3GPP_SIP_ITEM_NUMBER,
+    AVP_TGPP_3GPP_SIP_NUMBER_AUTH_ITEMS,
+    AVP_TGPP_ASSOCIATED_IDENTITIES,
+    AVP_TGPP_CONFIDENTIALITY_KEY,
+    AVP_TGPP_CX_USER_DATA,
+    AVP_TGPP_INTEGRITY_KEY,
+    AVP_TGPP_MULTIPLE_REGISTRATION_INDICATION,
+    AVP_TGPP_PUBLIC_IDENTITY,
+    AVP_TGPP_SERVER_ASSIGNMENT_TYPE,
+    AVP_TGPP_SERVER_NAME,
+    AVP_TGPP_SIP_DIGEST_AUTHENTICATE,
+    AVP_TGPP_USER_DATA_ALREADY_AVAILABLE,
+    AVP_TGPP_WILDCARDED_PSI,
+    AVP_USER_NAME,
+)
 
 from .codec import VENDOR_3GPP as V3GPP
 from .codec import AvpReader, Command, avp
-from .cx_base import (MaaResult, MarRequest, SaaResult, SarRequest, ServerAssignmentType,
-                      SipAuthItem, answer_reader, charging_information_avp, cx_answer, cx_request,
-                      read_charging_information, required, required_enum)
+from .cx_base import (
+    MaaResult,
+    MarRequest,
+    SaaResult,
+    SarRequest,
+    ServerAssignmentType,
+    SipAuthItem,
+    answer_reader,
+    charging_information_avp,
+    cx_answer,
+    cx_request,
+    read_charging_information,
+    required,
+    required_enum,
+)
 
 # -- Server-Assignment --------------------------------------------------------------------------
 

@@ -37,11 +37,60 @@ class PublicIdentity:
         return wildcard_regex(self.wildcarded_psi).fullmatch(uri) is not None
 
 
+# TS 29.228 B.2.2: DefaultHandling of an ApplicationServer, ProfilePartIndicator of an iFC.
+SESSION_CONTINUED = 0
+SESSION_TERMINATED = 1
+PROFILE_PART_REGISTERED = 0
+PROFILE_PART_UNREGISTERED = 1
+
+
+@dataclass(frozen=True)
+class ServicePointTrigger:
+    """One SPT: exactly one of method, session_case, header or request_uri is set; a Method
+    SPT may narrow REGISTERs to some registration types (TS 29.228 B.2.2 Extension)."""
+
+    negated: bool = False
+    groups: tuple[int, ...] = (0,)
+    method: str | None = None
+    registration_types: tuple[int, ...] = ()  # 0 initial, 1 re-registration, 2 de-registration
+    session_case: int | None = None
+    header: str | None = None
+    header_content: str | None = None  # a regular expression; None: the header is present
+    request_uri: str | None = None  # a regular expression
+
+
+@dataclass(frozen=True)
+class TriggerPoint:
+    cnf: bool  # ConditionTypeCNF: AND of groups each ORing its SPTs; else OR of ANDed groups
+    spts: tuple[ServicePointTrigger, ...]
+
+
+@dataclass(frozen=True)
+class ApplicationServer:
+    server_name: str
+    default_handling: int = SESSION_CONTINUED
+    service_info: str | None = None
+    include_register_request: bool = False
+    include_register_response: bool = False
+
+
+@dataclass(frozen=True)
+class InitialFilterCriteria:
+    priority: int
+    trigger_point: TriggerPoint | None  # None: every request matches
+    application_server: ApplicationServer
+    profile_part: int | None = None
+
+
 @dataclass
 class ServiceProfile:
     public_identities: list[PublicIdentity]
     ifc_xml: list[str] = field(default_factory=list)  # each InitialFilterCriteria, serialized
     cn_services_authorization: dict | None = None  # {"subscribed_media_profile_id": int|None}
+
+    def filter_criteria(self) -> list[InitialFilterCriteria]:
+        """The profile's iFCs, highest priority (lowest number) first."""
+        return sorted((parse_ifc(xml) for xml in self.ifc_xml), key=lambda ifc: ifc.priority)
 
 
 @dataclass
@@ -149,6 +198,70 @@ def _parse_profile(profile: etree._Element) -> ServiceProfile:
                  for ifc in profile.iterfind("InitialFilterCriteria")],
         cn_services_authorization=None if cn_auth is None else {
             "subscribed_media_profile_id": _int(media_profile, "SubscribedMediaProfileId")})
+
+
+@lru_cache(maxsize=1024)
+def parse_ifc(xml: str) -> InitialFilterCriteria:
+    """One serialized InitialFilterCriteria (TS 29.228 B.2.2); regular expressions checked."""
+    element = _parse_xml(xml)
+    priority = _int(_text(element, "Priority"), "Priority")
+    server = element.find("ApplicationServer")
+    if server is None or not _text(server, "ServerName"):
+        raise UserDataError("InitialFilterCriteria has no ApplicationServer/ServerName")
+    trigger = element.find("TriggerPoint")
+    return InitialFilterCriteria(
+        priority=0 if priority is None else priority,
+        trigger_point=None if trigger is None else _parse_trigger_point(trigger),
+        application_server=_parse_application_server(server),
+        profile_part=_int(_text(element, "ProfilePartIndicator"), "ProfilePartIndicator"))
+
+
+def _parse_trigger_point(element: etree._Element) -> TriggerPoint:
+    return TriggerPoint(cnf=_bool(_text(element, "ConditionTypeCNF"), "ConditionTypeCNF"),
+                        spts=tuple(_parse_spt(spt) for spt in element.iterfind("SPT")))
+
+
+def _parse_spt(element: etree._Element) -> ServicePointTrigger:
+    groups = tuple(_int(g.text and g.text.strip(), "Group") for g in element.iterfind("Group"))
+    header = element.find("SIPHeader")
+    spt = ServicePointTrigger(
+        negated=_bool(_text(element, "ConditionNegated") or "0", "ConditionNegated"),
+        groups=groups or (0,),
+        method=_text(element, "Method"),
+        registration_types=tuple(
+            _int(t.text and t.text.strip(), "RegistrationType")
+            for t in element.iterfind("Extension/RegistrationType")),
+        session_case=_int(_text(element, "SessionCase"), "SessionCase"),
+        header=None if header is None else _text(header, "Header"),
+        header_content=None if header is None else _text(header, "Content"),
+        request_uri=_text(element, "RequestURI"))
+    if (spt.method, spt.session_case, spt.header, spt.request_uri) == (None,) * 4:
+        raise UserDataError("SPT has no Method, SessionCase, SIPHeader or RequestURI")
+    for pattern in (spt.header_content, spt.request_uri):
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise UserDataError(f"bad regular expression {pattern!r} in SPT: {exc}") from None
+    return spt
+
+
+def _parse_application_server(element: etree._Element) -> ApplicationServer:
+    handling = _int(_text(element, "DefaultHandling"), "DefaultHandling")
+    if handling not in (None, SESSION_CONTINUED, SESSION_TERMINATED):
+        raise UserDataError(f"DefaultHandling is {handling}, not 0 or 1")
+    return ApplicationServer(
+        server_name=_text(element, "ServerName"),
+        default_handling=handling or SESSION_CONTINUED,
+        service_info=_text(element, "ServiceInfo"),
+        include_register_request=element.find("Extension/IncludeRegisterRequest") is not None,
+        include_register_response=element.find("Extension/IncludeRegisterResponse") is not None)
+
+
+def _bool(value: str | None, name: str) -> bool:
+    if value not in ("0", "1", "true", "false"):
+        raise UserDataError(f"{name} is {value!r}, not a boolean")
+    return value in ("1", "true")
 
 
 def _parse_identity(element: etree._Element) -> PublicIdentity:

@@ -7,8 +7,16 @@ from typing import Iterable, Iterator
 
 from .errors import MALFORMED_INPUT_ERRORS, SipParseError
 from .grammar import is_token
-from .headers import (NameAddr, Via, parse_contacts, parse_cseq, parse_int_header,
-                      parse_name_addr, parse_via, split_header_values)
+from .headers import (
+    NameAddr,
+    Via,
+    parse_contacts,
+    parse_cseq,
+    parse_int_header,
+    parse_name_addr,
+    parse_via,
+    split_header_values,
+)
 from .names import KNOWN, LIST_HEADERS, header_key, spelling
 from .uri import SipUri, parse_uri
 
@@ -196,6 +204,8 @@ HeaderItems = Headers | Iterable[tuple[str, str]] | None
 
 class _Message:
     """What requests and responses share: headers, body, the parsed common headers."""
+
+    wire = b""  # the bytes it was parsed from (parse_message); b"" for one built here
 
     def __init__(self, headers: HeaderItems, body: bytes) -> None:
         self.headers = headers if isinstance(headers, Headers) else Headers(headers or ())

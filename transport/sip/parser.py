@@ -12,8 +12,14 @@ import re
 
 from .errors import MALFORMED_INPUT_ERRORS, SipParseError
 from .grammar import is_token
-from .headers import (METHODS, is_plain_name_addr, is_plain_via, parse_cseq, parse_int_header,
-                      parse_name_addr)
+from .headers import (
+    METHODS,
+    is_plain_name_addr,
+    is_plain_via,
+    parse_cseq,
+    parse_int_header,
+    parse_name_addr,
+)
 from .message import CALL_ID, Headers, Request, Response, other_name, read_header_lines
 from .names import KNOWN
 from .uri import is_plain_request_uri, parse_uri
@@ -44,6 +50,7 @@ def parse_message(data: bytes, *, max_size: int = 65535, max_headers: int = 256,
         headers._index = index
         headers._raw = raw
         message = _start(start_line, headers, _body(data, body_at, index))
+        message.wire = data
         if not ("to" in index and "from" in index and "cseq" in index and "call-id" in index
                 and "via" in index):
             for key, name in _REQUIRED:
