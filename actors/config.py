@@ -6,6 +6,7 @@ an existing ``modparam`` list carries over one to one. Every error names the off
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -34,6 +35,15 @@ class SipConfig:
     tcp_max_connections_per_source: int = 64
     tcp_connection_lifetime: float = 600.0  # seconds without a byte received: closed
     tcp_conn_wq_max: int = 1048576  # unsent bytes to one peer before it is disconnected
+    # Requests per source address (Kamailio's pike; actors/hosts/rate_limit.py): above
+    # pike_reqs_density_per_sec a second, averaged over pike_sampling_time_unit seconds, 503
+    # with Retry-After; above pike_drop_density_per_sec dropped. Off (0) by default: an
+    # S-CSCF's sources are P-CSCFs, each carrying every UE behind it, so no bound fits them
+    # all; list them in pike_trusted and set a bound that fits one UE.
+    pike_reqs_density_per_sec: int = 0
+    pike_drop_density_per_sec: int = 0
+    pike_sampling_time_unit: float = 2.0
+    pike_trusted: list[str] = field(default_factory=list)  # addresses or networks (CIDR)
 
 
 @dataclass
@@ -116,6 +126,11 @@ class StoreConfig:
 @dataclass
 class RpcConfig:
     listen: str = "127.0.0.1:5080"  # JSON-RPC over HTTP; "" switches it off
+    # Callers send "Authorization: Bearer TOKEN": this token, or else the token file's, which
+    # the first start creates (mode 0600); relative to the config file's directory.
+    token: str = ""
+    token_file: str = "rpc.token"
+    require_token: bool = True  # false: anyone who reaches the listener may call it
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -194,7 +209,10 @@ def load_config(path: str | Path | None) -> Config:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-    return config_from_dict(raw)
+    config = config_from_dict(raw)
+    # The server and `scscf rpc` find the same token file from wherever they run.
+    config.rpc.token_file = str(Path(path).resolve().parent / config.rpc.token_file)
+    return config
 
 
 def config_from_dict(raw: dict[str, Any]) -> Config:
@@ -271,12 +289,17 @@ def validate(config: Config) -> None:
             parse_listen(spec, key)
     if config.rpc.listen:
         parse_host_port(config.rpc.listen, "rpc.listen")
+    if any(c.isspace() for c in config.rpc.token):
+        raise ConfigError("rpc.token must not contain white space")
+    if config.rpc.require_token and not (config.rpc.token or config.rpc.token_file.strip()):
+        raise ConfigError("rpc.token_file must not be empty when rpc.token is not given")
     if reg.unreg_validity < 1:
         raise ConfigError("registrar.unreg_validity must be at least 1 second")
     if reg.sar_reregistration_interval < 0:
         raise ConfigError("registrar.sar_reregistration_interval must not be negative")
     if config.sip.max_in_flight < 0:
         raise ConfigError("sip.max_in_flight must not be negative")
+    _validate_pike(config.sip)
     if not 0 <= config.ray.worker_niceness <= 19:
         raise ConfigError("ray.worker_niceness must be between 0 and 19")
     for spec in config.cx.peers:
@@ -311,6 +334,21 @@ def validate(config: Config) -> None:
     _validate_log(config.log)
 
 
+def _validate_pike(sip: SipConfig) -> None:
+    for key in ("pike_reqs_density_per_sec", "pike_drop_density_per_sec"):
+        if getattr(sip, key) < 0:
+            raise ConfigError(f"sip.{key} must not be negative")
+    if 0 < sip.pike_drop_density_per_sec < sip.pike_reqs_density_per_sec:
+        raise ConfigError("sip.pike_drop_density_per_sec must not be below "
+                          "sip.pike_reqs_density_per_sec")
+    for network in sip.pike_trusted:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(f"sip.pike_trusted: {network!r} is not an address or network "
+                              f"(10.0.0.1, 10.0.0.0/24)") from None
+
+
 def _validate_log(log: LogConfig) -> None:
     if log.level not in LOG_LEVELS:
         raise ConfigError(f"log.level must be one of {', '.join(LOG_LEVELS)}")
@@ -323,7 +361,7 @@ def _validate_log(log: LogConfig) -> None:
 
 # Durations that must be finite and above zero (TOML has nan and inf; 0 would spin timers).
 _POSITIVE_SECONDS = ("sip.t1", "sip.tcp_connection_lifetime", "cx.request_timeout",
-                     "cx.watchdog_interval")
+                     "cx.watchdog_interval", "sip.pike_sampling_time_unit")
 _AT_LEAST_ONE = ("sip.tcp_max_connections", "sip.tcp_max_connections_per_source",
                  "sip.tcp_conn_wq_max")
 _NON_EMPTY = ("sip.domain", "cx.origin_host", "cx.origin_realm", "ray.namespace", "store.path")

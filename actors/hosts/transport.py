@@ -13,6 +13,7 @@ import logging
 import ray
 
 from actors.config import Config, parse_listen
+from actors.hosts.rate_limit import SourceRateLimit
 from actors.hosts.transport_core import TransportCore
 from actors.vocabulary import NotifyJob, shard_name
 from transport.sip import endpoints
@@ -39,6 +40,7 @@ class SipTransport:
             shards=config.ray.shards,
             t1=config.sip.t1,
             max_in_flight=config.sip.max_in_flight,
+            rate_limit=rate_limit(config),
             call_shard=self._call_shard,
             forward_response=self._forward_response,
             clock=lambda: asyncio.get_running_loop().time(),
@@ -121,6 +123,15 @@ class SipTransport:
         deadline = self.core.next_deadline()
         if deadline is not None and self.endpoints:
             self._arm(max(deadline, loop.time() + TIMER_RESOLUTION))
+
+
+def rate_limit(config: Config) -> SourceRateLimit | None:
+    """The [sip] pike_* bound on each source's requests; None when both densities are 0."""
+    sip = config.sip
+    if not (sip.pike_reqs_density_per_sec or sip.pike_drop_density_per_sec):
+        return None
+    return SourceRateLimit(sip.pike_reqs_density_per_sec, sip.pike_sampling_time_unit,
+                           sip.pike_drop_density_per_sec, sip.pike_trusted)
 
 
 def tcp_limits(config: Config) -> endpoints.TcpLimits:

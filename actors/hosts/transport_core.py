@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import secrets
 import time
 from collections import deque
@@ -23,6 +24,7 @@ from typing import Protocol
 
 from actors.config import parse_listen
 from actors.hosts.batching import Batcher
+from actors.hosts.rate_limit import ADMIT, REFUSE, SourceRateLimit
 from actors.hosts.timers import ExpiryHeap
 from actors.reg_event.requests import BadEvent, publish_request, subscribe_request
 from actors.rules.register_request import register_request
@@ -86,10 +88,12 @@ class TransportCore:
     def __init__(self, *, name: str, shards: int, t1: float, call_shard: CallShard,
                  forward_response: ForwardResponse, clock: Callable[[], float],
                  arm: Callable[[float], None] = lambda deadline: None,
-                 wall_clock: Callable[[], float] = time.time, max_in_flight: int = 0) -> None:
+                 wall_clock: Callable[[], float] = time.time, max_in_flight: int = 0,
+                 rate_limit: SourceRateLimit | None = None) -> None:
         """``arm(deadline)``: the caller runs ``poll`` at ``deadline`` (or soon after);
         ``wall_clock`` dates the responses; ``max_in_flight`` ([sip] max_in_flight) bounds
-        the requests waiting on the shards, 0 leaves them unbounded."""
+        the requests waiting on the shards, 0 leaves them unbounded; ``rate_limit`` bounds
+        the requests of each source ([sip] pike_*)."""
         self.name = name
         self.shards = shards
         self.t1 = t1
@@ -99,6 +103,7 @@ class TransportCore:
         self._wall_clock = wall_clock
         self._arm = arm
         self._max_in_flight = max_in_flight
+        self._rate_limit = rate_limit
         self.in_flight = 0  # requests waiting on a shard's answer
         self._endpoints: dict[str, Endpoint] = {}  # "udp"/"tcp" -> the one NOTIFYs leave from
         self._batchers: dict[tuple[int, str], Batcher] = {}
@@ -123,6 +128,8 @@ class TransportCore:
             return
         if message.method == "ACK":  # acknowledges a final response to an INVITE: not answered
             return
+        if self._rate_limit is not None and not self._admit(message, peer, reply):
+            return
         reliable = reply.reliable
         if reliable:  # Timer J is zero on reliable transports: nothing to remember
             reply((await self._answer(message, peer, reliable)).to_bytes())
@@ -141,6 +148,17 @@ class TransportCore:
         self._completed.append((key, server))
         self._arm(server.next_deadline())
         reply(response.to_bytes())
+
+    def _admit(self, request: Request, peer: Peer, reply) -> bool:
+        """False for a request over its source's rate: answered 503 here, or dropped."""
+        verdict = self._rate_limit.check(peer[0], self._clock())
+        if verdict == ADMIT:
+            return True
+        if verdict == REFUSE:
+            retry = str(math.ceil(self._rate_limit.window))
+            reply(self._response(request, Reply(503, "Too many requests from this source",
+                                                [("Retry-After", retry)]), peer).to_bytes())
+        return False
 
     async def _answer(self, request: Request, peer: Peer, reliable: bool) -> Response:
         received = f"{'tcp' if reliable else 'udp'}:{peer[0]}:{peer[1]}"

@@ -13,6 +13,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from actors.config import load_config
 from scripts.harness.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,6 +27,21 @@ class Registrar:
     sip_port: int
     config: Path
     output: list[str]
+
+    @property
+    def rpc_token(self) -> str | None:
+        """The token its RPC requires, found through its config as `scscf rpc` finds it."""
+        from actors.ops.rpc_access import client_token
+
+        return client_token(load_config(self.config).rpc)
+
+    def rpc(self, method: str, *params: str) -> dict:
+        """One JSON-RPC call to its `[rpc] listen`: the response object."""
+        from actors.ops.rpc import call
+        from scripts.cli import rpc_url
+
+        return call(rpc_url(load_config(self.config).rpc.listen), method, list(params),
+                    self.rpc_token)
 
     def stop(self) -> int:
         if self.process.poll() is None:

@@ -2,9 +2,6 @@
 `scscf serve` (authentication on, as by default), MAR/MAA over Diameter to the HSS emulator."""
 from __future__ import annotations
 
-import json
-import urllib.request
-
 import pytest
 
 from actors.auth import milenage
@@ -46,16 +43,14 @@ OPC = milenage.opc(TEST_K, TEST_OP)  # auto-provisioned users' keys (TS 35.208 t
 def registrar(ray_address, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("auth")
     (workdir / "subscribers.toml").write_text(SUBSCRIBERS)
-    sip, admin, rpc = free_port(), free_port(), free_port()
-    config = registrar_config("e2e-auth", workdir, sip, auth="enabled = true",
-                              rpc=f'listen = "127.0.0.1:{rpc}"', hss=f"""
+    sip, admin = free_port(), free_port()
+    config = registrar_config("e2e-auth", workdir, sip, auth="enabled = true", hss=f"""
 subscribers = "{workdir / 'subscribers.toml'}"
 auto_provision_domain = "ims.test"
 admin_listen = "127.0.0.1:{admin}"
 """)
     server = start_registrar(config, workdir, sip, ray_address)
     server.hss_admin = admin
-    server.rpc_url = f"http://127.0.0.1:{rpc}/RPC"
     yield server
     assert server.stop() == 0, "".join(server.output[-40:])
 
@@ -66,9 +61,7 @@ def transport(request):
 
 
 def show(server, impu: str) -> dict:
-    call = json.dumps({"jsonrpc": "2.0", "method": "ulscscf.showimpu", "params": [impu], "id": 1})
-    with urllib.request.urlopen(server.rpc_url, call.encode(), timeout=10) as answer:
-        return json.load(answer)["result"]
+    return server.rpc("ulscscf.showimpu", impu)["result"]
 
 
 def sars(server, impu: str) -> list[int]:

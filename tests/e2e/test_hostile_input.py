@@ -1,14 +1,23 @@
 """Hostile input against `scscf serve` over real sockets and real Diameter: a request that
 would poison the store or a SAR batch is refused with a 400 naming the header, and the
-registrar keeps serving everyone else."""
+registrar keeps serving everyone else; the RPC refuses callers without the token, other
+origins and non-JSON bodies; a source over its request rate is answered 503, then dropped."""
 from __future__ import annotations
 
+import json
 import secrets
 import socket
+import stat
+import subprocess
+import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 
+from actors.config import load_config
+from scripts.cli import rpc_url
 from scripts.harness.ports import free_port
 from scripts.harness.registrar import registrar_config, start_registrar
 from transport.sip.parser import parse_message
@@ -22,16 +31,20 @@ BAD = b"\xff"  # never valid in UTF-8
 def registrar(ray_address, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("hostile")
     sip = free_port()
-    server = start_registrar(registrar_config("e2e-hostile", workdir, sip), workdir, sip,
-                             ray_address)
+    # 127.0.0.1 plays the trusted P-CSCF; the rate limit tests send from other loopback
+    # addresses. Ten requests a source per ten seconds, dropped beyond fifty.
+    sip_limits = ('pike_reqs_density_per_sec = 1\npike_drop_density_per_sec = 5\n'
+                  'pike_sampling_time_unit = 10.0\npike_trusted = ["127.0.0.1"]')
+    server = start_registrar(registrar_config("e2e-hostile", workdir, sip, sip=sip_limits),
+                             workdir, sip, ray_address)
     yield server
     assert server.stop() == 0, "".join(server.output[-40:])
 
 
-def exchange(port: int, data: bytes):
+def exchange(port: int, data: bytes, source: str = "127.0.0.1", timeout: float = 10):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(10)
-        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(timeout)
+        sock.bind((source, 0))
         sock.sendto(data.replace(b"LOCALPORT", str(sock.getsockname()[1]).encode()),
                     ("127.0.0.1", port))
         return parse_message(sock.recvfrom(65535)[0])
@@ -100,3 +113,83 @@ def test_a_register_with_a_contact_that_does_not_parse_is_answered_400(registrar
     refused = exchange(registrar.sip_port, data)
     assert (refused.status, refused.reason) == (400, "URI with headers outside <>")
     assert refused.call_id == "regbadct.k345asrl3fdbv@10.0.0.1"
+
+
+def options(source: str) -> bytes:
+    return b"\r\n".join([
+        b"OPTIONS sip:ims.test SIP/2.0",
+        b"Via: SIP/2.0/UDP %s:LOCALPORT;branch=z9hG4bK%s" % (
+            source.encode(), secrets.token_hex(6).encode()),
+        b"Max-Forwards: 70",
+        b"From: <sip:probe@ims.test>;tag=o1",
+        b"To: <sip:ims.test>",
+        b"Call-ID: " + secrets.token_hex(8).encode(),
+        b"CSeq: 1 OPTIONS",
+        b"Content-Length: 0", b"", b""])
+
+
+def test_a_source_over_its_rate_is_answered_503_then_dropped_and_the_p_cscf_is_not(registrar):
+    flooder = "127.0.0.2"
+    first = [exchange(registrar.sip_port, register(f"pike-{n}"), flooder) for n in range(10)]
+    assert [r.status for r in first] == [200] * 10
+    over = exchange(registrar.sip_port, register("pike-over"), flooder)
+    assert (over.status, over.reason, over.headers.get("Retry-After")) == (
+        503, "Too many requests from this source", "10")
+    refused = [exchange(registrar.sip_port, options(flooder), flooder) for _ in range(39)]
+    assert {(r.status, r.headers.get("Retry-After")) for r in refused} == {(503, "10")}
+    with pytest.raises(TimeoutError):  # past five a second: no answer at all
+        exchange(registrar.sip_port, options(flooder), flooder, timeout=3)
+    # The trusted P-CSCF, at a higher rate, and another source are served meanwhile.
+    assert {exchange(registrar.sip_port, options("127.0.0.1")).status for _ in range(60)} == {200}
+    assert exchange(registrar.sip_port, register("pike-other"), "127.0.0.3").status == 200
+    rpc = registrar.rpc("ulscscf.showimpu", "sip:pike-over@ims.test")["result"]
+    assert rpc["contacts"] == []
+
+
+def rpc_request(registrar, headers: dict[str, str], body: bytes | None = None):
+    """(status, body, headers) of a POST to the registrar's RPC."""
+    url = rpc_url(load_config(registrar.config).rpc.listen)
+    body = body or json.dumps({"jsonrpc": "2.0", "method": "ulscscf.status", "id": 1}).encode()
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, body, headers), timeout=10) as r:
+            return r.status, r.read().decode(), r.headers
+    except urllib.error.HTTPError as refused:
+        return refused.code, refused.read().decode(), refused.headers
+
+
+def test_the_rpc_wants_its_token_a_json_body_and_no_other_origin(registrar):
+    token_file = registrar.config.parent / "rpc.token"
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    token = token_file.read_text().strip()
+    assert registrar.rpc_token == token and len(token) >= 40
+    good = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    status, body, _ = rpc_request(registrar, good)
+    assert status == 200 and "impus" in json.loads(body)["result"]
+
+    status, body, headers = rpc_request(registrar, {"Content-Type": "application/json"})
+    assert (status, headers["WWW-Authenticate"]) == (401, 'Bearer realm="scscf-rpc"')
+    assert body == ("missing or wrong token: send 'Authorization: Bearer TOKEN' "
+                    "([rpc] token)\n")
+    assert rpc_request(registrar, {**good, "Authorization": "Bearer x" + token})[0] == 401
+    status, body, _ = rpc_request(registrar, {**good, "Origin": "http://evil.test"})
+    assert (status, body) == (403, "cross-origin request refused (Origin http://evil.test)\n")
+    status, body, _ = rpc_request(registrar, {**good, "Content-Type": "text/plain"})
+    assert (status, body) == (415, "Content-Type must be application/json, not text/plain\n")
+    form = {**good, "Content-Type": "application/x-www-form-urlencoded"}
+    assert rpc_request(registrar, form, b"jsonrpc=2.0&method=regscscf.dereg_impu")[0] == 415
+
+
+def test_scscf_rpc_sends_the_token_of_its_config(registrar, tmp_path):
+    cli = [sys.executable, "-m", "scripts.cli", "rpc", "ulscscf.status", "--config"]
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(cli + [str(registrar.config)], cwd=root, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0 and "impus" in json.loads(done.stdout), done.stderr
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text(registrar.config.read_text().replace("[rpc]\n", '[rpc]\ntoken = "nope"\n'))
+    done = subprocess.run(cli + [str(wrong)], cwd=root, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1
+    url = rpc_url(load_config(registrar.config).rpc.listen)
+    assert done.stderr == (f"scscf: {url} refused the call: 401 missing or wrong "
+                           "token: send 'Authorization: Bearer TOKEN' ([rpc] token)\n")
