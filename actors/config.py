@@ -76,6 +76,11 @@ class RegistrarConfig:
     # A re-REGISTER that changes nothing the HSS must learn sends no SAR while the last one is
     # younger than this (Clearwater's hss_reregistration_time); 0: every time, as Kamailio.
     sar_reregistration_interval: int = 1800
+    # Reg-event subscriptions (actors/reg_event/limits.py; the reference module has no bound):
+    # per identity, and per watcher URI on one identity (every device of a user, by default
+    # max_contacts of them, may hold one); 0 = unlimited.
+    max_subscriptions_per_identity: int = 50
+    max_subscriptions_per_watcher: int = 20
 
 
 @dataclass
@@ -315,6 +320,7 @@ def validate(config: Config) -> None:
     for key in (
         "default_expires", "min_expires", "max_expires", "subscription_default_expires",
         "subscription_min_expires", "subscription_max_expires", "max_contacts",
+        "max_subscriptions_per_identity", "max_subscriptions_per_watcher",
     ):
         if getattr(reg, key) < 0:
             raise ConfigError(f"registrar.{key} must not be negative")

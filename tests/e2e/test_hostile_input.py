@@ -20,6 +20,7 @@ from actors.config import load_config
 from scripts.cli import rpc_url
 from scripts.harness.ports import free_port
 from scripts.harness.registrar import registrar_config, start_registrar
+from transport.sip.message import Request, make_response
 from transport.sip.parser import parse_message
 
 pytestmark = pytest.mark.e2e
@@ -35,7 +36,9 @@ def registrar(ray_address, tmp_path_factory):
     # addresses. Ten requests a source per ten seconds, dropped beyond fifty.
     sip_limits = ('pike_reqs_density_per_sec = 1\npike_drop_density_per_sec = 5\n'
                   'pike_sampling_time_unit = 10.0\npike_trusted = ["127.0.0.1"]')
-    server = start_registrar(registrar_config("e2e-hostile", workdir, sip, sip=sip_limits),
+    subscription_limits = "max_subscriptions_per_identity = 3\nmax_subscriptions_per_watcher = 2"
+    server = start_registrar(registrar_config("e2e-hostile", workdir, sip, sip=sip_limits,
+                                              registrar=subscription_limits),
                              workdir, sip, ray_address)
     yield server
     assert server.stop() == 0, "".join(server.output[-40:])
@@ -193,3 +196,58 @@ def test_scscf_rpc_sends_the_token_of_its_config(registrar, tmp_path):
     url = rpc_url(load_config(registrar.config).rpc.listen)
     assert done.stderr == (f"scscf: {url} refused the call: 401 missing or wrong "
                            "token: send 'Authorization: Bearer TOKEN' ([rpc] token)\n")
+
+
+class Watcher:
+    """One UDP socket that SUBSCRIBEs and answers the NOTIFYs it gets with 200."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.settimeout(10)
+        self.sock.bind(("127.0.0.1", 0))
+        self.local = str(self.sock.getsockname()[1]).encode()
+
+    def subscribe(self, presentity: str, watcher: str, call_id: str, cseq: int = 1,
+                  to_tag: str = "") -> object:
+        data = b"\r\n".join([
+            b"SUBSCRIBE sip:%s@ims.test SIP/2.0" % presentity.encode(),
+            b"Via: SIP/2.0/UDP 127.0.0.1:%s;branch=z9hG4bK%s" % (
+                self.local, secrets.token_hex(6).encode()),
+            b"Max-Forwards: 70",
+            b"From: <%s>;tag=w1" % watcher.encode(),
+            b"To: <sip:%s@ims.test>%s" % (presentity.encode(),
+                                          b";tag=" + to_tag.encode() if to_tag else b""),
+            b"Call-ID: " + call_id.encode(),
+            b"CSeq: %d SUBSCRIBE" % cseq,
+            b"Contact: <sip:w@127.0.0.1:%s>" % self.local,
+            b"P-Asserted-Identity: <sip:%s@ims.test>" % presentity.encode(),
+            b"Event: reg",
+            b"Expires: 600",
+            b"Content-Length: 0", b"", b""])
+        self.sock.sendto(data, ("127.0.0.1", self.port))
+        while True:
+            message, peer = self.sock.recvfrom(65535)
+            message = parse_message(message)
+            if not isinstance(message, Request):
+                return message
+            self.sock.sendto(make_response(message, 200, "OK").to_bytes(), peer)
+
+
+def test_subscriptions_over_the_limits_are_refused_and_refreshes_are_not(registrar):
+    assert exchange(registrar.sip_port, register("sublim")).status == 200
+    before = registrar.rpc("ulscscf.status")["result"]["subscriptions"]
+    watcher = Watcher(registrar.sip_port)
+    ue, device = "sip:sublim@ims.test", "sip:sublim-tablet@ims.test"
+    accepted = [watcher.subscribe("sublim", ue, f"sub-{n}") for n in range(2)]
+    assert [r.status for r in accepted] == [200, 200]
+    third = watcher.subscribe("sublim", ue, "sub-2")
+    assert (third.status, third.reason) == (403, "Too many subscriptions from this watcher")
+    assert watcher.subscribe("sublim", device, "sub-3").status == 200
+    full = watcher.subscribe("sublim", "sip:sublim-watch@ims.test", "sub-4")
+    assert (full.status, full.reason) == (503, "Too many subscriptions to this identity")
+    assert 590 <= int(full.headers.get("Retry-After")) <= 600
+    refreshed = watcher.subscribe("sublim", ue, "sub-0", cseq=2,
+                                  to_tag=accepted[0].to.params["tag"])
+    assert (refreshed.status, refreshed.headers.get("Expires")) == (200, "600")
+    assert registrar.rpc("ulscscf.status")["result"]["subscriptions"] == before + 3
