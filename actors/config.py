@@ -35,6 +35,10 @@ class SipConfig:
     tcp_max_connections_per_source: int = 64
     tcp_connection_lifetime: float = 600.0  # seconds without a byte received: closed
     tcp_conn_wq_max: int = 1048576  # unsent bytes to one peer before it is disconnected
+    tcp_connect_timeout: float = 3.0  # seconds a connection we open for a NOTIFY may take
+    # UDP retransmissions of a NOTIFY to a watcher that has never answered one (of RFC 3261's
+    # ten): a spoofed SUBSCRIBE reflects at most 1 + this many NOTIFYs onto its victim.
+    notify_unanswered_retransmits: int = 2
     # Requests per source address (Kamailio's pike; actors/hosts/rate_limit.py): above
     # pike_reqs_density_per_sec a second, averaged over pike_sampling_time_unit seconds, 503
     # with Retry-After; above pike_drop_density_per_sec dropped. Off (0) by default: an
@@ -305,6 +309,8 @@ def validate(config: Config) -> None:
     if config.sip.max_in_flight < 0:
         raise ConfigError("sip.max_in_flight must not be negative")
     _validate_pike(config.sip)
+    if not 0 <= config.sip.notify_unanswered_retransmits <= 10:
+        raise ConfigError("sip.notify_unanswered_retransmits must be between 0 and 10")
     if not 0 <= config.ray.worker_niceness <= 19:
         raise ConfigError("ray.worker_niceness must be between 0 and 19")
     for spec in config.cx.peers:
@@ -367,7 +373,8 @@ def _validate_log(log: LogConfig) -> None:
 
 # Durations that must be finite and above zero (TOML has nan and inf; 0 would spin timers).
 _POSITIVE_SECONDS = ("sip.t1", "sip.tcp_connection_lifetime", "cx.request_timeout",
-                     "cx.watchdog_interval", "sip.pike_sampling_time_unit")
+                     "cx.watchdog_interval", "sip.pike_sampling_time_unit",
+                     "sip.tcp_connect_timeout")
 _AT_LEAST_ONE = ("sip.tcp_max_connections", "sip.tcp_max_connections_per_source",
                  "sip.tcp_conn_wq_max")
 _NON_EMPTY = ("sip.domain", "cx.origin_host", "cx.origin_realm", "ray.namespace", "store.path")

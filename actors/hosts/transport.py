@@ -41,6 +41,7 @@ class SipTransport:
             t1=config.sip.t1,
             max_in_flight=config.sip.max_in_flight,
             rate_limit=rate_limit(config),
+            unanswered_retransmits=config.sip.notify_unanswered_retransmits,
             call_shard=self._call_shard,
             forward_response=self._forward_response,
             clock=lambda: asyncio.get_running_loop().time(),
@@ -139,4 +140,5 @@ def tcp_limits(config: Config) -> endpoints.TcpLimits:
     return endpoints.TcpLimits(max_connections=sip.tcp_max_connections,
                                max_per_source=sip.tcp_max_connections_per_source,
                                idle_timeout=sip.tcp_connection_lifetime,
-                               write_buffer=sip.tcp_conn_wq_max)
+                               write_buffer=sip.tcp_conn_wq_max,
+                               connect_timeout=sip.tcp_connect_timeout)

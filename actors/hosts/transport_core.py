@@ -17,7 +17,7 @@ import logging
 import math
 import secrets
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -59,6 +59,7 @@ ForwardResponse = Callable[[str, bytes], Awaitable[None]]  # (owner transport, r
 # (RFC 5626); a request requiring anything else gets 420.
 OPTION_TAGS = frozenset(("path", "outbound"))
 ANSWERED = frozenset(method.strip() for method in ALLOW.split(","))  # 405 for any other
+UNANSWERED_RETRANSMITS = 2  # [sip] notify_unanswered_retransmits
 
 
 class Endpoint(Protocol):
@@ -78,6 +79,7 @@ class _Notify:
     outcome: asyncio.Future  # its final status
     endpoint: Endpoint
     peer: Peer
+    retransmits: int = 0
 
     def finish(self, status: int) -> None:
         if not self.outcome.done():
@@ -89,11 +91,14 @@ class TransportCore:
                  forward_response: ForwardResponse, clock: Callable[[], float],
                  arm: Callable[[float], None] = lambda deadline: None,
                  wall_clock: Callable[[], float] = time.time, max_in_flight: int = 0,
-                 rate_limit: SourceRateLimit | None = None) -> None:
+                 rate_limit: SourceRateLimit | None = None,
+                 unanswered_retransmits: int = UNANSWERED_RETRANSMITS) -> None:
         """``arm(deadline)``: the caller runs ``poll`` at ``deadline`` (or soon after);
         ``wall_clock`` dates the responses; ``max_in_flight`` ([sip] max_in_flight) bounds
         the requests waiting on the shards, 0 leaves them unbounded; ``rate_limit`` bounds
-        the requests of each source ([sip] pike_*)."""
+        the requests of each source ([sip] pike_*); ``unanswered_retransmits`` ([sip]
+        notify_unanswered_retransmits) bounds the UDP retransmissions of a NOTIFY to a
+        watcher that never answered one."""
         self.name = name
         self.shards = shards
         self.t1 = t1
@@ -104,6 +109,8 @@ class TransportCore:
         self._arm = arm
         self._max_in_flight = max_in_flight
         self._rate_limit = rate_limit
+        self._unanswered_retransmits = unanswered_retransmits
+        self._answered = AnsweredPeers()
         self.in_flight = 0  # requests waiting on a shard's answer
         self._endpoints: dict[str, Endpoint] = {}  # "udp"/"tcp" -> the one NOTIFYs leave from
         self._batchers: dict[tuple[int, str], Batcher] = {}
@@ -276,6 +283,7 @@ class TransportCore:
         if notify is not None:
             if TransactionKey.client(response) != TransactionKey.client(notify.transaction.request):
                 return  # same branch, another method: not ours (RFC 3261 17.1.3)
+            self._answered.add(notify.peer)  # it knew our unguessable branch: it got the NOTIFY
             for action in notify.transaction.on_response(response, self._clock()):
                 if isinstance(action, Final):
                     notify.finish(action.response.status)
@@ -316,6 +324,8 @@ class TransportCore:
                 continue
             for action in notify.transaction.poll(now):
                 if isinstance(action, Retransmit):
+                    if not self._may_retransmit(notify):
+                        continue
                     try:
                         await notify.endpoint.send(action.data, notify.peer)
                     except OSError as exc:  # the next retransmission or Timer F settles it
@@ -324,6 +334,32 @@ class TransportCore:
                     notify.finish(408)
             if branch in self._clients and not notify.outcome.done():
                 self._schedule(branch, notify.transaction)
+
+
+    def _may_retransmit(self, notify: _Notify) -> bool:
+        """A NOTIFY to a watcher that has never answered one goes out 1 + budget times: the
+        SUBSCRIBE's source may be spoofed, and the victim gets no eleven copies of a reginfo
+        body. Timer F still ends the transaction (408), and the subscription with it."""
+        notify.retransmits += 1
+        return (notify.retransmits <= self._unanswered_retransmits
+                or notify.peer in self._answered)
+
+
+class AnsweredPeers:
+    """The UDP peers that answered one of our NOTIFYs, the most recent ``size`` of them."""
+
+    def __init__(self, size: int = 65536) -> None:
+        self._peers: OrderedDict[Peer, None] = OrderedDict()
+        self._size = size
+
+    def add(self, peer: Peer) -> None:
+        self._peers[peer] = None
+        self._peers.move_to_end(peer)
+        if len(self._peers) > self._size:
+            self._peers.popitem(last=False)
+
+    def __contains__(self, peer: Peer) -> bool:
+        return peer in self._peers
 
 
 def _bad_event() -> Reply:

@@ -10,6 +10,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -20,6 +21,7 @@ from actors.config import load_config
 from scripts.cli import rpc_url
 from scripts.harness.ports import free_port
 from scripts.harness.registrar import registrar_config, start_registrar
+from transport.sip.framing import StreamFramer
 from transport.sip.message import Request, make_response
 from transport.sip.parser import parse_message
 
@@ -34,8 +36,10 @@ def registrar(ray_address, tmp_path_factory):
     sip = free_port()
     # 127.0.0.1 plays the trusted P-CSCF; the rate limit tests send from other loopback
     # addresses. Ten requests a source per ten seconds, dropped beyond fifty.
+    # T1 0.1 s: Timer F, which ends a NOTIFY nobody answers, is 6.4 s.
     sip_limits = ('pike_reqs_density_per_sec = 1\npike_drop_density_per_sec = 5\n'
-                  'pike_sampling_time_unit = 10.0\npike_trusted = ["127.0.0.1"]')
+                  'pike_sampling_time_unit = 10.0\npike_trusted = ["127.0.0.1"]\n'
+                  't1 = 0.1\ntcp_connect_timeout = 1.0')
     subscription_limits = "max_subscriptions_per_identity = 3\nmax_subscriptions_per_watcher = 2"
     server = start_registrar(registrar_config("e2e-hostile", workdir, sip, sip=sip_limits,
                                               registrar=subscription_limits),
@@ -199,55 +203,168 @@ def test_scscf_rpc_sends_the_token_of_its_config(registrar, tmp_path):
 
 
 class Watcher:
-    """One UDP socket that SUBSCRIBEs and answers the NOTIFYs it gets with 200."""
+    """One UDP socket that SUBSCRIBEs and, if ``answers``, answers its NOTIFYs with 200; the
+    NOTIFYs it got are in ``notifies``."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, answers: bool = True) -> None:
         self.port = port
+        self.answers = answers
+        self.notifies: list[Request] = []
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.settimeout(10)
         self.sock.bind(("127.0.0.1", 0))
         self.local = str(self.sock.getsockname()[1]).encode()
 
     def subscribe(self, presentity: str, watcher: str, call_id: str, cseq: int = 1,
-                  to_tag: str = "") -> object:
-        data = b"\r\n".join([
-            b"SUBSCRIBE sip:%s@ims.test SIP/2.0" % presentity.encode(),
-            b"Via: SIP/2.0/UDP 127.0.0.1:%s;branch=z9hG4bK%s" % (
-                self.local, secrets.token_hex(6).encode()),
-            b"Max-Forwards: 70",
-            b"From: <%s>;tag=w1" % watcher.encode(),
-            b"To: <sip:%s@ims.test>%s" % (presentity.encode(),
-                                          b";tag=" + to_tag.encode() if to_tag else b""),
-            b"Call-ID: " + call_id.encode(),
-            b"CSeq: %d SUBSCRIBE" % cseq,
-            b"Contact: <sip:w@127.0.0.1:%s>" % self.local,
-            b"P-Asserted-Identity: <sip:%s@ims.test>" % presentity.encode(),
-            b"Event: reg",
-            b"Expires: 600",
-            b"Content-Length: 0", b"", b""])
+                  to_tag: str = "", expires: int = 600) -> object:
+        self.send(subscribe_request(presentity, watcher, call_id, cseq, to_tag, b"UDP",
+                                    self.local, expires))
+        return self.receive_response()
+
+    def send(self, data: bytes) -> None:
         self.sock.sendto(data, ("127.0.0.1", self.port))
+
+    def receive_response(self):
         while True:
-            message, peer = self.sock.recvfrom(65535)
-            message = parse_message(message)
+            message = self.receive()
             if not isinstance(message, Request):
                 return message
-            self.sock.sendto(make_response(message, 200, "OK").to_bytes(), peer)
+
+    def receive(self):
+        data, peer = self.sock.recvfrom(65535)
+        return self._take(parse_message(data), lambda answer: self.sock.sendto(answer, peer))
+
+    def drain(self) -> None:
+        """Takes in what already arrived."""
+        self.sock.setblocking(False)
+        try:
+            while True:
+                self.receive()
+        except BlockingIOError:
+            pass
+        finally:
+            self.sock.settimeout(10)
+
+    def _take(self, message, answer):
+        if isinstance(message, Request):
+            self.notifies.append(message)
+            if self.answers:
+                answer(make_response(message, 200, "OK").to_bytes())
+        return message
+
+
+def subscribe_request(presentity: str, watcher: str, call_id: str, cseq: int, to_tag: str,
+                      transport: bytes, local_port: bytes, expires: int = 600) -> bytes:
+    return b"\r\n".join([
+        b"SUBSCRIBE sip:%s@ims.test SIP/2.0" % presentity.encode(),
+        b"Via: SIP/2.0/%s 127.0.0.1:%s;branch=z9hG4bK%s" % (
+            transport, local_port, secrets.token_hex(6).encode()),
+        b"Max-Forwards: 70",
+        b"From: <%s>;tag=w1" % watcher.encode(),
+        b"To: <sip:%s@ims.test>%s" % (presentity.encode(),
+                                      b";tag=" + to_tag.encode() if to_tag else b""),
+        b"Call-ID: " + call_id.encode(),
+        b"CSeq: %d SUBSCRIBE" % cseq,
+        b"Contact: <sip:w@127.0.0.1:%s>" % local_port,
+        b"P-Asserted-Identity: <sip:%s@ims.test>" % presentity.encode(),
+        b"Event: reg",
+        b"Expires: %d" % expires,
+        b"Content-Length: 0", b"", b""])
 
 
 def test_subscriptions_over_the_limits_are_refused_and_refreshes_are_not(registrar):
     assert exchange(registrar.sip_port, register("sublim")).status == 200
-    before = registrar.rpc("ulscscf.status")["result"]["subscriptions"]
+    before = subscriptions(registrar)
     watcher = Watcher(registrar.sip_port)
     ue, device = "sip:sublim@ims.test", "sip:sublim-tablet@ims.test"
     accepted = [watcher.subscribe("sublim", ue, f"sub-{n}") for n in range(2)]
     assert [r.status for r in accepted] == [200, 200]
     third = watcher.subscribe("sublim", ue, "sub-2")
     assert (third.status, third.reason) == (403, "Too many subscriptions from this watcher")
-    assert watcher.subscribe("sublim", device, "sub-3").status == 200
+    accepted.append(watcher.subscribe("sublim", device, "sub-3"))
+    assert accepted[-1].status == 200
     full = watcher.subscribe("sublim", "sip:sublim-watch@ims.test", "sub-4")
     assert (full.status, full.reason) == (503, "Too many subscriptions to this identity")
     assert 590 <= int(full.headers.get("Retry-After")) <= 600
     refreshed = watcher.subscribe("sublim", ue, "sub-0", cseq=2,
                                   to_tag=accepted[0].to.params["tag"])
     assert (refreshed.status, refreshed.headers.get("Expires")) == (200, "600")
-    assert registrar.rpc("ulscscf.status")["result"]["subscriptions"] == before + 3
+    assert subscriptions(registrar) == before + 3
+    for n, (who, ok) in enumerate(zip((ue, ue, device), accepted)):  # unsubscribed: all gone
+        gone = watcher.subscribe("sublim", who, f"sub-{n if n < 2 else 3}", cseq=3,
+                                 to_tag=ok.to.params["tag"], expires=0)
+        assert (gone.status, gone.headers.get("Expires")) == (200, "0")
+    wait_for_subscriptions(registrar, before)
+
+
+def subscriptions(registrar) -> int:
+    return registrar.rpc("ulscscf.status")["result"]["subscriptions"]
+
+
+def wait_for_subscriptions(registrar, count: int, watcher: Watcher | None = None) -> None:
+    """Until the registrar holds ``count`` subscriptions (taking in the NOTIFYs meanwhile)."""
+    deadline = time.monotonic() + 30
+    while subscriptions(registrar) != count:
+        assert time.monotonic() < deadline, f"still {subscriptions(registrar)} subscriptions"
+        time.sleep(0.2)
+    if watcher is not None:
+        watcher.drain()
+
+
+def copies(notifies: list[Request]) -> list[int]:
+    """How many times each NOTIFY (by branch) arrived, in order."""
+    branches = [n.vias[0].branch for n in notifies]
+    return [branches.count(b) for b in dict.fromkeys(branches)]
+
+
+def test_a_notify_to_a_watcher_that_never_answered_is_sent_three_times_only(registrar):
+    assert exchange(registrar.sip_port, register("budget")).status == 200
+    before = subscriptions(registrar)
+    silent = Watcher(registrar.sip_port, answers=False)
+    assert silent.subscribe("budget", "sip:budget@ims.test", "budget-1").status == 200
+    wait_for_subscriptions(registrar, before, silent)  # Timer F: 408 ends the subscription
+    assert copies(silent.notifies) == [3]  # 1 + notify_unanswered_retransmits
+
+    # A watcher that answered once is known to be there: RFC 3261's retransmissions.
+    once = Watcher(registrar.sip_port)
+    assert once.subscribe("budget", "sip:budget@ims.test", "budget-2").status == 200
+    while not once.notifies:
+        once.receive()
+    once.answers = False
+    assert exchange(registrar.sip_port, register("budget")).status == 200  # a change: NOTIFY
+    wait_for_subscriptions(registrar, before, once)
+    first, second = copies(once.notifies)  # the first answered; the second not, and resent
+    assert second >= 5
+
+
+def test_a_black_holed_tcp_watcher_costs_a_connect_timeout_not_the_kernels_minutes(registrar):
+    assert exchange(registrar.sip_port, register("hole")).status == 200
+    before = subscriptions(registrar)
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    client.bind(("127.0.0.1", 0))
+    local = client.getsockname()
+    client.connect(("127.0.0.1", registrar.sip_port))
+    client.settimeout(10)
+    client.sendall(subscribe_request("hole", "sip:hole@ims.test", "hole-1", 1, "", b"TCP",
+                                     str(local[1]).encode()))
+    framer, messages = StreamFramer(), []
+    while len(messages) < 2:  # the 200 OK and the first NOTIFY
+        messages += [parse_message(f) for f in framer.feed(client.recv(65535))
+                     if isinstance(f, bytes)]
+    assert (messages[0].status, messages[1].method) == (200, "NOTIFY")
+    client.sendall(make_response(messages[1], 200, "OK").to_bytes())
+    wait_for_subscriptions(registrar, before + 1)
+    client.close()
+    # The watcher's address now drops every SYN: a listener with its accept queue full.
+    hole = socket.socket()
+    hole.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    hole.bind(local)
+    hole.listen(0)
+    filler = socket.create_connection(local)
+    try:
+        assert exchange(registrar.sip_port, register("hole")).status == 200  # NOTIFY: connect
+        wait_for_subscriptions(registrar, before)  # given up after tcp_connect_timeout: 503
+    finally:
+        filler.close()
+        hole.close()

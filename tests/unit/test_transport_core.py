@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 
+import pytest
+
 from actors.hosts.transport_core import TransportCore
 from actors.rules.routing import shard_of
 from actors.vocabulary import NotifyJob, RegisterRequest, Reply, SubscribeRequest, notify_branch
@@ -68,11 +70,11 @@ class Forwarded:
         self.calls.append((owner, data))
 
 
-def make_core(shards=None, clock=None, forwarded=None, t1=0.5):
+def make_core(shards=None, clock=None, forwarded=None, t1=0.5, **options):
     clock = clock or Clock()
     core = TransportCore(name=NAME, shards=SHARDS, t1=t1, call_shard=shards or FakeShards(),
                          forward_response=forwarded or Forwarded(), clock=clock,
-                         wall_clock=lambda: WALL_CLOCK)
+                         wall_clock=lambda: WALL_CLOCK, **options)
     return core, clock
 
 
@@ -400,10 +402,20 @@ def test_notify_carries_one_via_with_a_branch_naming_us():
     assert {peer for _, _, peer in endpoint.sent} == {("10.0.0.1", 5070)}
 
 
+async def answered_once(core, endpoint) -> None:
+    """A first NOTIFY to JOB's watcher, answered 200: the watcher is known to be there."""
+    task = asyncio.ensure_future(core.send_notifies([JOB]))
+    await settle()
+    await core.on_response(make_response(parse_message(endpoint.sent[-1][1]), 200, "OK"))
+    assert await task == [200]
+    endpoint.sent.clear()
+
+
 def test_udp_notify_is_retransmitted_per_timer_e_until_answered():
     core, clock, endpoint = core_sending_over_udp()
 
     async def main():
+        await answered_once(core, endpoint)
         task = asyncio.ensure_future(core.send_notifies([JOB]))
         await settle()
         for deadline in (0.5, 1.5, 3.5):
@@ -424,10 +436,11 @@ def test_udp_notify_is_retransmitted_per_timer_e_until_answered():
     assert len({data for _, data, _ in endpoint.sent}) == 1  # the same request each time
 
 
-def test_unanswered_notify_times_out_as_408_at_timer_f():
+def test_a_watcher_that_answered_before_gets_every_retransmission_until_timer_f():
     core, clock, endpoint = core_sending_over_udp()
 
     async def main():
+        await answered_once(core, endpoint)
         task = asyncio.ensure_future(core.send_notifies([JOB]))
         await drive_until_done(core, clock, task)
         return task.result(), clock.now
@@ -435,6 +448,19 @@ def test_unanswered_notify_times_out_as_408_at_timer_f():
     assert run(main()) == ([408], 32.0)
     assert [t for t, _, _ in endpoint.sent] == [
         0.0, 0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]
+
+
+@pytest.mark.parametrize("budget, sent", [(2, [0.0, 0.5, 1.5]), (0, [0.0])])
+def test_a_watcher_that_never_answered_gets_the_retransmission_budget_only(budget, sent):
+    core, clock, endpoint = core_sending_over_udp(unanswered_retransmits=budget)
+
+    async def main():
+        task = asyncio.ensure_future(core.send_notifies([JOB]))
+        await drive_until_done(core, clock, task)
+        return task.result(), clock.now
+
+    assert run(main()) == ([408], 32.0)  # Timer F still ends it: the subscription goes
+    assert [t for t, _, _ in endpoint.sent] == sent
 
 
 def test_tcp_notify_is_not_retransmitted():
