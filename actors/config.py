@@ -39,6 +39,9 @@ class SipConfig:
     # UDP retransmissions of a NOTIFY to a watcher that has never answered one (of RFC 3261's
     # ten): a spoofed SUBSCRIBE reflects at most 1 + this many NOTIFYs onto its victim.
     notify_unanswered_retransmits: int = 2
+    # Bytes past which a NOTIFY goes over TCP and a binding query over UDP is answered 513
+    # (RFC 3261 18.1.1; Kamailio's udp_mtu, there off by default); 0: no bound.
+    udp_mtu: int = 1300
     # Requests per source address (Kamailio's pike; actors/hosts/rate_limit.py): above
     # pike_reqs_density_per_sec a second, averaged over pike_sampling_time_unit seconds, 503
     # with Retry-After; above pike_drop_density_per_sec dropped. Off (0) by default: an
@@ -311,6 +314,8 @@ def validate(config: Config) -> None:
     _validate_pike(config.sip)
     if not 0 <= config.sip.notify_unanswered_retransmits <= 10:
         raise ConfigError("sip.notify_unanswered_retransmits must be between 0 and 10")
+    if config.sip.udp_mtu and not 512 <= config.sip.udp_mtu <= 65507:
+        raise ConfigError("sip.udp_mtu must be 0 (no bound) or between 512 and 65507")
     if not 0 <= config.ray.worker_niceness <= 19:
         raise ConfigError("ray.worker_niceness must be between 0 and 19")
     for spec in config.cx.peers:

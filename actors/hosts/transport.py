@@ -42,6 +42,7 @@ class SipTransport:
             max_in_flight=config.sip.max_in_flight,
             rate_limit=rate_limit(config),
             unanswered_retransmits=config.sip.notify_unanswered_retransmits,
+            udp_mtu=config.sip.udp_mtu,
             call_shard=self._call_shard,
             forward_response=self._forward_response,
             clock=lambda: asyncio.get_running_loop().time(),

@@ -60,6 +60,8 @@ ForwardResponse = Callable[[str, bytes], Awaitable[None]]  # (owner transport, r
 OPTION_TAGS = frozenset(("path", "outbound"))
 ANSWERED = frozenset(method.strip() for method in ALLOW.split(","))  # 405 for any other
 UNANSWERED_RETRANSMITS = 2  # [sip] notify_unanswered_retransmits
+UDP_MTU = 1300  # [sip] udp_mtu: RFC 3261 18.1.1's bound when the path MTU is unknown
+CONNECTION_FAILED = -1  # a NOTIFY that could not be sent at all
 
 
 class Endpoint(Protocol):
@@ -92,13 +94,15 @@ class TransportCore:
                  arm: Callable[[float], None] = lambda deadline: None,
                  wall_clock: Callable[[], float] = time.time, max_in_flight: int = 0,
                  rate_limit: SourceRateLimit | None = None,
-                 unanswered_retransmits: int = UNANSWERED_RETRANSMITS) -> None:
+                 unanswered_retransmits: int = UNANSWERED_RETRANSMITS,
+                 udp_mtu: int = UDP_MTU) -> None:
         """``arm(deadline)``: the caller runs ``poll`` at ``deadline`` (or soon after);
         ``wall_clock`` dates the responses; ``max_in_flight`` ([sip] max_in_flight) bounds
         the requests waiting on the shards, 0 leaves them unbounded; ``rate_limit`` bounds
         the requests of each source ([sip] pike_*); ``unanswered_retransmits`` ([sip]
         notify_unanswered_retransmits) bounds the UDP retransmissions of a NOTIFY to a
-        watcher that never answered one."""
+        watcher that never answered one; ``udp_mtu`` ([sip] udp_mtu, 0: none) is the size
+        past which a NOTIFY goes over TCP and a binding query over UDP is refused."""
         self.name = name
         self.shards = shards
         self.t1 = t1
@@ -111,6 +115,7 @@ class TransportCore:
         self._rate_limit = rate_limit
         self._unanswered_retransmits = unanswered_retransmits
         self._answered = AnsweredPeers()
+        self._udp_mtu = udp_mtu
         self.in_flight = 0  # requests waiting on a shard's answer
         self._endpoints: dict[str, Endpoint] = {}  # "udp"/"tcp" -> the one NOTIFYs leave from
         self._batchers: dict[tuple[int, str], Batcher] = {}
@@ -150,11 +155,23 @@ class TransportCore:
             return
         server = NonInviteServerTransaction(message, reliable=False, t1=self.t1)
         self._servers[key] = server
-        response = await self._answer(message, peer, reliable)
+        response = self._fit_udp(message, await self._answer(message, peer, reliable), peer)
         server.send_response(response, self._clock())
         self._completed.append((key, server))
         self._arm(server.next_deadline())
         reply(response.to_bytes())
+
+    def _fit_udp(self, request: Request, response: Response, peer: Peer) -> Response:
+        """A binding query (REGISTER without Contact) over UDP whose answer would exceed the
+        MTU bound is answered 513: a small query with a forged source must not draw tens of
+        KB onto its victim, and a query changes nothing, so the UE loses nothing by asking
+        again over TCP (RFC 3261 18.1.1). Responses to requests that changed bindings are
+        sent whole: refusing them after the change would leave the UE believing it failed."""
+        if (not self._udp_mtu or request.method != "REGISTER" or response.status != 200
+                or request.headers.get("Contact") is not None
+                or len(response.to_bytes()) <= self._udp_mtu):
+            return response
+        return self._response(request, Reply(513, "Message Too Large (query over TCP)"), peer)
 
     def _admit(self, request: Request, peer: Peer, reply) -> bool:
         """False for a request over its source's rate: answered 503 here, or dropped."""
@@ -243,14 +260,30 @@ class TransportCore:
 
     async def _notify(self, job: NotifyJob) -> int:
         proto, host, port = parse_listen(job.received, "notify target")
+        if proto == "udp" and self._too_big_for_udp(job):
+            status = await self._notify_over(job, "tcp", host, port)
+            if status != CONNECTION_FAILED:
+                return status
+            # RFC 3261 18.1.1: refused or reset over TCP, the request SHOULD go over UDP
+        status = await self._notify_over(job, proto, host, port)
+        return 503 if status == CONNECTION_FAILED else status
+
+    def _too_big_for_udp(self, job: NotifyJob) -> bool:
+        """RFC 3261 18.1.1: a request over 1300 bytes (the path MTU unknown) goes over TCP,
+        when this transport has TCP."""
+        udp = self._endpoints.get("udp")
+        if not self._udp_mtu or udp is None or "tcp" not in self._endpoints:
+            return False
+        probe = _notify_request(job, "udp", udp, notify_branch(self.name, "0" * 16))
+        return len(probe.to_bytes()) > self._udp_mtu
+
+    async def _notify_over(self, job: NotifyJob, proto: str, host: str, port: int) -> int:
+        """The NOTIFY's final status, or CONNECTION_FAILED when it could not be sent."""
         endpoint = self._endpoints.get(proto)
         if endpoint is None:
-            return 503
+            return CONNECTION_FAILED
         branch = notify_branch(self.name, secrets.token_hex(8))
-        # The only Via of the NOTIFY: our sent-by (RFC 3261 18.1.1), a branch naming us.
-        via = f"SIP/2.0/{proto.upper()} {_sent_by(endpoint)};branch={branch}"
-        headers = Headers([("Via", via), *job.headers])
-        request = Request("NOTIFY", job.request_uri, headers, job.body)
+        request = _notify_request(job, proto, endpoint, branch)
         transaction = NonInviteClientTransaction(request, self._clock(), reliable=proto == "tcp",
                                                  t1=self.t1)
         notify = self._clients[branch] = _Notify(
@@ -260,8 +293,8 @@ class TransportCore:
             await endpoint.send(transaction.data, notify.peer)
             return await notify.outcome
         except OSError as exc:
-            log.info("NOTIFY to %s:%s failed: %s", host, port, exc)
-            return 503
+            log.info("NOTIFY to %s:%s:%s failed: %s", proto, host, port, exc)
+            return CONNECTION_FAILED
         finally:
             del self._clients[branch]
             self._client_timers.cancel(branch)
@@ -364,6 +397,12 @@ class AnsweredPeers:
 
 def _bad_event() -> Reply:
     return Reply(489, "Bad Event", [("Allow-Events", "reg")])
+
+
+def _notify_request(job: NotifyJob, proto: str, endpoint: Endpoint, branch: str) -> Request:
+    # The only Via of the NOTIFY: our sent-by (RFC 3261 18.1.1), a branch naming us.
+    via = f"SIP/2.0/{proto.upper()} {_sent_by(endpoint)};branch={branch}"
+    return Request("NOTIFY", job.request_uri, Headers([("Via", via), *job.headers]), job.body)
 
 
 def _sent_by(endpoint: Endpoint) -> str:

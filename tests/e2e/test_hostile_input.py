@@ -368,3 +368,71 @@ def test_a_black_holed_tcp_watcher_costs_a_connect_timeout_not_the_kernels_minut
     finally:
         filler.close()
         hole.close()
+
+
+def with_contacts(data: bytes, contacts: list[bytes]) -> bytes:
+    """``data`` (a register()) with these Contact lines instead of its own."""
+    head, _, rest = data.partition(b"\r\nContact: ")
+    return head + b"".join(b"\r\nContact: " + c for c in contacts) + b"\r\n" + \
+        rest.partition(b"\r\n")[2]
+
+
+def tcp_exchange(port: int, data: bytes):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        local = str(sock.getsockname()[1]).encode()
+        sock.sendall(data.replace(b"SIP/2.0/UDP", b"SIP/2.0/TCP").replace(b"LOCALPORT", local))
+        framer = StreamFramer()
+        while True:
+            for frame in framer.feed(sock.recv(65535)):
+                if isinstance(frame, bytes):
+                    return parse_message(frame)
+
+
+CONTACTS = [b"<sip:big-%d-%s@127.0.0.1:5999;transport=udp>" % (n, b"x" * 60) for n in range(12)]
+
+
+def test_a_binding_query_too_big_for_udp_is_513_and_answered_whole_over_tcp(registrar):
+    registered = exchange(registrar.sip_port, with_contacts(register("big"), CONTACTS))
+    assert registered.status == 200 and len(registered.headers.get_all("Contact")) == 12
+    query = with_contacts(register("big"), [])
+    refused = exchange(registrar.sip_port, query)
+    assert (refused.status, refused.reason) == (513, "Message Too Large (query over TCP)")
+    assert refused.headers.get_all("Contact") == []
+    answered = tcp_exchange(registrar.sip_port, query)
+    assert answered.status == 200 and len(answered.headers.get_all("Contact")) == 12
+    small = exchange(registrar.sip_port, with_contacts(register("sublim"), []))
+    assert small.status == 200  # a query whose answer fits is answered over UDP
+
+
+def test_a_notify_too_big_for_udp_goes_over_tcp_or_udp_when_tcp_is_refused(registrar):
+    assert exchange(registrar.sip_port, with_contacts(register("bignotify"), CONTACTS)).status == 200
+    watcher = Watcher(registrar.sip_port)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", int(watcher.local)))  # the watcher's port, over TCP
+    listener.listen(1)
+    listener.settimeout(10)
+    try:
+        assert watcher.subscribe("bignotify", "sip:bignotify@ims.test", "big-1").status == 200
+        connection, _ = listener.accept()
+        with connection:
+            connection.settimeout(10)
+            framer, frames = StreamFramer(), []
+            while not frames:
+                frames = [f for f in framer.feed(connection.recv(65535)) if isinstance(f, bytes)]
+            notify = parse_message(frames[0])
+            connection.sendall(make_response(notify, 200, "OK").to_bytes())
+    finally:
+        listener.close()
+    assert notify.method == "NOTIFY" and len(frames[0]) > 1300
+    assert notify.headers.get("Via").startswith("SIP/2.0/TCP ")
+    assert notify.body.count(b"<contact ") == 12
+    watcher.drain()
+    assert watcher.notifies == []  # nothing came over UDP
+
+    # No TCP at the watcher's address: the connection is refused, the NOTIFY goes over UDP.
+    udp_only = Watcher(registrar.sip_port)
+    assert udp_only.subscribe("bignotify", "sip:bignotify@ims.test", "big-2").status == 200
+    while not udp_only.notifies:
+        udp_only.receive()
+    assert udp_only.notifies[0].headers.get("Via").startswith("SIP/2.0/UDP ")
+    assert udp_only.notifies[0].body.count(b"<contact ") == 12
