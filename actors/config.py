@@ -6,6 +6,7 @@ an existing ``modparam`` list carries over one to one. Every error names the off
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -34,6 +35,22 @@ class SipConfig:
     tcp_max_connections_per_source: int = 64
     tcp_connection_lifetime: float = 600.0  # seconds without a byte received: closed
     tcp_conn_wq_max: int = 1048576  # unsent bytes to one peer before it is disconnected
+    tcp_connect_timeout: float = 3.0  # seconds a connection we open for a NOTIFY may take
+    # UDP retransmissions of a NOTIFY to a watcher that has never answered one (of RFC 3261's
+    # ten): a spoofed SUBSCRIBE reflects at most 1 + this many NOTIFYs onto its victim.
+    notify_unanswered_retransmits: int = 2
+    # Bytes past which a NOTIFY goes over TCP and a binding query over UDP is answered 513
+    # (RFC 3261 18.1.1; Kamailio's udp_mtu, there off by default); 0: no bound.
+    udp_mtu: int = 1300
+    # Requests per source address (Kamailio's pike; actors/hosts/rate_limit.py): above
+    # pike_reqs_density_per_sec a second, averaged over pike_sampling_time_unit seconds, 503
+    # with Retry-After; above pike_drop_density_per_sec dropped. Off (0) by default: an
+    # S-CSCF's sources are P-CSCFs, each carrying every UE behind it, so no bound fits them
+    # all; list them in pike_trusted and set a bound that fits one UE.
+    pike_reqs_density_per_sec: int = 0
+    pike_drop_density_per_sec: int = 0
+    pike_sampling_time_unit: float = 2.0
+    pike_trusted: list[str] = field(default_factory=list)  # addresses or networks (CIDR)
 
 
 @dataclass
@@ -69,6 +86,11 @@ class RegistrarConfig:
     # 1: a REGISTER to each application server whose iFC matches a registration, refresh or
     # de-registration (TS 24.229 5.4.1.7; Kamailio's ims_isc); 0: none.
     third_party_register: int = 1
+    # Reg-event subscriptions (actors/reg_event/limits.py; the reference module has no bound):
+    # per identity, and per watcher URI on one identity (every device of a user, by default
+    # max_contacts of them, may hold one); 0 = unlimited.
+    max_subscriptions_per_identity: int = 50
+    max_subscriptions_per_watcher: int = 20
 
 
 @dataclass
@@ -121,6 +143,11 @@ class StoreConfig:
 @dataclass
 class RpcConfig:
     listen: str = "127.0.0.1:5080"  # JSON-RPC over HTTP; "" switches it off
+    # Callers send "Authorization: Bearer TOKEN": this token, or else the token file's, which
+    # the first start creates (mode 0600); relative to the config file's directory.
+    token: str = ""
+    token_file: str = "rpc.token"
+    require_token: bool = True  # false: anyone who reaches the listener may call it
 
 
 @dataclass
@@ -220,7 +247,10 @@ def load_config(path: str | Path | None) -> Config:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-    return config_from_dict(raw)
+    config = config_from_dict(raw)
+    # The server and `scscf rpc` find the same token file from wherever they run.
+    config.rpc.token_file = str(Path(path).resolve().parent / config.rpc.token_file)
+    return config
 
 
 def config_from_dict(raw: dict[str, Any]) -> Config:
@@ -312,12 +342,21 @@ def validate(config: Config) -> None:
     for key in ("dashboard_port", "metrics_export_port"):
         if not 1 <= getattr(config.ray, key) <= 65535:
             raise ConfigError(f"ray.{key} must be a port between 1 and 65535")
+    if any(c.isspace() for c in config.rpc.token):
+        raise ConfigError("rpc.token must not contain white space")
+    if config.rpc.require_token and not (config.rpc.token or config.rpc.token_file.strip()):
+        raise ConfigError("rpc.token_file must not be empty when rpc.token is not given")
     if reg.unreg_validity < 1:
         raise ConfigError("registrar.unreg_validity must be at least 1 second")
     if reg.sar_reregistration_interval < 0:
         raise ConfigError("registrar.sar_reregistration_interval must not be negative")
     if config.sip.max_in_flight < 0:
         raise ConfigError("sip.max_in_flight must not be negative")
+    _validate_pike(config.sip)
+    if not 0 <= config.sip.notify_unanswered_retransmits <= 10:
+        raise ConfigError("sip.notify_unanswered_retransmits must be between 0 and 10")
+    if config.sip.udp_mtu and not 512 <= config.sip.udp_mtu <= 65507:
+        raise ConfigError("sip.udp_mtu must be 0 (no bound) or between 512 and 65507")
     if not 0 <= config.ray.worker_niceness <= 19:
         raise ConfigError("ray.worker_niceness must be between 0 and 19")
     if config.ray.gc_threshold < 0:
@@ -342,6 +381,7 @@ def validate(config: Config) -> None:
     for key in (
         "default_expires", "min_expires", "max_expires", "subscription_default_expires",
         "subscription_min_expires", "subscription_max_expires", "max_contacts",
+        "max_subscriptions_per_identity", "max_subscriptions_per_watcher",
     ):
         if getattr(reg, key) < 0:
             raise ConfigError(f"registrar.{key} must not be negative")
@@ -361,6 +401,21 @@ def validate(config: Config) -> None:
     _validate_log(config.log)
 
 
+def _validate_pike(sip: SipConfig) -> None:
+    for key in ("pike_reqs_density_per_sec", "pike_drop_density_per_sec"):
+        if getattr(sip, key) < 0:
+            raise ConfigError(f"sip.{key} must not be negative")
+    if 0 < sip.pike_drop_density_per_sec < sip.pike_reqs_density_per_sec:
+        raise ConfigError("sip.pike_drop_density_per_sec must not be below "
+                          "sip.pike_reqs_density_per_sec")
+    for network in sip.pike_trusted:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(f"sip.pike_trusted: {network!r} is not an address or network "
+                              f"(10.0.0.1, 10.0.0.0/24)") from None
+
+
 def _validate_log(log: LogConfig) -> None:
     if log.level not in LOG_LEVELS:
         raise ConfigError(f"log.level must be one of {', '.join(LOG_LEVELS)}")
@@ -373,7 +428,8 @@ def _validate_log(log: LogConfig) -> None:
 
 # Durations that must be finite and above zero (TOML has nan and inf; 0 would spin timers).
 _POSITIVE_SECONDS = ("sip.t1", "sip.tcp_connection_lifetime", "cx.request_timeout",
-                     "cx.watchdog_interval")
+                     "cx.watchdog_interval", "sip.pike_sampling_time_unit",
+                     "sip.tcp_connect_timeout")
 _AT_LEAST_ONE = ("sip.tcp_max_connections", "sip.tcp_max_connections_per_source",
                  "sip.tcp_conn_wq_max", "cx.max_user_data")
 _NON_EMPTY = ("sip.domain", "cx.origin_host", "cx.origin_realm", "ray.namespace", "store.path",

@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     for client in (rpc, status):
         client.add_argument("--config", help="the registrar's TOML file; its [rpc] listen is "
                                              "called (default: the embedded defaults')")
-        client.add_argument("--url", help="the RPC URL, instead of the one of the config")
+        client.add_argument("--url", help="the RPC URL, instead of the one of the config "
+                                          "(the token is still the config's)")
     args, rest = parser.parse_known_args(argv)
     if args.command == "hss":
         from scripts.hss_emulator.cli import main as hss_main
@@ -43,9 +44,12 @@ def main(argv: list[str] | None = None) -> int:
         if not url:
             print("scscf: rpc.listen is \"\" (RPC off) in the config; give --url", file=sys.stderr)
             return 2
+        from actors.ops.rpc_access import client_token
+
+        token = client_token(config.rpc)
         if args.command == "status":
-            return status_command(url)
-        return rpc_command(url, args.method, args.params)
+            return status_command(url, token)
+        return rpc_command(url, token, args.method, args.params)
     if args.address:
         config.ray.address = args.address
     if args.log_level:
@@ -164,21 +168,21 @@ def hss_config(config):
     return HssConfig.from_toml(raw)
 
 
-def rpc_command(url: str, method: str, params: list[str]) -> int:
+def rpc_command(url: str, token: str | None, method: str, params: list[str]) -> int:
     """Prints the result as JSON; an error goes to stderr with exit status 1."""
     import json
 
-    result = _call(url, method, params)
+    result = _call(url, token, method, params)
     if result is _FAILED:
         return 1
     print(json.dumps(result, indent=2))
     return 0
 
 
-def status_command(url: str) -> int:
+def status_command(url: str, token: str | None) -> int:
     from scripts.status_view import render_status
 
-    status = _call(url, "ulscscf.status", [])
+    status = _call(url, token, "ulscscf.status", [])
     if status is _FAILED:
         return 1
     print(render_status(status))
@@ -188,12 +192,18 @@ def status_command(url: str) -> int:
 _FAILED = object()
 
 
-def _call(url: str, method: str, params: list[str]):
+def _call(url: str, token: str | None, method: str, params: list[str]):
     """The result, or _FAILED once the reason is on stderr."""
+    from urllib.error import HTTPError
+
     from actors.ops.rpc import call
 
     try:
-        reply = call(url, method, params)
+        reply = call(url, method, params, token)
+    except HTTPError as exc:  # refused: 401 no or wrong token, 403, 415
+        reason = exc.read().decode(errors="replace").strip()
+        print(f"scscf: {url} refused the call: {exc.code} {reason}", file=sys.stderr)
+        return _FAILED
     except OSError as exc:
         print(f"scscf: cannot reach {url}: {exc}", file=sys.stderr)
         return _FAILED

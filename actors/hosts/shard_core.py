@@ -24,6 +24,7 @@ from actors.hosts.kept_replies import KeptReplies
 from actors.hosts.metrics import ShardMetrics
 from actors.hosts.sar_retries import SarRetries
 from actors.hosts.timers import ExpiryHeap
+from actors.reg_event.limits import SubscriptionLimits
 from actors.reg_event.procedures import (
     EventContext,
     end_subscription,
@@ -116,6 +117,12 @@ def subscription_expires(config: Config) -> ExpiresPolicy:
                          reg.subscription_min_expires, reg.subscription_max_expires)
 
 
+def subscription_limits(config: Config) -> SubscriptionLimits:
+    reg = config.registrar
+    return SubscriptionLimits(reg.max_subscriptions_per_identity,
+                              reg.max_subscriptions_per_watcher)
+
+
 class ShardCore:
     def __init__(self, index: int, config: Config, io: ShardIO, store: Store, *,
                  clock: Callable[[], float] = time.time, node_id: str = "",
@@ -158,6 +165,7 @@ class ShardCore:
             post=self._notifies.post,
             persist=self._persist,
             clock=clock,
+            limits=subscription_limits(config),
         )
         self.ctx.events = self.events
         if reg.third_party_register:

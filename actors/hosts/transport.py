@@ -16,6 +16,7 @@ import logging
 import ray
 
 from actors.config import Config, parse_listen
+from actors.hosts.rate_limit import SourceRateLimit
 from actors.hosts.ray_channels import ChannelDirectory
 from actors.hosts.restarts import restarts
 from actors.hosts.transport_core import TransportCore
@@ -45,6 +46,9 @@ class SipTransport:
             shards=config.ray.shards,
             t1=config.sip.t1,
             max_in_flight=config.sip.max_in_flight,
+            rate_limit=rate_limit(config),
+            unanswered_retransmits=config.sip.notify_unanswered_retransmits,
+            udp_mtu=config.sip.udp_mtu,
             call_shard=self._call_shard,
             forward_response=self._forward_response,
             clock=lambda: asyncio.get_running_loop().time(),
@@ -163,9 +167,19 @@ class SipTransport:
             self._arm(max(deadline, loop.time() + TIMER_RESOLUTION))
 
 
+def rate_limit(config: Config) -> SourceRateLimit | None:
+    """The [sip] pike_* bound on each source's requests; None when both densities are 0."""
+    sip = config.sip
+    if not (sip.pike_reqs_density_per_sec or sip.pike_drop_density_per_sec):
+        return None
+    return SourceRateLimit(sip.pike_reqs_density_per_sec, sip.pike_sampling_time_unit,
+                           sip.pike_drop_density_per_sec, sip.pike_trusted)
+
+
 def tcp_limits(config: Config) -> endpoints.TcpLimits:
     sip = config.sip
     return endpoints.TcpLimits(max_connections=sip.tcp_max_connections,
                                max_per_source=sip.tcp_max_connections_per_source,
                                idle_timeout=sip.tcp_connection_lifetime,
-                               write_buffer=sip.tcp_conn_wq_max)
+                               write_buffer=sip.tcp_conn_wq_max,
+                               connect_timeout=sip.tcp_connect_timeout)

@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from actors.config import parse_listen
 from actors.hosts.batching import Batcher
+from actors.hosts.rate_limit import ADMIT, REFUSE, SourceRateLimit
 from actors.hosts.timers import ExpiryHeap
 from actors.reg_event.requests import BadEvent, publish_request, subscribe_request
 from actors.rules.register_request import register_request
@@ -57,6 +59,9 @@ ForwardResponse = Callable[[str, bytes], Awaitable[None]]  # (owner transport, r
 # (RFC 5626); a request requiring anything else gets 420.
 OPTION_TAGS = frozenset(("path", "outbound"))
 ANSWERED = frozenset(method.strip() for method in ALLOW.split(","))  # 405 for any other
+UNANSWERED_RETRANSMITS = 2  # [sip] notify_unanswered_retransmits
+UDP_MTU = 1300  # [sip] udp_mtu: RFC 3261 18.1.1's bound when the path MTU is unknown
+CONNECTION_FAILED = -1  # a NOTIFY that could not be sent at all
 
 
 class Endpoint(Protocol):
@@ -76,6 +81,7 @@ class _Notify:
     outcome: asyncio.Future  # its final status
     endpoint: Endpoint
     peer: Peer
+    retransmits: int = 0
 
     def finish(self, status: int) -> None:
         if not self.outcome.done():
@@ -86,10 +92,17 @@ class TransportCore:
     def __init__(self, *, name: str, shards: int, t1: float, call_shard: CallShard,
                  forward_response: ForwardResponse, clock: Callable[[], float],
                  arm: Callable[[float], None] = lambda deadline: None,
-                 wall_clock: Callable[[], float] = time.time, max_in_flight: int = 0) -> None:
+                 wall_clock: Callable[[], float] = time.time, max_in_flight: int = 0,
+                 rate_limit: SourceRateLimit | None = None,
+                 unanswered_retransmits: int = UNANSWERED_RETRANSMITS,
+                 udp_mtu: int = UDP_MTU) -> None:
         """``arm(deadline)``: the caller runs ``poll`` at ``deadline`` (or soon after);
         ``wall_clock`` dates the responses; ``max_in_flight`` ([sip] max_in_flight) bounds
-        the requests waiting on the shards, 0 leaves them unbounded."""
+        the requests waiting on the shards, 0 leaves them unbounded; ``rate_limit`` bounds
+        the requests of each source ([sip] pike_*); ``unanswered_retransmits`` ([sip]
+        notify_unanswered_retransmits) bounds the UDP retransmissions of a NOTIFY to a
+        watcher that never answered one; ``udp_mtu`` ([sip] udp_mtu, 0: none) is the size
+        past which a NOTIFY goes over TCP and a binding query over UDP is refused."""
         self.name = name
         self.shards = shards
         self.t1 = t1
@@ -99,6 +112,10 @@ class TransportCore:
         self._wall_clock = wall_clock
         self._arm = arm
         self._max_in_flight = max_in_flight
+        self._rate_limit = rate_limit
+        self._unanswered_retransmits = unanswered_retransmits
+        self._answered = AnsweredPeers()
+        self._udp_mtu = udp_mtu
         self.in_flight = 0  # requests waiting on a shard's answer
         self._endpoints: dict[str, Endpoint] = {}  # "udp"/"tcp" -> the one NOTIFYs leave from
         self._batchers: dict[tuple[int, str], Batcher] = {}
@@ -123,6 +140,8 @@ class TransportCore:
             return
         if message.method == "ACK":  # acknowledges a final response to an INVITE: not answered
             return
+        if self._rate_limit is not None and not self._admit(message, peer, reply):
+            return
         reliable = reply.reliable
         if reliable:  # Timer J is zero on reliable transports: nothing to remember
             reply((await self._answer(message, peer, reliable)).to_bytes())
@@ -136,11 +155,34 @@ class TransportCore:
             return
         server = NonInviteServerTransaction(message, reliable=False, t1=self.t1)
         self._servers[key] = server
-        response = await self._answer(message, peer, reliable)
+        response = self._fit_udp(message, await self._answer(message, peer, reliable), peer)
         server.send_response(response, self._clock())
         self._completed.append((key, server))
         self._arm(server.next_deadline())
         reply(response.to_bytes())
+
+    def _fit_udp(self, request: Request, response: Response, peer: Peer) -> Response:
+        """A binding query (REGISTER without Contact) over UDP whose answer would exceed the
+        MTU bound is answered 513: a small query with a forged source must not draw tens of
+        KB onto its victim, and a query changes nothing, so the UE loses nothing by asking
+        again over TCP (RFC 3261 18.1.1). Responses to requests that changed bindings are
+        sent whole: refusing them after the change would leave the UE believing it failed."""
+        if (not self._udp_mtu or request.method != "REGISTER" or response.status != 200
+                or request.headers.get("Contact") is not None
+                or len(response.to_bytes()) <= self._udp_mtu):
+            return response
+        return self._response(request, Reply(513, "Message Too Large (query over TCP)"), peer)
+
+    def _admit(self, request: Request, peer: Peer, reply) -> bool:
+        """False for a request over its source's rate: answered 503 here, or dropped."""
+        verdict = self._rate_limit.check(peer[0], self._clock())
+        if verdict == ADMIT:
+            return True
+        if verdict == REFUSE:
+            retry = str(math.ceil(self._rate_limit.window))
+            reply(self._response(request, Reply(503, "Too many requests from this source",
+                                                [("Retry-After", retry)]), peer).to_bytes())
+        return False
 
     async def _answer(self, request: Request, peer: Peer, reliable: bool) -> Response:
         received = f"{'tcp' if reliable else 'udp'}:{peer[0]}:{peer[1]}"
@@ -220,14 +262,30 @@ class TransportCore:
 
     async def _notify(self, job: NotifyJob) -> int:
         proto, host, port = parse_listen(job.received, "notify target")
+        if proto == "udp" and self._too_big_for_udp(job):
+            status = await self._notify_over(job, "tcp", host, port)
+            if status != CONNECTION_FAILED:
+                return status
+            # RFC 3261 18.1.1: refused or reset over TCP, the request SHOULD go over UDP
+        status = await self._notify_over(job, proto, host, port)
+        return 503 if status == CONNECTION_FAILED else status
+
+    def _too_big_for_udp(self, job: NotifyJob) -> bool:
+        """RFC 3261 18.1.1: a request over 1300 bytes (the path MTU unknown) goes over TCP,
+        when this transport has TCP."""
+        udp = self._endpoints.get("udp")
+        if not self._udp_mtu or udp is None or "tcp" not in self._endpoints:
+            return False
+        probe = _notify_request(job, "udp", udp, notify_branch(self.name, "0" * 16))
+        return len(probe.to_bytes()) > self._udp_mtu
+
+    async def _notify_over(self, job: NotifyJob, proto: str, host: str, port: int) -> int:
+        """The NOTIFY's final status, or CONNECTION_FAILED when it could not be sent."""
         endpoint = self._endpoints.get(proto)
         if endpoint is None:
-            return 503
+            return CONNECTION_FAILED
         branch = notify_branch(self.name, secrets.token_hex(8))
-        # The only Via of the NOTIFY: our sent-by (RFC 3261 18.1.1), a branch naming us.
-        via = f"SIP/2.0/{proto.upper()} {_sent_by(endpoint)};branch={branch}"
-        headers = Headers([("Via", via), *job.headers])
-        request = Request(job.method, job.request_uri, headers, job.body)
+        request = _notify_request(job, proto, endpoint, branch)
         transaction = NonInviteClientTransaction(request, self._clock(), reliable=proto == "tcp",
                                                  t1=self.t1)
         notify = self._clients[branch] = _Notify(
@@ -237,8 +295,8 @@ class TransportCore:
             await endpoint.send(transaction.data, notify.peer)
             return await notify.outcome
         except OSError as exc:
-            log.info("%s to %s:%s failed: %s", job.method, host, port, exc)
-            return 503
+            log.info("%s to %s:%s:%s failed: %s", job.method, proto, host, port, exc)
+            return CONNECTION_FAILED
         finally:
             del self._clients[branch]
             self._client_timers.cancel(branch)
@@ -260,6 +318,7 @@ class TransportCore:
         if notify is not None:
             if TransactionKey.client(response) != TransactionKey.client(notify.transaction.request):
                 return  # same branch, another method: not ours (RFC 3261 17.1.3)
+            self._answered.add(notify.peer)  # it knew our unguessable branch: it got the NOTIFY
             for action in notify.transaction.on_response(response, self._clock()):
                 if isinstance(action, Final):
                     notify.finish(action.response.status)
@@ -300,6 +359,8 @@ class TransportCore:
                 continue
             for action in notify.transaction.poll(now):
                 if isinstance(action, Retransmit):
+                    if not self._may_retransmit(notify):
+                        continue
                     try:
                         await notify.endpoint.send(action.data, notify.peer)
                     except OSError as exc:  # the next retransmission or Timer F settles it
@@ -310,8 +371,41 @@ class TransportCore:
                 self._schedule(branch, notify.transaction)
 
 
+    def _may_retransmit(self, notify: _Notify) -> bool:
+        """A NOTIFY to a watcher that has never answered one goes out 1 + budget times: the
+        SUBSCRIBE's source may be spoofed, and the victim gets no eleven copies of a reginfo
+        body. Timer F still ends the transaction (408), and the subscription with it."""
+        notify.retransmits += 1
+        return (notify.retransmits <= self._unanswered_retransmits
+                or notify.peer in self._answered)
+
+
+class AnsweredPeers:
+    """The UDP peers that answered one of our NOTIFYs, the most recent ``size`` of them."""
+
+    def __init__(self, size: int = 65536) -> None:
+        self._peers: OrderedDict[Peer, None] = OrderedDict()
+        self._size = size
+
+    def add(self, peer: Peer) -> None:
+        self._peers[peer] = None
+        self._peers.move_to_end(peer)
+        if len(self._peers) > self._size:
+            self._peers.popitem(last=False)
+
+    def __contains__(self, peer: Peer) -> bool:
+        return peer in self._peers
+
+
 def _bad_event() -> Reply:
     return Reply(489, "Bad Event", [("Allow-Events", "reg")])
+
+
+def _notify_request(job: NotifyJob, proto: str, endpoint: Endpoint, branch: str) -> Request:
+    # The only Via of the NOTIFY (or third-party REGISTER): our sent-by (RFC 3261 18.1.1), a
+    # branch naming us.
+    via = f"SIP/2.0/{proto.upper()} {_sent_by(endpoint)};branch={branch}"
+    return Request(job.method, job.request_uri, Headers([("Via", via), *job.headers]), job.body)
 
 
 def _sent_by(endpoint: Endpoint) -> str:

@@ -8,8 +8,9 @@
     cdp.list_peers, cdp.list_realms      the HSS peers and their state, by realm
     core.version, core.uptime, system.listMethods
 
-Any POST path is accepted (Kamailio serves /RPC); params may be positional or named.
-``call`` is the client side, for ``scscf rpc``.
+Any POST path is accepted (Kamailio serves /RPC); params may be positional or named. A call
+needs the token of ``[rpc]`` and a JSON body, and is refused from another origin
+(actors/ops/rpc_access.py). ``call`` is the client side, for ``scscf rpc``.
 """
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ from actors.hosts.cx_pool import OPEN
 from actors.hosts.metrics import GROUPS, select
 from actors.ops.http_site import HttpSite
 from actors.ops.registrar import Registrar
+from actors.ops.rpc_access import SCHEME, TokenFileError, origins, refusal, server_token
+from actors.ops.startup_errors import StartupError
 from transport.sip.errors import SipParseError
 
 log = logging.getLogger(__name__)
@@ -65,6 +68,18 @@ class RpcServer(HttpSite):
         app = web.Application()
         app.router.add_post("/{path:.*}", self._http)
         super().__init__(app, "rpc.listen")
+        self._token: str | None = None
+        self._origins: frozenset[str] = frozenset()
+
+    async def start(self, listen: str) -> str:
+        rpc = self.registrar.config.rpc
+        try:
+            self._token = server_token(rpc)
+        except TokenFileError as exc:
+            raise StartupError("rpc.token_file", rpc.token_file, str(exc)) from exc
+        url = await super().start(listen)
+        self._origins = origins(url)
+        return url
 
     async def get_statistics(self, *names: str) -> list[str]:
         chosen = await self._statistics(names)
@@ -179,6 +194,12 @@ class RpcServer(HttpSite):
                                            f"({exc.reason})") from None
 
     async def _http(self, request: web.Request) -> web.Response:
+        refused = refusal(request.headers, self._token, self._origins)
+        if refused is not None:
+            status, reason = refused
+            log.info("RPC from %s refused: %s", request.remote, reason)
+            challenge = {"WWW-Authenticate": f'{SCHEME} realm="scscf-rpc"'} if status == 401 else {}
+            return web.Response(status=status, text=reason + "\n", headers=challenge)
         try:
             body = json.loads(await request.read())
         except ValueError:  # also bad UTF-8
@@ -194,9 +215,14 @@ def _error(rid, code: int, message: str) -> dict:
     return {"jsonrpc": "2.0", "error": {"code": code, "message": message}, "id": rid}
 
 
-def call(url: str, method: str, params: list[str], timeout: float = 30.0) -> dict:
-    """Client side: one request; returns the response object (``result`` or ``error``)."""
+def call(url: str, method: str, params: list[str], token: str | None = None,
+         timeout: float = 30.0) -> dict:
+    """Client side: one request; returns the response object (``result`` or ``error``). A
+    refusal (401, 403, 415) raises urllib's HTTPError."""
     body = json.dumps({"jsonrpc": "2.0", "method": method, "params": params, "id": 1}).encode()
-    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"{SCHEME} {token}"
+    request = urllib.request.Request(url, body, headers)
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())

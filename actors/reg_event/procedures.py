@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from actors.reg_event.limits import SubscriptionLimits, refuse_new
 from actors.reg_event.reginfo import ReginfoError, build_reginfo, parse_reginfo, registration_infos
 from actors.reg_event.subscription import (
     END_REASONS,
@@ -47,11 +48,13 @@ class EventContext:
     post: Callable[[list[OutgoingNotify]], None]  # hands NOTIFYs to the shard, in build order
     persist: Callable[[Impu], Awaitable[None]]
     clock: Callable[[], float]
+    limits: SubscriptionLimits = SubscriptionLimits()
 
 
 async def subscribe_to_reg(impu: Impu, req: SubscribeRequest, ctx: EventContext) -> Reply:
     """subscribe_to_reg (with can_subscribe_to_reg): 200 OK and a full-state NOTIFY, or a
-    rejection: 480 nothing registered, 481 unknown dialog, 403 not the UE nor its P-CSCF."""
+    rejection: 480 nothing registered, 481 unknown dialog, 403 not the UE nor its P-CSCF,
+    403 or 503 over the subscription limits (limits.py)."""
     async with impu.mailbox:
         now = ctx.clock()
         bindings = impu.live_bindings(now)
@@ -63,6 +66,10 @@ async def subscribe_to_reg(impu: Impu, req: SubscribeRequest, ctx: EventContext)
             return Reply(480, "Temporarily Unavailable")  # TS 24.229 5.4.2.1.1 step 0
         if not can_subscribe_to_reg(impu.profile, bindings, req.asserted, req.watcher):
             return Reply(403, "Not authorised to subscribe to this registration")
+        if sub is None and req.expires != 0:  # a fetch (Expires 0) opens nothing to count
+            refused = refuse_new(ctx.limits, impu.subscriptions.values(), req.watcher, now)
+            if refused is not None:
+                return refused
         if sub is None:
             sub = Subscription(
                 presentity=impu.identity, watcher=req.watcher, call_id=req.call_id,

@@ -13,6 +13,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from actors.config import load_config
 from scripts.harness.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,6 +27,21 @@ class Registrar:
     sip_port: int
     config: Path
     output: list[str]
+
+    @property
+    def rpc_token(self) -> str | None:
+        """The token its RPC requires, found through its config as `scscf rpc` finds it."""
+        from actors.ops.rpc_access import client_token
+
+        return client_token(load_config(self.config).rpc)
+
+    def rpc(self, method: str, *params: str) -> dict:
+        """One JSON-RPC call to its `[rpc] listen`: the response object."""
+        from actors.ops.rpc import call
+        from scripts.cli import rpc_url
+
+        return call(rpc_url(load_config(self.config).rpc.listen), method, list(params),
+                    self.rpc_token)
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -105,7 +121,7 @@ def start_registrar(config_text: str, workdir: Path, sip_port: int, address: str
 def start_with_subscribers(namespace: str, workdir: Path, subscribers: str, address: str | None,
                            **extra: str) -> Registrar:
     """`scscf serve` whose HSS emulator serves ``subscribers`` (TOML) and answers on an admin
-    port (``hss_admin``), with JSON-RPC at ``rpc_url``; ``extra`` as for registrar_config."""
+    port (``hss_admin``), with JSON-RPC on; ``extra`` as for registrar_config."""
     (workdir / "subscribers.toml").write_text(subscribers)
     sip, admin, rpc = free_port(), free_port(), free_port()
     hss = f"""subscribers = "{workdir / 'subscribers.toml'}"
@@ -115,15 +131,12 @@ admin_listen = "127.0.0.1:{admin}"
                               **extra)
     server = start_registrar(config, workdir, sip, address)
     server.hss_admin = admin
-    server.rpc_url = f"http://127.0.0.1:{rpc}/RPC"
     return server
 
 
 def show_impu(server: Registrar, impu: str) -> dict:
     """``ulscscf.showimpu`` of a registrar started by start_with_subscribers."""
-    call = json.dumps({"jsonrpc": "2.0", "method": "ulscscf.showimpu", "params": [impu], "id": 1})
-    with urllib.request.urlopen(server.rpc_url, call.encode(), timeout=10) as answer:
-        return json.load(answer)["result"]
+    return server.rpc("ulscscf.showimpu", impu)["result"]
 
 
 def sar_types(server: Registrar, impu: str) -> list[int]:

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from actors.ops.rpc import call
 from scripts.harness.ports import free_port
 from scripts.harness.registrar import start_registrar
 from scripts.harness.sipp import SIPP
@@ -90,7 +89,7 @@ enabled = false
                   for n, u in enumerate(users)], sip_b, "udp", tmp_path, "via-node-b")
         run_sipp([Step(register("node-a", contact="<sip:node-a@10.0.2.1:5090>"), 200)],
                  sip_a, "tcp", tmp_path, "via-node-a")
-        status = call(f"http://127.0.0.1:{rpc}", "ulscscf.status", [])["result"]
+        status = server.rpc("ulscscf.status")["result"]
         placement = {s["name"]: s["node"] for s in status["shards"]}
         print(f"\nshard placement: {placement}; identities per shard: "
               f"{ {s['name']: s['impus'] for s in status['shards']} }")
@@ -101,7 +100,7 @@ enabled = false
         wait_listening(sip_c)
         run_sipp([Step(register("node-c", contact="<sip:node-c@10.0.3.1:5090>"), 200)],
                  sip_c, "udp", tmp_path, "via-node-c")
-        status = call(f"http://127.0.0.1:{rpc}", "ulscscf.status", [])["result"]
+        status = server.rpc("ulscscf.status")["result"]
         assert status["impus"] == len(users) + 2
         assert {s["node"] for s in status["shards"]} == set(NODES)  # shards do not move
     finally:

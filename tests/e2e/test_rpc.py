@@ -36,16 +36,18 @@ def registrar(ray_address, tmp_path_factory):
     assert server.stop() == 0, "".join(server.output[-40:])
 
 
-def curl(url: str, body: str | None = None):
+def curl(url: str, body: str | None = None, token: str | None = None):
     cmd = ["curl", "-sS", "--max-time", "30", url]
     if body is not None:
         cmd += ["-H", "Content-Type: application/json", "--data-binary", body]
+    if token is not None:
+        cmd += ["-H", f"Authorization: Bearer {token}"]
     return json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
 
 
 def rpc(server, method: str, *params: str):
     reply = curl(server.rpc_url, json.dumps(
-        {"jsonrpc": "2.0", "method": method, "params": list(params), "id": 1}))
+        {"jsonrpc": "2.0", "method": method, "params": list(params), "id": 1}), server.rpc_token)
     assert "error" not in reply, reply
     return reply["result"]
 
@@ -84,7 +86,7 @@ def test_status_and_statistics_count_what_sipp_registered(registrar, tmp_path):
     # The same through the command line client.
     cli = subprocess.run(
         [sys.executable, "-m", "scripts.cli", "rpc", "stats.get_statistics", "ims_usrloc_scscf:",
-         "--url", registrar.rpc_url], cwd=ROOT, capture_output=True, text=True, timeout=60)
+         "--url", registrar.rpc_url, "--config", str(registrar.config)], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert cli.returncode == 0, cli.stderr
     assert f"ims_usrloc_scscf:impus = {status['impus']}" in json.loads(cli.stdout)
 
@@ -114,7 +116,7 @@ def test_dereg_impu_removes_the_user_and_sends_the_sar(registrar, tmp_path):
 
 def test_rpc_errors(registrar):
     def error(body):
-        return curl(registrar.rpc_url, body)["error"]
+        return curl(registrar.rpc_url, body, registrar.rpc_token)["error"]
 
     call = {"jsonrpc": "2.0", "id": 5}
     assert error(json.dumps({**call, "method": "ulscscf.nosuch"}))["code"] == -32601
@@ -175,7 +177,8 @@ def test_reset_statistics_zeroes_the_counters_of_every_shard(registrar, tmp_path
     sipp(registrar, tmp_path, Step(register("rpc-reset2", contact="<sip:rpc-reset2@10.0.0.6>"), 200))
     assert stats(registrar)["ims_registrar_scscf:accepted_regs"] == 1
     refused = curl(registrar.rpc_url, json.dumps(
-        {"jsonrpc": "2.0", "method": "stats.reset_statistics", "params": ["impus"], "id": 2}))
+        {"jsonrpc": "2.0", "method": "stats.reset_statistics", "params": ["impus"], "id": 2}),
+        registrar.rpc_token)
     assert refused["error"]["code"] == -32602 and "current counts" in refused["error"]["message"]
 
 

@@ -351,3 +351,33 @@ def test_two_endpoints_share_a_port_with_reuse_port():
 
     first, second = asyncio.run(scenario())
     assert first == second
+
+
+def black_hole() -> tuple[socket.socket, socket.socket]:
+    """A listener whose accept queue is full: the kernel drops further SYNs unanswered, as a
+    watcher gone behind a firewall does."""
+    listener = socket.socket()
+    listener.bind((HOST, 0))
+    listener.listen(0)
+    filler = socket.create_connection(listener.getsockname())
+    return listener, filler
+
+
+def test_a_connection_to_a_black_holed_peer_gives_up_at_the_connect_timeout(server):
+    async def start():
+        return await start_tcp(HOST, 0, answer_register,
+                               limits=TcpLimits(connect_timeout=0.5))
+
+    async def stop():
+        endpoint.close()
+
+    endpoint = server.run(start())
+    listener, filler = black_hole()
+    try:
+        with pytest.raises(TimeoutError):
+            server.run(endpoint.send(b"NOTIFY", listener.getsockname()))
+        assert endpoint.connections == {}
+    finally:
+        server.run(stop())
+        filler.close()
+        listener.close()

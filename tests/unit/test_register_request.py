@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from actors.rules.register_request import register_request
+from transport.sip.errors import SipParseError
 from transport.sip.parser import parse_message
 
 INITIAL = ('Digest username="alice@ims.test", realm="ims.test", uri="sip:ims.test", nonce="", '
@@ -88,3 +89,20 @@ def test_a_quoted_username_with_escapes_is_unescaped():
     value = r'Digest username="al\"ice@ims.test", realm="ims.test"'
     assert parsed(register(value)).impi == 'al"ice@ims.test'
 
+
+
+@pytest.mark.parametrize("old, new, header", [
+    (b'<sip:ue@10.0.0.1>', b'<sip:ue@10.0.0.1>;+sip.instance="<urn:\x1b[2J>"', "Contact"),
+    (b'<sip:ue@10.0.0.1>', b'<sip:ue@10.0.0.1>;x=\x00', "Contact"),
+    (b'username="alice', b'username="al\x7fice', "Authorization"),
+])
+def test_control_characters_that_xml_cannot_carry_are_refused_naming_the_header(old, new, header):
+    """Found by scripts/fuzz_sip.py: a Contact parameter holding ESC was stored, and every
+    reginfo NOTIFY of the identity failed from then on (lxml refuses the character)."""
+    with pytest.raises(SipParseError) as refused:
+        parsed(register(INITIAL).replace(old, new, 1))
+    assert (refused.value.status, refused.value.reason) == (400, f"Control character in {header}")
+
+
+def test_a_tab_is_no_control_character_to_refuse():
+    assert parsed(register(INITIAL).replace(b"Contact: <", b"Contact:\t<")).contacts

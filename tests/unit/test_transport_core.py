@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 
+import pytest
+
 from actors.hosts.transport_core import TransportCore
 from actors.rules.routing import shard_of
 from actors.vocabulary import NotifyJob, RegisterRequest, Reply, SubscribeRequest, notify_branch
@@ -68,11 +70,11 @@ class Forwarded:
         self.calls.append((owner, data))
 
 
-def make_core(shards=None, clock=None, forwarded=None, t1=0.5):
+def make_core(shards=None, clock=None, forwarded=None, t1=0.5, **options):
     clock = clock or Clock()
     core = TransportCore(name=NAME, shards=SHARDS, t1=t1, call_shard=shards or FakeShards(),
                          forward_response=forwarded or Forwarded(), clock=clock,
-                         wall_clock=lambda: WALL_CLOCK)
+                         wall_clock=lambda: WALL_CLOCK, **options)
     return core, clock
 
 
@@ -420,10 +422,20 @@ def test_a_third_party_register_leaves_as_a_register_and_gets_its_final_status()
         ("127.0.0.1", 5071), "REGISTER", "sip:as@127.0.0.1:5071", [500])
 
 
+async def answered_once(core, endpoint) -> None:
+    """A first NOTIFY to JOB's watcher, answered 200: the watcher is known to be there."""
+    task = asyncio.ensure_future(core.send_notifies([JOB]))
+    await settle()
+    await core.on_response(make_response(parse_message(endpoint.sent[-1][1]), 200, "OK"))
+    assert await task == [200]
+    endpoint.sent.clear()
+
+
 def test_udp_notify_is_retransmitted_per_timer_e_until_answered():
     core, clock, endpoint = core_sending_over_udp()
 
     async def main():
+        await answered_once(core, endpoint)
         task = asyncio.ensure_future(core.send_notifies([JOB]))
         await settle()
         for deadline in (0.5, 1.5, 3.5):
@@ -444,10 +456,11 @@ def test_udp_notify_is_retransmitted_per_timer_e_until_answered():
     assert len({data for _, data, _ in endpoint.sent}) == 1  # the same request each time
 
 
-def test_unanswered_notify_times_out_as_408_at_timer_f():
+def test_a_watcher_that_answered_before_gets_every_retransmission_until_timer_f():
     core, clock, endpoint = core_sending_over_udp()
 
     async def main():
+        await answered_once(core, endpoint)
         task = asyncio.ensure_future(core.send_notifies([JOB]))
         await drive_until_done(core, clock, task)
         return task.result(), clock.now
@@ -455,6 +468,19 @@ def test_unanswered_notify_times_out_as_408_at_timer_f():
     assert run(main()) == ([408], 32.0)
     assert [t for t, _, _ in endpoint.sent] == [
         0.0, 0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]
+
+
+@pytest.mark.parametrize("budget, sent", [(2, [0.0, 0.5, 1.5]), (0, [0.0])])
+def test_a_watcher_that_never_answered_gets_the_retransmission_budget_only(budget, sent):
+    core, clock, endpoint = core_sending_over_udp(unanswered_retransmits=budget)
+
+    async def main():
+        task = asyncio.ensure_future(core.send_notifies([JOB]))
+        await drive_until_done(core, clock, task)
+        return task.result(), clock.now
+
+    assert run(main()) == ([408], 32.0)  # Timer F still ends it: the subscription goes
+    assert [t for t, _, _ in endpoint.sent] == sent
 
 
 def test_tcp_notify_is_not_retransmitted():
@@ -557,3 +583,88 @@ def test_beyond_max_in_flight_a_request_is_refused_503_at_once():
     assert sorted(item.aor for _, _, items in shards.calls for item in items) == [
         "sip:user1@ims.test", "sip:user2@ims.test", "sip:user4@ims.test"]
     assert core.in_flight == 0
+
+
+# -- Messages too big for UDP (RFC 3261 18.1.1)
+
+BIG_JOB = NotifyJob(JOB.received, JOB.request_uri, JOB.headers, b"<reginfo>" + b"x" * 1300)
+
+
+class RefusingEndpoint(FakeEndpoint):
+    async def send(self, data: bytes, peer) -> None:
+        raise ConnectionRefusedError(111, "Connection refused")
+
+
+def core_with_udp_and_tcp(tcp_class=FakeEndpoint):
+    core, clock, udp = core_sending_over_udp()
+    tcp = tcp_class(clock)
+    core.add_endpoint("tcp", tcp)
+    return core, clock, udp, tcp
+
+
+def test_a_notify_too_big_for_udp_goes_over_tcp_to_the_same_address():
+    core, clock, udp, tcp = core_with_udp_and_tcp()
+
+    async def main():
+        task = asyncio.ensure_future(core.send_notifies([BIG_JOB, JOB]))
+        await settle()
+        for _, data, _ in tcp.sent + udp.sent:
+            await core.on_response(make_response(parse_message(data), 200, "OK"))
+        return await task
+
+    assert run(main()) == [200, 200]
+    [(_, data, peer)] = tcp.sent
+    assert peer == UE and len(data) > 1300
+    assert parse_message(data).headers.get("Via").startswith("SIP/2.0/TCP 192.0.2.1:5060;")
+    [(_, small, _)] = udp.sent  # the small one stays on UDP
+    assert parse_message(small).body == b"<reginfo/>"
+
+
+def test_a_big_notify_falls_back_to_udp_when_tcp_is_refused():
+    core, clock, udp, tcp = core_with_udp_and_tcp(RefusingEndpoint)
+
+    assert run(answer_first(core, udp, BIG_JOB)) == [200]
+    assert parse_message(udp.sent[0][1]).headers.get("Via").startswith("SIP/2.0/UDP ")
+
+
+def test_a_big_notify_stays_on_udp_without_a_tcp_endpoint_or_with_no_bound():
+    without_tcp = core_sending_over_udp()
+    unbounded = core_sending_over_udp(udp_mtu=0)
+    unbounded[0].add_endpoint("tcp", RefusingEndpoint(unbounded[1]))
+    for core, _, udp in (without_tcp, unbounded):
+        assert run(answer_first(core, udp, BIG_JOB)) == [200]
+        assert len(udp.sent) == 1
+
+
+async def answer_first(core, endpoint, job):
+    task = asyncio.ensure_future(core.send_notifies([job]))
+    await settle()
+    await core.on_response(make_response(parse_message(endpoint.sent[0][1]), 200, "OK"))
+    return await task
+
+
+def bindings_reply(method, item):
+    contacts = [("Contact", f"<sip:alice@10.0.0.{n}:5070;transport=udp;ob>;expires=600")
+                for n in range(40)]
+    return Reply(200, "OK", contacts)
+
+
+@pytest.mark.parametrize("contact, reliable, status", [
+    ("", False, 513),  # a query over UDP: the answer would be 2.6 kB
+    ("", True, 200),  # the same over TCP
+    ("Contact: <sip:alice@10.0.0.1:5070>\r\n", False, 200),  # it changed bindings: sent whole
+])
+def test_a_binding_query_over_udp_with_an_answer_past_the_mtu_is_513(contact, reliable, status):
+    core, _ = make_core(shards=FakeShards(bindings_reply))
+    data = register().replace(b"Contact: <sip:alice@10.0.0.1:5070>\r\n", contact.encode())
+
+    async def main():
+        reply, handling = deliver(core, data, reply=FakeReply(reliable))
+        await handling
+        return parse_message(reply.sent[0])
+
+    response = run(main())
+    assert response.status == status
+    if status == 513:
+        assert (response.reason, response.headers.get_all("Contact")) == (
+            "Message Too Large (query over TCP)", [])

@@ -168,6 +168,9 @@ class TcpLimits:
     max_per_source: int = 64  # from one IP address
     idle_timeout: float = 600.0  # seconds without a byte received (CRLF keep-alives count)
     write_buffer: int = 1 << 20  # bytes the kernel would not take yet: past it, disconnected
+    # Seconds a connection we open (a NOTIFY's) may take: a black-holed watcher would hold its
+    # NOTIFY, and the batch it came in, for the kernel's SYN retries (two minutes).
+    connect_timeout: float = 3.0
 
 
 class _Connection(asyncio.Protocol):
@@ -252,11 +255,13 @@ class TcpEndpoint(_Endpoint):
         return None
 
     async def send(self, data: bytes, peer: Peer) -> None:
-        """Over the connection from or to `peer`, opening one if there is none."""
+        """Over the connection from or to `peer`, opening one if there is none (TimeoutError
+        past ``limits.connect_timeout``)."""
         connection = self.connections.get(peer)
         if connection is None:
-            _, connection = await asyncio.get_running_loop().create_connection(
+            opening = asyncio.get_running_loop().create_connection(
                 lambda: _Connection(self), peer[0], peer[1])
+            _, connection = await asyncio.wait_for(opening, self.limits.connect_timeout)
         connection.write(data)
 
     def close(self) -> None:

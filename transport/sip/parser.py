@@ -24,6 +24,8 @@ from .message import CALL_ID, Headers, Request, Response, other_name, read_heade
 from .names import KNOWN
 from .uri import is_plain_request_uri, parse_uri
 
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")  # all C0 controls but HTAB, and DEL
+
 _VERSION = re.compile(r"SIP/[0-9]+\.[0-9]+", re.IGNORECASE).fullmatch
 _STATUS_CODE = re.compile("[1-6][0-9][0-9]").fullmatch
 _REQUIRED = (("to", "To"), ("from", "From"), ("cseq", "CSeq"), ("call-id", "Call-ID"),
@@ -67,7 +69,9 @@ def parse_message(data: bytes, *, max_size: int = 65535, max_headers: int = 256,
 def require_utf8(request: Request, names: tuple[str, ...]) -> None:
     """Header text is decoded with surrogateescape, so bytes that are not UTF-8 survive as
     lone surrogates that no store or Diameter encoder accepts: refused here, naming the header,
-    before any of it is kept or sent on. The Request-URI is named as "Request-URI"."""
+    before any of it is kept or sent on. So are control characters (NUL, ESC...), which XML
+    cannot carry: a Contact holding one would fail every reginfo NOTIFY of its identity. The
+    Request-URI is named as "Request-URI"."""
     for name in names:
         values = [request.uri] if name == "Request-URI" else request.headers.lines(name)
         for value in values:
@@ -76,6 +80,8 @@ def require_utf8(request: Request, names: tuple[str, ...]) -> None:
                     value.encode("utf-8")
                 except UnicodeEncodeError:
                     raise SipParseError(400, f"Invalid UTF-8 in {name}") from None
+            if _CONTROL.search(value):
+                raise SipParseError(400, f"Control character in {name}")
 
 
 def parse_head(data: bytes, *, max_headers: int = 256,
