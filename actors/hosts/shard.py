@@ -3,6 +3,9 @@
 It gives the core its Ray-backed I/O (SARs through the Cx pool, set updates to other shards,
 NOTIFYs through the transports, each over a Batcher), exports its statistics, and forwards every
 remote method. ``ray.remote`` is applied where shards are created (actors/ops/deployment.py).
+A shard that moves to another node closes its door first (handover.py): from then on it turns
+every request away, and the placement (actors/ops/placement.py) starts its successor once the
+requests inside have finished and its writes are flushed.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import ray
 
 from actors.config import Config
 from actors.hosts.batching import Batcher
+from actors.hosts.handover import MOVING, Door
 from actors.hosts.metrics import export_forever, shard_tags
 from actors.hosts.shard_core import ShardCore, ShardIO
 from actors.store.base import open_store
@@ -40,6 +44,7 @@ class ImpuShard:
         mar = itertools.cycle([_batcher(pool, "mar_batch") for pool in pools])
         self._peers: dict[int, Batcher] = {}
         self._transports: dict[str, Batcher] = {}
+        self._door = Door()
         store = config.store
         self.core = ShardCore(
             index, config,
@@ -58,35 +63,51 @@ class ImpuShard:
     async def close(self) -> None:
         await self.core.close()
 
+    async def hand_over(self) -> int:
+        """Closes the door, waits for the requests inside, then readies the slots for the
+        successor (ShardCore.hand_over); the caller then ends this actor."""
+        await self._door.close()
+        return await self.core.hand_over()
+
     async def register_batch(self, requests: list[RegisterRequest]) -> list[Reply]:
-        return await self.core.register_batch(requests)
+        return await self._answer(self.core.register_batch, requests)
 
     async def apply_batch(self, updates: list[SetUpdate]) -> list[None]:
-        return await self.core.apply_batch(updates)
+        with self._door.entering():
+            return await self.core.apply_batch(updates)
 
     async def subscribe_batch(self, requests: list[SubscribeRequest]) -> list[Reply]:
-        return await self.core.subscribe_batch(requests)
+        return await self._answer(self.core.subscribe_batch, requests)
 
     async def publish_batch(self, requests: list[PublishRequest]) -> list[Reply]:
-        return await self.core.publish_batch(requests)
+        return await self._answer(self.core.publish_batch, requests)
 
     async def view_batch(self, identities: list[str]) -> list[ImpuView]:
-        return await self.core.view_batch(identities)
+        with self._door.entering():
+            return await self.core.view_batch(identities)
 
     async def find_contact(self, uri: str) -> Binding | None:
-        return await self.core.find_contact(uri)
+        with self._door.entering():
+            return await self.core.find_contact(uri)
 
     async def unregister(self, identity: str) -> Deregistration:
-        return await self.core.unregister(identity)
+        with self._door.entering():
+            return await self.core.unregister(identity)
 
     async def assign_server_unreg(self, identity: str) -> int:
-        return await self.core.assign_server_unreg(identity)
+        with self._door.entering():
+            return await self.core.assign_server_unreg(identity)
+
+    async def shard_moved(self, index: int) -> None:
+        """Another shard was started anew elsewhere: its set updates look it up again."""
+        self._peers.pop(index, None)
 
     async def counts(self) -> dict:
         return await self.core.counts()
 
     async def show(self, identity: str) -> dict | None:
-        return await self.core.show(identity)
+        with self._door.entering():
+            return await self.core.show(identity)
 
     async def statistics(self) -> dict:
         return await self.core.statistics()
@@ -94,11 +115,25 @@ class ImpuShard:
     async def recent_expiry_lags(self) -> list[float]:
         return await self.core.recent_expiry_lags()
 
+    async def _answer(self, batch, requests: list) -> list[Reply]:
+        """A SIP request batch: a moving shard answers each with 503 + Retry-After."""
+        if not self._door.open:
+            return [MOVING] * len(requests)
+        with self._door.entering():
+            return await batch(requests)
+
     async def _apply_to_shard(self, index: int, updates: list[SetUpdate]) -> None:
-        if index not in self._peers:
-            handle = ray.get_actor(shard_name(index), namespace=self.namespace)
-            self._peers[index] = _batcher(handle, "apply_batch")
-        await asyncio.gather(*(self._peers[index].submit(u) for u in updates))
+        peer = self._peers.get(index)
+        if peer is None:  # ray.get_actor blocks on the GCS: not on the event loop
+            handle = await asyncio.to_thread(ray.get_actor, shard_name(index),
+                                             namespace=self.namespace)
+            peer = self._peers[index] = _batcher(handle, "apply_batch")
+        try:
+            await asyncio.gather(*(peer.submit(u) for u in updates))
+        except Exception:  # restarting, or moved to another node: look it up afresh next time
+            if self._peers.get(index) is peer:
+                del self._peers[index]
+            raise
 
     async def _send_notify(self, transport: str, job: NotifyJob) -> int:
         if transport not in self._transports:
