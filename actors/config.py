@@ -140,6 +140,9 @@ class RayConfig:
     # Nice value of the worker processes of a local Ray (RAY_worker_niceness; Ray's own default
     # is 15, which loses the CPU to sipp, the HSS and everything else at 0).
     worker_niceness: int = 0
+    # Seconds between looks at the cluster's nodes: transports for nodes that joined, shards
+    # moved to follow the nodes (with Redis).
+    placement_interval: float = 2.0
 
 
 @dataclass
@@ -279,6 +282,8 @@ def validate(config: Config) -> None:
         raise ConfigError("sip.max_in_flight must not be negative")
     if not 0 <= config.ray.worker_niceness <= 19:
         raise ConfigError("ray.worker_niceness must be between 0 and 19")
+    if config.ray.placement_interval <= 0:
+        raise ConfigError("ray.placement_interval must be positive")
     for spec in config.cx.peers:
         parse_host_port(spec, "cx.peers")
     parse_host_port(config.hss.listen, "hss.listen")
