@@ -16,9 +16,10 @@ import ray
 
 from actors.config import Config
 from actors.hosts.batching import Batcher
-from actors.hosts.handover import MOVING, Door
+from actors.hosts.handover import MOVING, Door, ShardMoving
 from actors.hosts.metrics import export_forever, shard_tags
 from actors.hosts.shard_core import ShardCore, ShardIO
+from actors.rules.routing import shard_of
 from actors.store.base import open_store
 from actors.vocabulary import (
     Binding,
@@ -70,19 +71,23 @@ class ImpuShard:
         return await self.core.hand_over()
 
     async def register_batch(self, requests: list[RegisterRequest]) -> list[Reply]:
-        return await self._answer(self.core.register_batch, requests)
+        return await self._answer(self.core.register_batch, requests, [r.aor for r in requests])
 
     async def apply_batch(self, updates: list[SetUpdate]) -> list[None]:
         with self._door.entering():
             return await self.core.apply_batch(updates)
 
     async def subscribe_batch(self, requests: list[SubscribeRequest]) -> list[Reply]:
-        return await self._answer(self.core.subscribe_batch, requests)
+        return await self._answer(self.core.subscribe_batch, requests,
+                                  [r.presentity for r in requests])
 
     async def publish_batch(self, requests: list[PublishRequest]) -> list[Reply]:
-        return await self._answer(self.core.publish_batch, requests)
+        return await self._answer(self.core.publish_batch, requests,
+                                  [r.presentity for r in requests])
 
     async def view_batch(self, identities: list[str]) -> list[ImpuView]:
+        if not all(map(self._owns, identities)):
+            raise ShardMoving("identities of another shard: the shard count changed")
         with self._door.entering():
             return await self.core.view_batch(identities)
 
@@ -115,12 +120,19 @@ class ImpuShard:
     async def recent_expiry_lags(self) -> list[float]:
         return await self.core.recent_expiry_lags()
 
-    async def _answer(self, batch, requests: list) -> list[Reply]:
-        """A SIP request batch: a moving shard answers each with 503 + Retry-After."""
+    async def _answer(self, batch, requests: list, identities: list[str]) -> list[Reply]:
+        """A SIP request batch: a moving shard answers each with 503 + Retry-After, and so
+        does any shard for an identity it does not own (routed by an older shard count)."""
         if not self._door.open:
             return [MOVING] * len(requests)
+        owned = [self._owns(i) for i in identities]
+        mine = [r for r, own in zip(requests, owned) if own]
         with self._door.entering():
-            return await batch(requests)
+            replies = iter(await batch(mine) if mine else ())
+        return [next(replies) if own else MOVING for own in owned]
+
+    def _owns(self, identity: str) -> bool:
+        return shard_of(identity, self.core.shards) == self.core.index
 
     async def _apply_to_shard(self, index: int, updates: list[SetUpdate]) -> None:
         peer = self._peers.get(index)

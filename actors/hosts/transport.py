@@ -72,6 +72,15 @@ class SipTransport:
     async def send_notifies(self, jobs: list[NotifyJob]) -> list[int]:
         return await self.core.send_notifies(jobs)
 
+    async def reshard(self, shards: int) -> None:
+        """The shards were started anew, ``shards`` of them: route onto those. Told again
+        after every look at the nodes, so that a transport Ray restarted learns it too."""
+        if shards == self.core.shards:
+            return
+        for index in range(max(self.core.shards, shards)):  # the old ones are gone
+            self._handles.pop(shard_name(index), None)
+        self.core.reshard(shards)
+
     async def shard_moved(self, index: int) -> None:
         """The shard was started anew elsewhere: the next call looks its name up again."""
         self._handles.pop(shard_name(index), None)

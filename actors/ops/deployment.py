@@ -17,7 +17,7 @@ from actors.ops.logs import worker_setup
 from actors.ops.nodes import alive_nodes, pinned, start_transports, watch_nodes
 from actors.ops.placement import Placement
 from actors.ops.registrar import Registrar
-from actors.ops.rpc import RpcServer
+from actors.ops.rpc import INVALID_PARAMS, RpcError, RpcServer
 from actors.ops.startup_errors import StartupError, listener_error, one_line
 from actors.vocabulary import cx_pool_name
 
@@ -32,6 +32,7 @@ class Deployment:
     transports: list = field(default_factory=list)
     listeners: list[str] = field(default_factory=list)
     rpc: RpcServer | None = None
+    placement: Placement | None = None
     watcher: asyncio.Task | None = None  # transports for nodes that join, shards following
 
     async def stop(self) -> None:
@@ -45,6 +46,20 @@ class Deployment:
         await _quietly(c.stop.remote() for c in self.cx_pools)
         for handle in self.transports + self.shards + self.cx_pools:
             ray.kill(handle, no_restart=True)
+
+
+    async def set_shards(self, count: str) -> dict:
+        """JSON-RPC scscf.set_shards (ours): the shard count changed at run time (Redis)."""
+        if not count.isdigit() or int(count) < 1:
+            raise RpcError(INVALID_PARAMS, "Invalid params for scscf.set_shards: "
+                                           f"a shard count of at least 1, not {count!r}")
+        try:
+            await self.placement.resize(int(count), alive_nodes())
+        except ValueError as exc:
+            raise RpcError(INVALID_PARAMS, f"Invalid params for scscf.set_shards: {exc}") from None
+        if self.rpc is not None:
+            self.rpc.registrar.forget_shards()
+        return {"shards": int(count)}
 
 
 def init_ray(config: Config) -> None:
@@ -84,7 +99,7 @@ async def _start(d: Deployment) -> None:
     ]
     await asyncio.gather(*(c.start.remote() for c in d.cx_pools))
     nodes = alive_nodes()
-    placement = Placement(config, d.transports)
+    placement = d.placement = Placement(config, d.transports)
     d.shards = placement.start(nodes)  # kept current as shards move
     await asyncio.gather(*(s.ready.remote() for s in d.shards))
     try:
@@ -95,6 +110,7 @@ async def _start(d: Deployment) -> None:
         watch_nodes(config, nodes, d.transports, placement.follow))
     if config.rpc.listen:
         rpc = RpcServer(Registrar(config))
+        rpc.methods["scscf.set_shards"] = d.set_shards
         try:
             await rpc.start(config.rpc.listen)
         except OSError as exc:

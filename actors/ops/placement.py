@@ -79,7 +79,9 @@ class Placement:
         self.follows = config.store.backend == "redis"
         self.transports = transports
         self.handles: list = []
-        self.node_of: list[str] = []  # NodeID per shard
+        self.node_of: list[str | None] = []  # NodeID per shard
+        self._changing = asyncio.Lock()  # one move round or resize at a time
+        self._resized = False
 
     def start(self, nodes: list[dict]) -> list:
         """Shard i on node i mod N (nodes by name). Ray's SPREAD strategy and soft affinity
@@ -95,26 +97,59 @@ class Placement:
         """Moves the shards to follow ``nodes`` (alive, by name); does nothing with SQLite."""
         if not self.follows:
             return
+        if self._resized:  # a transport Ray restarted routes by the count it was created with
+            for transport in self.transports:
+                transport.reshard.remote(self.config.ray.shards)
         by_id = {n["NodeID"]: n for n in nodes}
-        moves = plan_moves(self.node_of, list(by_id))
-        await asyncio.gather(*(self._move(index, by_id[node], self.node_of[index] in by_id)
-                               for index, node in moves.items()))
+        async with self._changing:
+            moves = plan_moves(self.node_of, list(by_id))
+            await asyncio.gather(*(self._move(index, by_id[node], self.node_of[index] in by_id)
+                                   for index, node in moves.items()))
+
+    async def resize(self, shards: int, nodes: list[dict]) -> None:
+        """Runs ``shards`` shards from now on (Redis only), spread over ``nodes``: every shard
+        hands over and ends, the transports route by the new count, then the new shards start
+        and load their slots. Every identity gets 503 + Retry-After for those seconds; a caller
+        still routing by the old count gets 503 from the new shards, never a second copy."""
+        if not self.follows:
+            raise ValueError("the shard count changes at run time with store.backend 'redis' "
+                             "only; with SQLite restart with the new [ray] shards")
+        async with self._changing:
+            await asyncio.gather(*(self._end(handle) for handle in self.handles))
+            self.config.ray.shards = shards  # this driver's Registrar and later transports
+            self._resized = True
+            told = [asyncio.ensure_future(t.reshard.remote(shards)) for t in self.transports]
+            if told:  # a transport of a dead node never answers: not waited for long
+                await asyncio.wait(told, timeout=HANDOVER_TIMEOUT)
+            self.handles[:] = await asyncio.gather(*(
+                self._successor(i, nodes[i % len(nodes)]) for i in range(shards)))
+            self.node_of[:] = [nodes[i % len(nodes)]["NodeID"] for i in range(shards)]
+            loaded = await asyncio.gather(*(h.ready.remote() for h in self.handles),
+                                          return_exceptions=True)
+        log.warning("now %d shards; identities loaded: %s", shards, loaded)
+
+    async def _end(self, handle) -> None:
+        """Hands a live shard's slots over, then ends it; one that cannot is ended anyway:
+        what it acknowledged is in the store."""
+        try:
+            await asyncio.wait_for(handle.hand_over.remote(), HANDOVER_TIMEOUT)
+        except Exception as exc:
+            log.warning("a shard did not hand over cleanly: %s", exc)
+        ray.kill(handle, no_restart=True)
 
     async def _move(self, index: int, node: dict, alive: bool) -> None:
         """``alive``: the shard's node is still up, so the shard hands over before it ends."""
         started = time.monotonic()
-        old = self.handles[index]
         if alive:
-            try:
-                await asyncio.wait_for(old.hand_over.remote(), HANDOVER_TIMEOUT)
-            except Exception as exc:  # ended anyway: what it acknowledged is in the store
-                log.warning("shard %d did not hand over cleanly: %s", index, exc)
-        ray.kill(old, no_restart=True)
+            await self._end(self.handles[index])
+        else:
+            ray.kill(self.handles[index], no_restart=True)
         try:
             new = await self._successor(index, node)
         except Exception:
             log.exception("shard %d could not be started on %s", index, node["NodeName"])
-            return  # the next round tries again
+            self.node_of[index] = None  # nowhere: the next round starts it again
+            return
         self.handles[index], self.node_of[index] = new, node["NodeID"]
         # Told without waiting (a transport of a dead node never answers): the callers then
         # find the successor on their next call, instead of failing one call on the old handle.

@@ -57,13 +57,17 @@ class Registrar:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.namespace = config.ray.namespace
-        self.shards = config.ray.shards
         self.append_branches = bool(config.registrar.append_branches)
         self.method_filtering = bool(config.registrar.method_filtering)
         self.profiles: dict[str, dict] = {}  # reg_fetch_contacts: what $imssulc(profile) reads
         self._handles: dict[int, ray.actor.ActorHandle] = {}
         self._views: dict[int, Batcher] = {}
         self._baselines = Baselines()  # stats.reset_statistics, for this handle's reads
+
+    @property
+    def shards(self) -> int:
+        """Read from the config each time: the registrar's own handle follows a resize."""
+        return self.config.ray.shards
 
     # -- Kamailio's functions -----------------------------------------------------------------
 
@@ -204,6 +208,10 @@ class Registrar:
         return self._baselines.reset(await self._statistics(), names)
 
     # -- Shards -------------------------------------------------------------------------------
+
+    def forget_shards(self) -> None:
+        """The shards were started anew (a resize): look every one up again."""
+        self._handles.clear()
 
     def _shard(self, index: int):
         handle = self._handles.get(index)

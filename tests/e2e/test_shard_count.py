@@ -35,6 +35,19 @@ def bindings(rpc: str, users: list[str]) -> dict[str, list[tuple]]:
     return out
 
 
+def expire_once(rpc: str, admin: int, short: list[str], until: float) -> None:
+    """Waits for the bindings of ``short`` to go, due at ``until``; each expiry sent the HSS
+    one TIMEOUT_DEREGISTRATION."""
+    gone = set()
+    while len(gone) < len(short):
+        assert time.time() < until + DEADLINE, gone
+        gone |= {u for u, b in bindings(rpc, short).items() if not b}
+        time.sleep(0.2)
+    timeouts = Counter(e["public_identity"] for e in hss_sar_log(admin)
+                       if e["assignment_type_name"] == "TIMEOUT_DEREGISTRATION")
+    assert timeouts == Counter(short)
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])
 def test_a_new_shard_count_keeps_every_registration_and_its_expiry(ray_address, tmp_path,
                                                                    backend):
@@ -68,15 +81,41 @@ def test_a_new_shard_count_keeps_every_registration_and_its_expiry(ray_address, 
             if time.time() < short_until - 2:  # the short ones are still there too
                 assert status["impus"] == USERS
             assert bindings(rpc, everyone) == {u: before[u] for u in everyone}
-            gone = set()
-            while len(gone) < SHORT:
-                assert time.time() < short_until + DEADLINE, gone
-                gone |= {u for u, b in bindings(rpc, short).items() if not b}
-                time.sleep(0.2)
-            timeouts = Counter(e["public_identity"] for e in hss_sar_log(admin)
-                               if e["assignment_type_name"] == "TIMEOUT_DEREGISTRATION")
-            assert timeouts == Counter(short)
+            expire_once(rpc, admin, short, short_until)
             assert call(rpc, "ulscscf.status", [])["result"]["impus"] == USERS - SHORT
             assert server.stop() == 0
         finally:
             server.stop()  # a test that failed leaves no registrar behind
+
+
+@pytest.mark.skipif(not redis_available(), reason="redis-server is not installed")
+def test_the_shard_count_changes_at_run_time_with_redis(ray_address, tmp_path):
+    sip, admin, rpc_port = free_port(), free_port(), free_port()
+    rpc = f"http://127.0.0.1:{rpc_port}"
+    long_names = [f"rt{n}" for n in range(USERS - SHORT)]
+    short_names = [f"rtshort{n}" for n in range(SHORT)]
+    everyone = [f"sip:{n}@ims.test" for n in long_names]
+    short = [f"sip:{n}@ims.test" for n in short_names]
+    with store_section("redis") as store:
+        text = registrar_config("e2e-set-shards", tmp_path, sip, registrar="min_expires = 5",
+                                store=store, rpc=f'listen = "127.0.0.1:{rpc_port}"',
+                                hss=f'admin_listen = "127.0.0.1:{admin}"')
+        server = start_registrar(text, tmp_path, sip, ray_address)
+        try:
+            register_all(long_names, sip, tmp_path, 600)
+            register_all(short_names, sip, tmp_path, SHORT_EXPIRES)
+            short_until = time.time() + SHORT_EXPIRES
+            before = bindings(rpc, everyone)
+            refused = call(rpc, "scscf.set_shards", ["none"])["error"]
+            assert refused["code"] == -32602 and "'none'" in refused["message"]
+            for count in (3, 1):
+                assert call(rpc, "scscf.set_shards", [str(count)])["result"] == {"shards": count}
+                status = call(rpc, "ulscscf.status", [])["result"]
+                assert len(status["shards"]) == count
+                assert bindings(rpc, everyone) == before
+                register_all([f"rt-after-{count}-{n}" for n in range(4)], sip, tmp_path, 600)
+            expire_once(rpc, admin, short, short_until)
+            assert call(rpc, "ulscscf.status", [])["result"]["impus"] == USERS - SHORT + 8
+            assert server.stop() == 0
+        finally:
+            server.stop()
