@@ -191,6 +191,9 @@ class RayConfig:
     direct_calls: bool = True
     # Hex secret those streams are opened with; empty: a random one made at each start.
     channel_secret: str = ""
+    # Seconds between looks at the cluster's nodes: transports for nodes that joined, shards
+    # moved to follow the nodes (with Redis).
+    placement_interval: float = 2.0
 
 
 @dataclass
@@ -368,6 +371,8 @@ def validate(config: Config) -> None:
             secret = b""
         if len(secret) < 16:
             raise ConfigError("ray.channel_secret must be at least 32 hex digits")
+    if config.ray.placement_interval <= 0:
+        raise ConfigError("ray.placement_interval must be positive")
     for spec in config.cx.peers:
         parse_host_port(spec, "cx.peers")
     parse_host_port(config.hss.listen, "hss.listen")

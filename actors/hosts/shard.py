@@ -3,6 +3,9 @@
 It gives the core its Ray-backed I/O (SARs through the Cx pool, set updates to other shards,
 NOTIFYs through the transports, each over a Batcher), exports its statistics, and forwards every
 remote method. ``ray.remote`` is applied where shards are created (actors/ops/deployment.py).
+A shard that moves to another node closes its door first (handover.py): from then on it turns
+every request away, and the placement (actors/ops/placement.py) starts its successor once the
+requests inside have finished and its writes are flushed.
 """
 from __future__ import annotations
 
@@ -15,10 +18,12 @@ import ray
 
 from actors.config import Config
 from actors.hosts.batching import Batcher
+from actors.hosts.handover import MOVING, Door, ShardMoving
 from actors.hosts.metrics import export_forever, shard_tags
 from actors.hosts.ray_channels import ChannelDirectory
 from actors.hosts.restarts import restarts
 from actors.hosts.shard_core import ShardCore, ShardIO
+from actors.rules.routing import shard_of
 from actors.store.base import open_store
 from actors.vocabulary import (
     TRANSPORT_PREFIX,
@@ -49,6 +54,7 @@ class ImpuShard:
         mar = itertools.cycle([self._batcher(*pool, "mar_batch") for pool in pools])
         self._peers: dict[int, Batcher] = {}
         self._transports: dict[str, Batcher] = {}
+        self._door = Door()
         store = config.store
         self.core = ShardCore(
             index, config,
@@ -87,29 +93,48 @@ class ImpuShard:
             self._channel.close()
         await self.core.close()
 
+    async def hand_over(self) -> int:
+        """Closes the door, waits for the requests inside, then readies the slots for the
+        successor (ShardCore.hand_over); the caller then ends this actor."""
+        await self._door.close()
+        return await self.core.hand_over()
+
     async def register_batch(self, requests: list[RegisterRequest]) -> list[Reply]:
-        return await self.core.register_batch(requests)
+        return await self._answer(self.core.register_batch, requests, [r.aor for r in requests])
 
     async def apply_batch(self, updates: list[SetUpdate]) -> list[None]:
-        return await self.core.apply_batch(updates)
+        with self._door.entering():
+            return await self.core.apply_batch(updates)
 
     async def subscribe_batch(self, requests: list[SubscribeRequest]) -> list[Reply]:
-        return await self.core.subscribe_batch(requests)
+        return await self._answer(self.core.subscribe_batch, requests,
+                                  [r.presentity for r in requests])
 
     async def publish_batch(self, requests: list[PublishRequest]) -> list[Reply]:
-        return await self.core.publish_batch(requests)
+        return await self._answer(self.core.publish_batch, requests,
+                                  [r.presentity for r in requests])
 
     async def view_batch(self, identities: list[str]) -> list[ImpuView]:
-        return await self.core.view_batch(identities)
+        if not all(map(self._owns, identities)):
+            raise ShardMoving("identities of another shard: the shard count changed")
+        with self._door.entering():
+            return await self.core.view_batch(identities)
 
     async def find_contact(self, uri: str) -> Binding | None:
-        return await self.core.find_contact(uri)
+        with self._door.entering():
+            return await self.core.find_contact(uri)
 
     async def unregister(self, identity: str) -> Deregistration:
-        return await self.core.unregister(identity)
+        with self._door.entering():
+            return await self.core.unregister(identity)
 
     async def assign_server_unreg(self, identity: str) -> int:
-        return await self.core.assign_server_unreg(identity)
+        with self._door.entering():
+            return await self.core.assign_server_unreg(identity)
+
+    async def shard_moved(self, index: int) -> None:
+        """Another shard was started anew elsewhere: its set updates look it up again."""
+        self._peers.pop(index, None)
 
     async def terminate_registrations(self, impis: list[str], listed: list[str],
                                       reason: str) -> list[str]:
@@ -122,7 +147,8 @@ class ImpuShard:
         return await self.core.counts()
 
     async def show(self, identity: str) -> dict | None:
-        return await self.core.show(identity)
+        with self._door.entering():
+            return await self.core.show(identity)
 
     async def statistics(self) -> dict:
         return await self.core.statistics()
@@ -130,12 +156,32 @@ class ImpuShard:
     async def recent_expiry_lags(self) -> list[float]:
         return await self.core.recent_expiry_lags()
 
+    async def _answer(self, batch, requests: list, identities: list[str]) -> list[Reply]:
+        """A SIP request batch: a moving shard answers each with 503 + Retry-After, and so
+        does any shard for an identity it does not own (routed by an older shard count)."""
+        if not self._door.open:
+            return [MOVING] * len(requests)
+        owned = [self._owns(i) for i in identities]
+        mine = [r for r, own in zip(requests, owned) if own]
+        with self._door.entering():
+            replies = iter(await batch(mine) if mine else ())
+        return [next(replies) if own else MOVING for own in owned]
+
+    def _owns(self, identity: str) -> bool:
+        return shard_of(identity, self.core.shards) == self.core.index
+
     async def _apply_to_shard(self, index: int, updates: list[SetUpdate]) -> None:
-        if index not in self._peers:
+        peer = self._peers.get(index)
+        if peer is None:  # ray.get_actor blocks on the GCS: not on the event loop
             name = shard_name(index)
-            self._peers[index] = self._batcher(
-                name, ray.get_actor(name, namespace=self.namespace), "apply_batch")
-        await asyncio.gather(*(self._peers[index].submit(u) for u in updates))
+            handle = await asyncio.to_thread(ray.get_actor, name, namespace=self.namespace)
+            peer = self._peers[index] = self._batcher(name, handle, "apply_batch")
+        try:
+            await asyncio.gather(*(peer.submit(u) for u in updates))
+        except Exception:  # restarting, or moved to another node: look it up afresh next time
+            if self._peers.get(index) is peer:
+                del self._peers[index]
+            raise
 
     async def _send_notify(self, transport: str, job: NotifyJob) -> int:
         """``transport`` "": any transport (a third-party REGISTER after an expiry, before

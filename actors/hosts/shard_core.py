@@ -85,6 +85,9 @@ AFTER_THE_200 = 0.05
 EXPIRY_RETRY = 1.0
 # A load from the store that failed is tried again after this, doubling up to the ceiling.
 LOAD_RETRY_FIRST, LOAD_RETRY_MAX = 1.0, 60.0
+# A shard moving to another node waits this long for its NOTIFYs' answers (Timer F is 32 s):
+# the stored subscriptions move with it, and the next NOTIFY carries the full state anyway.
+HANDOVER_NOTIFY_GRACE = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +180,7 @@ class ShardCore:
         self._timer_changed = asyncio.Event()
         self._expire_in_background = expire_in_background
         self._tasks: set[asyncio.Task] = set()  # the timer loop and the expiries it started
+        self._timer_loop: asyncio.Task | None = None
         self._loaded: asyncio.Task | None = None
         self.load_error: str | None = None  # why the last load failed; None once loaded
         self._load_retry = LOAD_RETRY_FIRST
@@ -200,6 +204,22 @@ class ShardCore:
     async def close(self) -> None:
         """Flushes every pending write; called on a graceful stop."""
         await self._store.close()
+
+    async def hand_over(self, notify_grace: float = HANDOVER_NOTIFY_GRACE) -> int:
+        """Readies the shard's slots for the shard that takes them over (the shell has stopped
+        letting requests in): no timer fires here any more, the expiries under way finish,
+        NOTIFYs get ``notify_grace`` seconds to be answered, every write is flushed. The SAR
+        retry queue and pending challenges stay behind. Returns the identities handed over."""
+        if self._timer_loop is not None:
+            self._timer_loop.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            await asyncio.wait_for(self._notifies.idle(), notify_grace)
+        except TimeoutError:
+            log.info("shard %d hands over with %d NOTIFYs unanswered", self.index,
+                     len(self._notifies))
+        await self._store.close()
+        return len(self.impus)
 
     async def notifies_delivered(self) -> None:
         """Returns once every NOTIFY built so far has its final answer."""
@@ -234,7 +254,7 @@ class ShardCore:
         else:
             log.info("shard %d loaded 0 identities", self.index)
         if self._expire_in_background:
-            self._spawn(self._expire_forever())
+            self._timer_loop = self._spawn(self._expire_forever())
 
     # -- The REGISTER path and implicit sets --
 
@@ -555,10 +575,11 @@ class ShardCore:
         if next_before is None or earliest < next_before:
             self._timer_changed.set()
 
-    def _spawn(self, work: Coroutine) -> None:
+    def _spawn(self, work: Coroutine) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # -- Identities in memory --
 

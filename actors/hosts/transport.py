@@ -113,6 +113,19 @@ class SipTransport:
     async def send_notifies(self, jobs: list[NotifyJob]) -> list[int]:
         return await self.core.send_notifies(jobs)
 
+    async def reshard(self, shards: int) -> None:
+        """The shards were started anew, ``shards`` of them: route onto those. Told again
+        after every look at the nodes, so that a transport Ray restarted learns it too."""
+        if shards == self.core.shards:
+            return
+        for index in range(max(self.core.shards, shards)):  # the old ones are gone
+            self._handles.pop(shard_name(index), None)
+        self.core.reshard(shards)
+
+    async def shard_moved(self, index: int) -> None:
+        """The shard was started anew elsewhere: the next call looks its name up again."""
+        self._handles.pop(shard_name(index), None)
+
     async def take_response(self, data: bytes) -> None:
         """A response to one of our NOTIFYs that reached another transport first."""
         await self.core.on_response(parse_message(data))
@@ -123,15 +136,20 @@ class SipTransport:
         channel = self._channels.client(shard_name(index))
         if channel is not None:
             return await channel.call(method, items)
-        shard = await self._handle(shard_name(index))
-        return await getattr(shard, method).remote(items)
+        return await self._call(shard_name(index), method, items)
 
     async def _forward_response(self, owner: str, data: bytes) -> None:
-        transport = await self._handle(owner)
+        await self._call(owner, "take_response", data)
+
+    async def _call(self, name: str, method: str, argument):
+        """Calls the named actor; after a failure (restarting, moved to another node, gone)
+        the next call looks it up by name again."""
+        handle = await self._handle(name)
         try:
-            await transport.take_response.remote(data)
-        except Exception:  # gone for good, perhaps: look it up afresh next time
-            self._handles.pop(owner, None)
+            return await getattr(handle, method).remote(argument)
+        except Exception:
+            if self._handles.get(name) is handle:
+                del self._handles[name]
             raise
 
     async def _handle(self, name: str):

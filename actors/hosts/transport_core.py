@@ -131,6 +131,11 @@ class TransportCore:
     def add_endpoint(self, proto: str, endpoint: Endpoint) -> None:
         self._endpoints.setdefault(proto, endpoint)
 
+    def reshard(self, shards: int) -> None:
+        """Routes onto ``shards`` shards from now on (the registrar's shard count changed)."""
+        self.shards = shards
+        self._batchers.clear()  # batches in flight finish on their own
+
     # -- Requests from the endpoints
 
     async def on_message(self, message: Request | Response, peer: Peer, reply) -> None:

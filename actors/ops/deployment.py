@@ -14,13 +14,13 @@ import ray
 
 from actors.config import Config
 from actors.hosts.cx_pool import CxPool
-from actors.hosts.shard import ImpuShard
 from actors.ops.http_status import StatusServer
-from actors.ops.nodes import alive_nodes, pinned, start_transports, watch_joins
+from actors.ops.nodes import alive_nodes, pinned, start_transports, watch_nodes
+from actors.ops.placement import Placement
 from actors.ops.registrar import Registrar
-from actors.ops.rpc import RpcServer
+from actors.ops.rpc import INVALID_PARAMS, RpcError, RpcServer
 from actors.ops.startup_errors import StartupError, listener_error, one_line
-from actors.vocabulary import cx_pool_name, shard_name
+from actors.vocabulary import cx_pool_name
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,8 @@ class Deployment:
     listeners: list[str] = field(default_factory=list)
     rpc: RpcServer | None = None
     status: StatusServer | None = None  # [metrics] listen: /metrics, /health, /ready
-    watcher: asyncio.Task | None = None  # transports for nodes that join later
+    placement: Placement | None = None
+    watcher: asyncio.Task | None = None  # transports for nodes that join, shards following
 
     async def stop(self) -> None:
         """Closes sockets first (no new work), then says DPR to the HSS, then ends the actors."""
@@ -51,6 +52,20 @@ class Deployment:
             ray.kill(handle, no_restart=True)
 
 
+    async def set_shards(self, count: str) -> dict:
+        """JSON-RPC scscf.set_shards (ours): the shard count changed at run time (Redis)."""
+        if not count.isdigit() or int(count) < 1:
+            raise RpcError(INVALID_PARAMS, "Invalid params for scscf.set_shards: "
+                                           f"a shard count of at least 1, not {count!r}")
+        try:
+            await self.placement.resize(int(count), alive_nodes())
+        except ValueError as exc:
+            raise RpcError(INVALID_PARAMS, f"Invalid params for scscf.set_shards: {exc}") from None
+        if self.rpc is not None:
+            self.rpc.registrar.forget_shards()
+        return {"shards": int(count)}
+
+
 async def start_registrar(config: Config) -> Deployment:
     deployment = Deployment(with_channel_secret(config))
     try:
@@ -64,26 +79,28 @@ async def start_registrar(config: Config) -> Deployment:
 async def _start(d: Deployment) -> None:
     config, ns = d.config, d.config.ray.namespace
     cx_pool = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)(CxPool)
+    # On the driver's node: the shards of a node that dies start again elsewhere, and they
+    # need a Cx pool that did not die with it (a pool Ray restarts must connect again first).
+    here = {"NodeID": ray.get_runtime_context().get_node_id()}
     d.cx_pools = [
-        cx_pool.options(name=cx_pool_name(i), namespace=ns).remote(i, config)
+        cx_pool.options(name=cx_pool_name(i), namespace=ns, scheduling_strategy=pinned(here))
+        .remote(i, config)
         for i in range(config.ray.cx_pool)
     ]
     await asyncio.gather(*(c.start.remote() for c in d.cx_pools))
     nodes = alive_nodes()
-    shard = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)(ImpuShard)
-    d.shards = [
-        shard.options(name=shard_name(i), namespace=ns, scheduling_strategy=_spread(nodes, i))
-        .remote(i, config)
-        for i in range(config.ray.shards)
-    ]
+    placement = d.placement = Placement(config, d.transports)
+    d.shards = placement.start(nodes)  # kept current as shards move
     await asyncio.gather(*(s.ready.remote() for s in d.shards))
     try:
         d.listeners = await start_transports(config, nodes, d.transports)
     except Exception as exc:
         raise listener_error(config.sip.listen, exc) from exc
-    d.watcher = asyncio.get_running_loop().create_task(watch_joins(config, nodes, d.transports))
+    d.watcher = asyncio.get_running_loop().create_task(
+        watch_nodes(config, nodes, d.transports, placement.follow))
     if config.rpc.listen:
         rpc = RpcServer(Registrar(config))
+        rpc.methods["scscf.set_shards"] = d.set_shards
         try:
             await rpc.start(config.rpc.listen)
         except OSError as exc:
@@ -103,13 +120,6 @@ def with_channel_secret(config: Config) -> Config:
     if config.ray.channel_secret:
         return config
     return replace(config, ray=replace(config.ray, channel_secret=secrets.token_hex(32)))
-
-
-def _spread(nodes: list[dict], index: int):
-    """Shard i lives on node i mod N (nodes by name). Pinned: a restarted shard reloads its
-    SQLite file from that node's disk. Ray's SPREAD strategy and soft affinity both left the
-    zero-CPU shards of a two-node cluster on one node in some runs (measured)."""
-    return pinned(nodes[index % len(nodes)])
 
 
 async def _quietly(calls) -> None:

@@ -2,12 +2,13 @@
 
 Transports are per node (pinned there, ``transports_per_node`` of them sharing the node's
 listeners), so a new node takes SIP traffic on its listeners as soon as its transports are up.
-Shards do not follow: they stay where they were placed at start.
+Every look at the nodes also lets the shards follow them (placement.py).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -17,8 +18,6 @@ from actors.hosts.transport import SipTransport
 from actors.vocabulary import transport_name
 
 log = logging.getLogger(__name__)
-
-JOIN_POLL = 5.0  # seconds between looks for nodes that joined
 
 # Restarted when it dies; a call it was running fails rather than being replayed.
 SipTransportActor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)(SipTransport)
@@ -48,20 +47,25 @@ async def start_transports(config: Config, nodes: list[dict], into: list) -> lis
     return sorted({spec for specs in bound for spec in specs})
 
 
-async def watch_joins(config: Config, nodes: list[dict], transports: list,
-                      poll: float = JOIN_POLL) -> None:
-    """Until cancelled: transports for every node that joins after ``nodes``."""
+async def watch_nodes(config: Config, nodes: list[dict], transports: list,
+                      follow: Callable[[list[dict]], Awaitable[None]]) -> None:
+    """Until cancelled, every ``[ray] placement_interval``: transports for every node that
+    joined after ``nodes``, then ``follow(alive nodes)`` (the shards' placement)."""
     known = {n["NodeID"] for n in nodes}
     while True:
-        await asyncio.sleep(poll)
-        joined = [n for n in alive_nodes() if n["NodeID"] not in known]
-        if not joined:
-            continue
-        known.update(n["NodeID"] for n in joined)
-        names = ", ".join(n["NodeName"] for n in joined)
+        await asyncio.sleep(config.ray.placement_interval)
+        alive = alive_nodes()
+        joined = [n for n in alive if n["NodeID"] not in known]
+        if joined:
+            known.update(n["NodeID"] for n in joined)
+            names = ", ".join(n["NodeName"] for n in joined)
+            try:
+                listeners = await start_transports(config, joined, transports)
+            except Exception:
+                log.exception("starting transports on joining node(s) %s failed", names)
+            else:
+                log.warning("node(s) %s joined: SIP on %s", names, " ".join(listeners))
         try:
-            listeners = await start_transports(config, joined, transports)
+            await follow(alive)
         except Exception:
-            log.exception("starting transports on joining node(s) %s failed", names)
-        else:
-            log.warning("node(s) %s joined: SIP on %s", names, " ".join(listeners))
+            log.exception("moving shards to follow the nodes failed")

@@ -57,13 +57,17 @@ class Registrar:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.namespace = config.ray.namespace
-        self.shards = config.ray.shards
         self.append_branches = bool(config.registrar.append_branches)
         self.method_filtering = bool(config.registrar.method_filtering)
         self.profiles: dict[str, dict] = {}  # reg_fetch_contacts: what $imssulc(profile) reads
         self._handles: dict[int, ray.actor.ActorHandle] = {}
         self._views: dict[int, Batcher] = {}
         self._baselines = Baselines()  # stats.reset_statistics, for this handle's reads
+
+    @property
+    def shards(self) -> int:
+        """Read from the config each time: the registrar's own handle follows a resize."""
+        return self.config.ray.shards
 
     # -- Kamailio's functions -----------------------------------------------------------------
 
@@ -85,7 +89,7 @@ class Registrar:
         async def find():
             contact = canonical_contact(uri)
             found = await asyncio.gather(
-                *(self._shard(i).find_contact.remote(contact) for i in range(self.shards)))
+                *(self._on_shard(i, "find_contact", contact) for i in range(self.shards)))
             binding = next((b for b in found if b is not None), None)
             return (FOUND, list(binding.path)) if binding else (NOT_FOUND, [])
         return await _safely(find, (NOT_FOUND, []))
@@ -107,7 +111,7 @@ class Registrar:
 
         async def assign():
             identity = identity_of(request_or_uri, direction)
-            return await self._shard_of(identity).assign_server_unreg.remote(identity)
+            return await self._on_shard_of(identity, "assign_server_unreg", identity)
         return await _safely(assign, INTERNAL_ERROR)
 
     async def impu_registered(self, request_or_uri: Request | str) -> int:
@@ -185,7 +189,7 @@ class Registrar:
 
     async def show_impu(self, impu: str) -> dict:
         identity = identity_of(impu)
-        shown = await self._shard_of(identity).show.remote(identity)
+        shown = await self._on_shard_of(identity, "show", identity)
         return shown or {"identity": identity, "state": "NOT_REGISTERED", "contacts": [],
                          "associated": []}
 
@@ -205,6 +209,10 @@ class Registrar:
 
     # -- Shards -------------------------------------------------------------------------------
 
+    def forget_shards(self) -> None:
+        """The shards were started anew (a resize): look every one up again."""
+        self._handles.clear()
+
     def _shard(self, index: int):
         handle = self._handles.get(index)
         if handle is None:
@@ -212,15 +220,26 @@ class Registrar:
             self._handles[index] = handle
         return handle
 
-    def _shard_of(self, identity: str):
-        return self._shard(shard_of(identity, self.shards))
+    async def _on_shard(self, index: int, method: str, *args):
+        """Calls a shard; after a failure (restarting, moved to another node) the next call
+        looks it up by name again."""
+        handle = self._shard(index)
+        try:
+            return await getattr(handle, method).remote(*args)
+        except Exception:
+            if self._handles.get(index) is handle:
+                del self._handles[index]
+            raise
+
+    async def _on_shard_of(self, identity: str, method: str, *args):
+        return await self._on_shard(shard_of(identity, self.shards), method, *args)
 
     async def _view(self, identity: str) -> ImpuView:
         index = shard_of(identity, self.shards)
         batcher = self._views.get(index)
         if batcher is None:
-            handle = self._shard(index)
-            batcher = self._views[index] = Batcher(lambda ids: handle.view_batch.remote(ids))
+            batcher = self._views[index] = Batcher(
+                lambda ids: self._on_shard(index, "view_batch", ids))
         return await batcher.submit(identity)
 
     async def _registered(self, request_or_uri: Request | str, where: str) -> int:
@@ -228,10 +247,10 @@ class Registrar:
         return registered(v) if v is not None else NOT_FOUND
 
     async def _unregister(self, identity: str) -> Deregistration:
-        return await self._shard_of(identity).unregister.remote(identity)
+        return await self._on_shard_of(identity, "unregister", identity)
 
     async def _statistics(self) -> list[dict]:
-        return await asyncio.gather(*(self._shard(i).statistics.remote() for i in range(self.shards)))
+        return await asyncio.gather(*(self._on_shard(i, "statistics") for i in range(self.shards)))
 
 
 async def _safely(action: Callable[[], Awaitable], failed):

@@ -8,6 +8,8 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from scripts.harness.ports import free_port
 
@@ -16,6 +18,20 @@ BINARY = "redis-server"
 
 def available() -> bool:
     return shutil.which(BINARY) is not None
+
+
+@contextmanager
+def store_section(backend: str) -> Iterator[str]:
+    """The [store] lines of a registrar under test: 'sqlite', or 'redis' on a throwaway
+    redis-server that stops on leaving."""
+    if backend != "redis":
+        yield f'backend = "{backend}"'
+        return
+    server = RedisServer().start()
+    try:
+        yield f'backend = "redis"\nurl = "{server.url}"'
+    finally:
+        server.stop()
 
 
 class RedisServer:

@@ -12,8 +12,8 @@ import ray
 
 from actors.vocabulary import shard_name
 from scripts.harness.ports import free_port
-from scripts.harness.redis_server import RedisServer
 from scripts.harness.redis_server import available as redis_available
+from scripts.harness.redis_server import store_section
 from scripts.harness.registrar import hss_sar_log, registrar_config, start_registrar
 from scripts.harness.sipp import SIPP
 from tests.e2e.sipp import Step, register, run_sipp
@@ -128,17 +128,12 @@ def test_a_killed_shard_comes_back_with_every_registration(ray_address, tmp_path
 
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])
 def test_kill_9_then_start_again_serves_every_registration(ray_address, tmp_path, backend):
-    redis = None
-    store = 'backend = "sqlite"'
-    if backend == "redis":
-        if not redis_available():
-            pytest.skip("redis-server is not installed")
-        redis = RedisServer().start()
-        store = f'backend = "redis"\nurl = "{redis.url}"'
+    if backend == "redis" and not redis_available():
+        pytest.skip("redis-server is not installed")
     sip, admin = free_port(), free_port()
     ns = f"e2e-kill9-{backend}"
-    text = config_text(ns, tmp_path, sip, admin, store=store)
-    try:
+    with store_section(backend) as store:
+        text = config_text(ns, tmp_path, sip, admin, store=store)
         server = start_registrar(text, tmp_path, sip, ray_address)
         names = [f"k9{backend}{i}" for i in range(25)]
         register_many(names, sip, tmp_path)
@@ -152,6 +147,3 @@ def test_kill_9_then_start_again_serves_every_registration(ray_address, tmp_path
         shown = ray.get(shards(ns, 2)[0].show.remote(users[0])) or ray.get(shards(ns, 2)[1].show.remote(users[0]))
         assert 0 < shown["contacts"][0]["expires"] <= 600
         assert server.stop() == 0
-    finally:
-        if redis:
-            redis.stop()

@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ import pytest
 import redis
 
 from actors.rules.impu import Impu
-from actors.rules.routing import SLOTS, slot_of
+from actors.rules.routing import SLOTS, jump_hash, shard_of, slot_of
 from actors.rules.save import profile_from_user_data
 from actors.store.base import NullStore, WriteThrough, open_store
 from actors.store.records import BINDING_FIELDS, RECORD_VERSION, decode_impu, encode_impu
@@ -278,6 +279,46 @@ def test_load_slots_returns_exactly_the_identities_of_those_slots(make_store):
     expected = {i for i in identities if slot_of(i) in wanted_slots}
     assert set(records) == expected
     assert all(records[i] == i.encode() for i in expected)
+
+
+def slots_of_shard(index: int, shards: int) -> list[int]:
+    return [s for s in range(SLOTS) if jump_hash(s, shards) == index]
+
+
+def test_sqlite_shards_find_their_records_after_the_shard_count_changes(tmp_path):
+    identities = [f"sip:u{n}@ims.example.net" for n in range(300)]
+
+    async def layout(shards: int, write: list[str] = ()) -> list[dict[str, bytes]]:
+        """Opens every shard of a layout, writes ``write`` each to its shard, loads each."""
+        stores = [open_store("sqlite", str(tmp_path), "", i) for i in range(shards)]
+        for store in stores:
+            await store.open()
+        for i, store in enumerate(stores):
+            await store.put_many([(u, u.encode()) for u in write if shard_of(u, shards) == i])
+        loaded = [await load(store, slots_of_shard(i, shards)) for i, store in enumerate(stores)]
+        for store in stores:
+            await store.close()
+        return loaded
+
+    async def main():
+        await layout(2, identities)
+        three = await layout(3)
+        # A crash between the copy and the deletion leaves a stale copy in a foreign file.
+        kept = next(u for u in identities if shard_of(u, 3) == 0)
+        stale = open_store("sqlite", str(tmp_path), "", 2)
+        await stale.open()
+        await stale.put_many([(kept, b"stale")])
+        await stale.close()
+        one = await layout(1)
+        return three, one
+
+    three, one = run(main())
+    for index, records in enumerate(three):
+        assert set(records) == {u for u in identities if shard_of(u, 3) == index}
+        assert all(data == identity.encode() for identity, data in records.items())
+    assert one == [{u: u.encode() for u in identities}]
+    with contextlib.closing(sqlite3.connect(tmp_path / "shard-2.db")) as db:
+        assert db.execute("SELECT identity FROM impu").fetchall() == []  # the stale copy too
 
 
 class CountingStore:

@@ -149,6 +149,7 @@ def test_speed_keys_default_to_sar_avoidance_no_bound_and_ordinary_priority():
     assert config.registrar.sar_reregistration_interval == 1800
     assert config.sip.max_in_flight == 0
     assert config.ray.worker_niceness == 0
+    assert config.ray.placement_interval == 2.0
     config = config_from_dict({"registrar": {"sar_reregistration_interval": 0},
                                "sip": {"max_in_flight": 64}, "ray": {"worker_niceness": 15}})
     assert (config.registrar.sar_reregistration_interval, config.sip.max_in_flight,
@@ -162,6 +163,7 @@ def test_speed_keys_default_to_sar_avoidance_no_bound_and_ordinary_priority():
     ({"ray": {"gc_threshold": -1}}, "ray.gc_threshold must not be negative"),
     ({"ray": {"worker_niceness": 20}}, "ray.worker_niceness must be between 0 and 19"),
     ({"ray": {"worker_niceness": -5}}, "ray.worker_niceness must be between 0 and 19"),
+    ({"ray": {"placement_interval": 0}}, "ray.placement_interval must be positive"),
 ])
 def test_bad_speed_keys_name_the_key(raw, message):
     with pytest.raises(ConfigError, match=message):

@@ -467,3 +467,61 @@ def test_the_reply_kept_for_retransmissions_goes_after_timer_j():
     assert again is first and len(network.sars) == 1
     assert kept is not None and kept[1] is first
     assert after is None  # the identity stays registered; only the reply is gone
+
+
+def timed_core(network, store, clock) -> ShardCore:
+    """ALICE's shard with its own timer running, as in the Ray actor."""
+    config = config_from_dict({"ray": {"shards": SHARDS}, "auth": {"enabled": False},
+                               "registrar": {"scscf_name": "sip:scscf.ims.test:5060"}})
+    return ShardCore(shard_of(ALICE, SHARDS), config, network.io(), store, clock=clock)
+
+
+def test_a_handed_over_shard_fires_no_timer_and_its_successor_expires_each_binding_once():
+    network, store, clock = setup()
+    async def scenario():
+        old = timed_core(network, store, clock)  # its own timer runs
+        await old.register_batch([register("sip:alice@10.0.0.1:5090", expires=60)])
+        assert await old.hand_over() == len(old.impus)
+        clock.now += 61
+        old._timer_changed.set()  # were its timer alive, this would wake it now
+        await asyncio.sleep(0.05)
+        expired_by_old = len(network.sars)
+        new = core_for(ALICE, network, store, clock)
+        await new.ready()
+        await new.run_due(clock.now)
+        return expired_by_old, await new.show(ALICE)
+
+    expired_by_old, shown = asyncio.run(scenario())
+    assert expired_by_old == 1  # the REGISTER's SAR only
+    assert [s.assignment_type for s in network.sars] == [SAT.REGISTRATION,
+                                                         SAT.TIMEOUT_DEREGISTRATION]
+    assert shown is None and ALICE not in store.records
+
+
+def test_hand_over_returns_once_the_expiry_under_way_has_stored_its_outcome():
+    network, store, clock = setup()
+    release = asyncio.Event()
+    answer = network.sar
+
+    async def slow_timeout_sar(request):
+        if request.assignment_type == SAT.TIMEOUT_DEREGISTRATION:
+            await release.wait()
+        return await answer(request)
+
+    network.sar = slow_timeout_sar
+
+    async def scenario():
+        old = timed_core(network, store, clock)
+        await old.register_batch([register("sip:alice@10.0.0.1:5090", expires=60)])
+        clock.now += 61
+        old._timer_changed.set()
+        await asyncio.sleep(0.05)  # the expiry now waits for its SAR
+        handing = asyncio.create_task(old.hand_over())
+        await asyncio.sleep(0.05)
+        waited = not handing.done()
+        release.set()
+        await handing
+        return waited
+
+    assert asyncio.run(scenario())
+    assert ALICE not in store.records  # gone from the store before the successor loads it

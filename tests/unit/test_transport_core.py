@@ -216,6 +216,23 @@ def test_identities_route_to_their_own_shards():
     assert len(set(routed.values())) > 1
 
 
+def test_after_a_reshard_identities_route_by_the_new_shard_count():
+    users = [f"user{i}" for i in range(40)]
+    shards = FakeShards()
+    core, _ = make_core(shards)
+    core.reshard(SHARDS + 3)
+
+    async def main():
+        for i, user in enumerate(users):
+            await deliver(core, register(user, f"c{i}", f"z9hG4bK{i}"))[1]
+
+    run(main())
+    routed = {item.aor: index for index, _, [item] in shards.calls}
+    assert routed == {f"sip:{u}@ims.test": shard_of(f"sip:{u}@ims.test", SHARDS + 3)
+                      for u in users}
+    assert max(routed.values()) >= SHARDS  # onto shards the old count had not
+
+
 def test_udp_retransmission_gets_the_same_response_and_no_second_shard_call():
     shards = FakeShards()
     core, _ = make_core(shards)
