@@ -13,6 +13,7 @@
     impus = ["sip:alice@ims.test", "tel:+15550001"]   # one implicit set, default first
     barred = ["sip:alice-barred@ims.test"]
     wildcard = ["sip:alice-chat!.*!@ims.test"]        # wildcarded PSIs of the set
+    application_servers = ["sip:as.ims.test:5065"]     # an initial filter criterion each
     password = "secret"                   # SIP Digest: HA1 = MD5(impi:realm:password)
     k = "465b5ce8b199b49faa5f0a2ee238a6bc"  # IMS AKA (Milenage): K, and OP or OPc, in hex
     op = "cdc202d5123e20f62b6d676ac72cb318"
@@ -71,6 +72,7 @@ class SubscriberConfig:
     impus: tuple[str, ...]  # the implicit registration set, default IMPU first
     barred: tuple[str, ...] = ()
     wildcards: tuple[str, ...] = ()
+    application_servers: tuple[str, ...] = ()  # ServerName of an iFC each, in priority order
     password: str | None = field(default=None, repr=False)
     aka: AkaCredentials | None = None
     auth_scheme: str | None = None  # the only scheme allowed; None: any it has credentials for
@@ -119,8 +121,8 @@ class HssConfig:
 
 _TOP_KEYS = {"origin_host", "origin_realm", "auto_provision_domain", "admin_listen",
              "watchdog_interval", "charging_information", "subscriber", "allowed_peers"}
-_SUBSCRIBER_KEYS = {"impi", "impus", "barred", "wildcard", "password", "k", "op", "opc", "amf",
-                    "sqn", "auth_scheme"}
+_SUBSCRIBER_KEYS = {"impi", "impus", "barred", "wildcard", "application_servers", "password",
+                    "k", "op", "opc", "amf", "sqn", "auth_scheme"}
 
 
 def _parse(table: dict) -> HssConfig:
@@ -178,7 +180,9 @@ def _subscriber(entry: dict, where: str) -> SubscriberConfig:
         if scheme == SIP_DIGEST and password is None:
             raise HssConfigError(f"{where}.auth_scheme: {SIP_DIGEST} needs a password")
     return SubscriberConfig(impi=impi, impus=impus, barred=_strings(entry, "barred", where),
-                            wildcards=wildcards, password=password, aka=aka, auth_scheme=scheme)
+                            wildcards=wildcards,
+                            application_servers=_strings(entry, "application_servers", where),
+                            password=password, aka=aka, auth_scheme=scheme)
 
 
 def _aka(entry: dict, where: str) -> AkaCredentials | None:

@@ -17,6 +17,7 @@ from transport.diameter.user_data import (
     PublicIdentity,
     ServiceProfile,
     build_user_data,
+    initial_filter_criterion,
     wildcard_regex,
 )
 
@@ -66,7 +67,9 @@ class Subscriber:
             identities += [PublicIdentity(impu, barred=True) for impu in c.barred]
             identities += [PublicIdentity(w, identity_type=IDENTITY_TYPE_WILDCARDED_PSI,
                                           wildcarded_psi=w) for w in c.wildcards]
-            self._user_data = build_user_data(c.impi, [ServiceProfile(identities)]).encode()
+            ifcs = [initial_filter_criterion(priority, server)
+                    for priority, server in enumerate(c.application_servers)]
+            self._user_data = build_user_data(c.impi, [ServiceProfile(identities, ifcs)]).encode()
         return self._user_data
 
     def replace_user_data(self, xml: str):

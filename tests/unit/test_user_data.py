@@ -11,6 +11,7 @@ from transport.diameter.user_data import (
     ServiceProfile,
     UserDataError,
     build_user_data,
+    initial_filter_criterion,
     parse_user_data,
 )
 
@@ -162,3 +163,11 @@ def test_bad_wildcard_is_a_user_data_error():
         "sip:p!(!@x", identity_type=IDENTITY_TYPE_WILDCARDED_PSI, wildcarded_psi="sip:p!(!@x")])])
     with pytest.raises(UserDataError, match="regular expression"):
         sub.profile_of("sip:p1@x")
+
+
+def test_ifcs_name_their_application_servers_and_validate():
+    ifcs = [initial_filter_criterion(0, "sip:as.ims.test:5065"),
+            initial_filter_criterion(1, "sip:tas.ims.test")]
+    xml = build_user_data("u@ims.test", [ServiceProfile([PublicIdentity("sip:u@ims.test")], ifcs)])
+    (profile,) = parse_user_data(xml, XSD).service_profiles
+    assert profile.application_servers() == ["sip:as.ims.test:5065", "sip:tas.ims.test"]

@@ -43,6 +43,11 @@ class ServiceProfile:
     ifc_xml: list[str] = field(default_factory=list)  # each InitialFilterCriteria, serialized
     cn_services_authorization: dict | None = None  # {"subscribed_media_profile_id": int|None}
 
+    def application_servers(self) -> list[str]:
+        """The ServerName of each initial filter criterion, in priority order as listed."""
+        return [name.strip() for ifc in self.ifc_xml for name in
+                etree.fromstring(ifc, _PARSER).xpath("ApplicationServer/ServerName/text()")]
+
 
 @dataclass
 class ImsSubscription:
@@ -191,6 +196,17 @@ def build_user_data(private_id: str, profiles: list[ServiceProfile]) -> str:
         for ifc in profile.ifc_xml:
             sp.append(_parse_xml(ifc))
     return '<?xml version="1.0" encoding="UTF-8"?>' + etree.tostring(root, encoding="unicode")
+
+
+def initial_filter_criterion(priority: int, server_name: str) -> str:
+    """An iFC that sends everything (no trigger point) to ``server_name``, session continued
+    when it does not answer (DefaultHandling 0)."""
+    ifc = etree.Element("InitialFilterCriteria")
+    etree.SubElement(ifc, "Priority").text = str(priority)
+    server = etree.SubElement(ifc, "ApplicationServer")
+    etree.SubElement(server, "ServerName").text = server_name
+    etree.SubElement(server, "DefaultHandling").text = "0"
+    return etree.tostring(ifc, encoding="unicode")
 
 
 def _build_identity(element: etree._Element, pi: PublicIdentity):
