@@ -190,10 +190,11 @@ class PublishRequest:
 class NotifyJob:
     """One NOTIFY for a transport to send as a client transaction; answered with its status."""
 
-    received: str
+    received: str  # the SUBSCRIBE's flow
     request_uri: str
     headers: list[tuple[str, str]]
     body: bytes
+    destination: str = ""  # proto:host:port of the next hop (route set or remote target)
 
 
 # -- The terminating side: shard -> Registrar handle

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import logging
 import secrets
 import time
@@ -66,6 +67,10 @@ class Endpoint(Protocol):
     port: int
 
     async def send(self, data: bytes, peer: Peer) -> None: ...
+
+    def connected(self, peer: Peer) -> bool:
+        """Whether a connection with ``peer`` is open (always False for UDP)."""
+        ...
 
 
 @dataclass(slots=True)
@@ -217,7 +222,7 @@ class TransportCore:
         return await asyncio.gather(*(self._notify(job) for job in jobs))
 
     async def _notify(self, job: NotifyJob) -> int:
-        proto, host, port = parse_listen(job.received, "notify target")
+        proto, host, port = await self._next_hop(job)
         endpoint = self._endpoints.get(proto)
         if endpoint is None:
             return 503
@@ -240,6 +245,26 @@ class TransportCore:
         finally:
             del self._clients[branch]
             self._client_timers.cancel(branch)
+
+    async def _next_hop(self, job: NotifyJob) -> tuple[str, str, int]:
+        """The job's destination, but over TCP the SUBSCRIBE's connection while it is open
+        (RFC 5626 flows; a P-CSCF's listening port may not be where it connected from). A
+        destination whose name does not resolve falls back to that flow."""
+        flow = parse_listen(job.received, "notify flow")
+        if not job.destination:
+            return flow
+        proto, host, port = parse_listen(job.destination, "notify destination")
+        endpoint = self._endpoints.get(proto)
+        if proto == "tcp" and flow[0] == "tcp" and endpoint and endpoint.connected(flow[1:]):
+            return flow
+        if _is_address(host):
+            return proto, host, port
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port)
+        except OSError as exc:
+            log.info("NOTIFY next hop %s unresolved (%s): sent on the flow", host, exc)
+            return flow
+        return proto, infos[0][4][0], port
 
     def _schedule(self, branch: str, transaction: NonInviteClientTransaction) -> None:
         deadline = transaction.next_deadline()
@@ -310,6 +335,14 @@ class TransportCore:
 
 def _bad_event() -> Reply:
     return Reply(489, "Bad Event", [("Allow-Events", "reg")])
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _sent_by(endpoint: Endpoint) -> str:
