@@ -34,7 +34,7 @@ from actors.reg_event.subscription import Subscription, subscription_key
 from actors.rules import unregister as unreg
 from actors.rules.expires import ExpiresPolicy
 from actors.rules.expiry import expire_bindings
-from actors.rules.impu import Impu, RegisterRules
+from actors.rules.impu import Impu, RegisterRules, speaks_for_set
 from actors.rules.lookup import find_binding, view
 from actors.rules.routing import SLOTS, jump_hash, shard_of
 from actors.rules.save import SaveContext, save, save_unauthenticated, transient
@@ -252,6 +252,12 @@ class ShardCore:
         self._sar_retries.add(request, self._clock())
         self._timer_changed.set()
 
+    def _retry_later(self, request: SarRequest) -> None:
+        """Backs ``request`` off; the timer loop, asleep with no deadline when this retry was
+        the only one, wakes for the new one."""
+        self._sar_retries.failed(request, self._clock())
+        self._timer_changed.set()
+
     async def _resend(self, request: SarRequest) -> None:
         """A SAR the HSS missed, sent again in the identity's mailbox (so it cannot overtake a
         REGISTER's); dropped if the identity registered again since (that SAR told the HSS)."""
@@ -268,10 +274,10 @@ class ShardCore:
                 except CxUnavailable as exc:
                     log.info("%s of %s still not sent: %s", request.assignment_type.name,
                              identity, exc)
-                    self._sar_retries.failed(request, self._clock())
+                    self._retry_later(request)
                     return
                 if transient(saa):
-                    self._sar_retries.failed(request, self._clock())
+                    self._retry_later(request)
                 else:
                     self._sar_retries.done(request)
 
@@ -339,14 +345,15 @@ class ShardCore:
             if self.load_error is None:
                 raise
         now = self._clock()
-        # A barred member holds its set's bindings but is no registered identity of its own.
-        registered = [i for i in self.impus.values() if i.state == RegState.REGISTERED
-                      and not (i.profile and i.identity in i.profile.barred)]
+        registered = [i for i in self.impus.values() if i.state == RegState.REGISTERED]
         return {
             "shard": self.index,
             "load_error": self.load_error,
-            "impus": len(registered),
-            "contacts": sum(len(i.live_bindings(now)) for i in registered),
+            # A barred member holds its set's bindings but is no registered identity of its own.
+            "impus": sum(not (i.profile and i.identity in i.profile.barred) for i in registered),
+            # One UE binding is one contact, however many members of its set hold a copy.
+            "contacts": sum(len(i.live_bindings(now)) for i in registered
+                            if speaks_for_set(i.identity, i.profile)),
             "expired_contacts": self.expired_contacts,
             "subscriptions": sum(len(i.subscriptions) for i in self.impus.values()),
         }
@@ -405,8 +412,9 @@ class ShardCore:
             return
         with self._using(identity) as impu:
             try:
+                counted = speaks_for_set(identity, impu.profile)  # the profile may go with them
                 lags = await expire_bindings(impu, now, self.ctx)
-                self.expired_contacts += len(lags)
+                self.expired_contacts += len(lags) if counted else 0
                 self.expiry_lags.extend(lags)
                 async with impu.mailbox:
                     if expire_subscriptions(impu, self.events):
@@ -418,6 +426,7 @@ class ShardCore:
             deadlines = impu.deadlines()
             if deadlines and min(deadlines) <= now:  # it failed, or could not end what was due
                 self._timers.schedule(identity, now + EXPIRY_RETRY)
+                self._timer_changed.set()  # the loop may be asleep with no deadline
             else:
                 self._schedule(impu)
 
