@@ -40,6 +40,13 @@ def none_barred(barred) -> frozenset[str]:
     return frozenset(barred) if barred else _NONE_BARRED
 
 
+def speaks_for_set(identity: str, profile: Profile | None) -> bool:
+    """Whether ``identity`` is its implicit set's default IMPU (the first of the set), which
+    alone tells the HSS of the set's expiry and counts the set's bindings: every member holds a
+    copy of them."""
+    return profile is None or not profile.identities or profile.identities[0] == identity
+
+
 @dataclass(slots=True)
 class RegisterPlan:
     """The binding set a REGISTER asks for, the live bindings it ends, and the SAR it needs."""
