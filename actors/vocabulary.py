@@ -151,9 +151,12 @@ class SetUpdate:
 
     identity: str
     state: RegState
-    bindings: dict[str, Binding]
+    bindings: dict[str, Binding]  # the set's bindings; with ``ended``: those the change wrote
     profile: Profile | None
     reason: str  # why bindings went, a key of reginfo.REMOVAL_EVENTS ("user", "network"...)
+    # A REGISTER's change, merged into what the member holds (actors/rules/set_merge.py): the
+    # bindings it ended, as it saw them. None: ``bindings`` replace the member's.
+    ended: dict[str, Binding] | None = None
 
 
 # -- The reg event: transport -> shard, and the NOTIFYs shard -> transport

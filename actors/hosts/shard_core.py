@@ -38,6 +38,7 @@ from actors.rules.impu import Impu, RegisterRules, speaks_for_set
 from actors.rules.lookup import find_binding, view
 from actors.rules.routing import SLOTS, jump_hash, shard_of
 from actors.rules.save import SaveContext, save, save_unauthenticated, transient
+from actors.rules.set_merge import merged
 from actors.rules.state import IllegalTransition, next_state, set_update_event
 from actors.store.base import Store, WriteThrough
 from actors.store.records import decode_impu, encode_impu
@@ -226,13 +227,18 @@ class ShardCore:
 
     async def _apply(self, update: SetUpdate) -> None:
         with self._using(update.identity) as impu:
+            bindings, set_state, profile = update.bindings, update.state, update.profile
+            if update.ended is not None:  # a REGISTER's change: merged, so none is lost
+                bindings = merged(impu.bindings, bindings, update.ended, self._clock())
+                if bindings:  # another device of the set may still be bound here
+                    set_state, profile = RegState.REGISTERED, profile or impu.profile
             try:
-                state = next_state(impu.state, set_update_event(update.state))
+                state = next_state(impu.state, set_update_event(set_state))
             except IllegalTransition as exc:
                 log.warning("%s keeps its state: %s", update.identity, exc)
                 return
             old = impu.bindings
-            impu.apply(state, update.bindings, update.profile, unreg.unreg_until(state, self.ctx))
+            impu.apply(state, bindings, profile, unreg.unreg_until(state, self.ctx))
             notify_change(impu, old, update.reason, self.events)
             await self._persist(impu)
 

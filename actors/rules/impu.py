@@ -12,6 +12,7 @@ from functools import lru_cache
 
 from actors.auth.challenges import PendingChallenges
 from actors.rules.expires import ExpiresPolicy
+from actors.rules.set_merge import written_by
 from actors.vocabulary import Binding, Profile, RegisterRequest, RegState, Reply
 from transport.diameter.cx import ServerAssignmentType as SAT
 from transport.diameter.user_data import parse_user_data
@@ -55,6 +56,7 @@ class RegisterPlan:
     assignment: SAT | None
     user_data_already_available: bool
     removed: dict[str, Binding] = field(default_factory=dict)  # echoed with expires=0
+    written: dict[str, Binding] = field(default_factory=dict)  # new or changed by the REGISTER
 
 
 class Impu:
@@ -131,7 +133,7 @@ def plan_register(
     removed = {k: b for k, b in current.items() if k not in plan}
     removes_only = req.star or bool(req.contacts) and not any(c.key in plan for c in req.contacts)
     assignment = _assignment(impu.state, bool(current), bool(plan), removes_only, rules)
-    return RegisterPlan(plan, *assignment, removed)
+    return RegisterPlan(plan, *assignment, removed, written_by(plan, current))
 
 
 def _remove_all(current: dict[str, Binding], req: RegisterRequest) -> dict[str, Binding] | Reply:
