@@ -72,10 +72,10 @@ class SubscriberConfig:
     impus: tuple[str, ...]  # the implicit registration set, default IMPU first
     barred: tuple[str, ...] = ()
     wildcards: tuple[str, ...] = ()
-    application_servers: tuple[str, ...] = ()  # ServerName of an iFC each, in priority order
     password: str | None = field(default=None, repr=False)
     aka: AkaCredentials | None = None
     auth_scheme: str | None = None  # the only scheme allowed; None: any it has credentials for
+    application_servers: tuple[str, ...] = ()  # ServerName of an iFC each, in priority order
 
     @classmethod
     def auto_provisioned(cls, impi: str, impus: tuple[str, ...]) -> SubscriberConfig:
