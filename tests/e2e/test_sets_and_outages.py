@@ -1,7 +1,9 @@
-"""Implicit sets counted once per UE binding, and a de-registration while the HSS is away:
-`scscf serve` with the HSS emulator as a process of its own, which a test stops and restarts."""
+"""Implicit sets end to end: counted once per UE binding, two devices registering two members
+at once (the HSS held with SIGSTOP so their REGISTERs overlap), and a de-registration while the
+HSS is away. `scscf serve` runs with the HSS emulator as a process of its own."""
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
@@ -16,7 +18,7 @@ from scripts.harness.registrar import (
     start_registrar,
 )
 from scripts.harness.sipp import SIPP
-from tests.e2e.sipp import Step, register, run_sipp
+from tests.e2e.sipp import SippRun, Step, register, run_sipp, scenario_xml
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(SIPP is None, reason="sipp is not installed")]
 
@@ -29,6 +31,9 @@ auto_provision_domain = "ims.test"
 impi = "trio@ims.test"
 impus = {list(TRIO)!r}
 """.replace("'", '"')
+# One IMPI registers every member of the set (the HSS checks the pair).
+TRIO_IMPI = ('Authorization: Digest username="trio@ims.test", realm="ims.test", '
+             'uri="sip:ims.test", nonce="", response=""')
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +44,7 @@ def registrar(ray_address, tmp_path_factory):
     diameter, admin, sip, rpc = free_port(), free_port(), free_port(), free_port()
     hss = start_hss(hss_config, diameter, admin)
     config = registrar_config(NAMESPACE, workdir, sip, hss="emulator = false",
-                              cx=f'peers = ["127.0.0.1:{diameter}"]\nrequest_timeout = 1.0',
+                              cx=f'peers = ["127.0.0.1:{diameter}"]\nrequest_timeout = 10.0',
                               rpc=f'listen = "127.0.0.1:{rpc}"')
     try:
         server = start_registrar(config, workdir, sip, ray_address)
@@ -115,3 +120,35 @@ def test_deregistration_while_the_hss_is_down_is_answered_and_told_once_it_is_ba
     # A registration after it: the retried SAR came once and before it.
     sipp(registrar, tmp_path, Step(register(user, contact=a, cseq=3), 200))
     assert sars_of(registrar, identity) == ["USER_DEREGISTRATION", "REGISTRATION"]
+
+
+def contacts_of(server, identity: str) -> list[str]:
+    return sorted(c["uri"] for c in rpc(server, "ulscscf.showimpu", identity)["contacts"])
+
+
+def sars_pending(server) -> int:
+    return sum(p["Details"]["Pending"] for p in rpc(server, "cdp.list_peers")["Peers"])
+
+
+def test_two_devices_registering_two_members_at_once_both_stay_bound(registrar, tmp_path):
+    one, two = "sip:trio@10.0.2.5:5090", "sip:trio.work@10.0.2.6:5090"
+    registrar.hss.process.send_signal(signal.SIGSTOP)  # both SARs wait: the REGISTERs overlap
+    try:
+        runs = [SippRun(scenario_xml([Step(register(user, contact=f"<{contact}>",
+                                                    extra=TRIO_IMPI), 200)]),
+                        registrar.sip_port, "udp", tmp_path, name)
+                for user, contact, name in (("trio", one, "one"), ("trio.work", two, "two"))]
+        deadline = time.monotonic() + 30
+        while sars_pending(registrar) < 2:
+            assert time.monotonic() < deadline, "the REGISTERs never reached the HSS"
+            time.sleep(0.05)
+    finally:
+        registrar.hss.process.send_signal(signal.SIGCONT)
+    for run in runs:
+        run.wait()
+    both = sorted([one, two])
+    assert [contacts_of(registrar, i) for i in TRIO] == [both] * 3
+    sipp(registrar, tmp_path, Step(register("trio", contact=f"<{one}>", cseq=2), 200))
+    assert [contacts_of(registrar, i) for i in TRIO] == [both] * 3  # the refresh kept the other
+    sipp(registrar, tmp_path, Step(register("trio", contact="*", expires="0", cseq=3), 200))
+    assert [contacts_of(registrar, i) for i in TRIO] == [[]] * 3
