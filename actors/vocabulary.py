@@ -178,9 +178,12 @@ class SetUpdate:
 
     identity: str
     state: RegState
-    bindings: dict[str, Binding]
+    bindings: dict[str, Binding]  # the set's bindings; with ``ended``: those the change wrote
     profile: Profile | None
     reason: str  # why bindings went, a key of reginfo.REMOVAL_EVENTS ("user", "network"...)
+    # A REGISTER's change, merged into what the member holds (actors/rules/set_merge.py): the
+    # bindings it ended, as it saw them. None: ``bindings`` replace the member's.
+    ended: dict[str, Binding] | None = None
 
 
 # -- The reg event: transport -> shard, and the NOTIFYs shard -> transport
@@ -218,11 +221,12 @@ class NotifyJob:
     """One NOTIFY (or third-party REGISTER) for a transport to send as a client transaction;
     answered with its final status."""
 
-    received: str
+    received: str  # the SUBSCRIBE's flow
     request_uri: str
     headers: list[tuple[str, str]]
     body: bytes
     method: str = "NOTIFY"  # or REGISTER: a third-party REGISTER to an application server
+    destination: str = ""  # proto:host:port of the next hop (route set or remote target)
 
 
 # -- The terminating side: shard -> Registrar handle

@@ -41,6 +41,10 @@ _FROM_SNAPSHOT = {
     f"{REGISTRAR}:notifies_in_q": ("notifies_in_q", False, "Reg event NOTIFYs waiting to go"),
 }
 SAR_AVERAGE = f"{REGISTRAR}:sar_avg_response_time"
+# ims_usrloc_scscf's own counter names for the seed's statistics, read alike over RPC.
+ALIASES = {f"{USRLOC}:active_impus": f"{USRLOC}:impus",
+           f"{USRLOC}:active_contacts": f"{USRLOC}:registered_contacts",
+           f"{USRLOC}:active_subscriptions": f"{USRLOC}:subscriptions"}
 SNAPSHOT_KEYS = tuple(key for key, _, _ in _FROM_SNAPSHOT.values())
 # The statistics that only rise (until their shard restarts); the others are current values.
 COUNTERS = frozenset(name for name, (_, cumulative, _) in _FROM_SNAPSHOT.items() if cumulative)
@@ -53,6 +57,11 @@ def statistics(values: dict) -> dict[str, int]:
     total = out[f"{REGISTRAR}:sar_replies_response_time"]
     out[SAR_AVERAGE] = total // replies if replies else 0
     return out
+
+
+def with_aliases(stats: dict[str, int]) -> dict[str, int]:
+    """``statistics`` and the usrloc counters again under their ALIASES."""
+    return {**stats, **{alias: stats[name] for alias, name in ALIASES.items()}}
 
 
 def summed(snapshots: list[dict]) -> dict:

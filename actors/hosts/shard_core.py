@@ -37,7 +37,7 @@ from actors.reg_event.subscription import Subscription, subscription_key
 from actors.rules import unregister as unreg
 from actors.rules.expires import ExpiresPolicy
 from actors.rules.expiry import expire_bindings
-from actors.rules.impu import Impu, RegisterRules
+from actors.rules.impu import Impu, RegisterRules, speaks_for_set
 from actors.rules.lookup import find_binding, view
 from actors.rules.network_dereg import (
     hss_targets,
@@ -47,6 +47,7 @@ from actors.rules.network_dereg import (
 )
 from actors.rules.routing import SLOTS, jump_hash, shard_of
 from actors.rules.save import SaveContext, save, save_unauthenticated, transient
+from actors.rules.set_merge import merged
 from actors.rules.state import IllegalTransition, next_state, set_update_event
 from actors.rules.third_party import (
     RegistrationChange,
@@ -282,15 +283,20 @@ class ShardCore:
 
     async def _apply(self, update: SetUpdate) -> None:
         with self._using(update.identity) as impu:
+            bindings, set_state, profile = update.bindings, update.state, update.profile
+            if update.ended is not None:  # a REGISTER's change: merged, so none is lost
+                bindings = merged(impu.bindings, bindings, update.ended, self._clock())
+                if bindings:  # another device of the set may still be bound here
+                    set_state, profile = RegState.REGISTERED, profile or impu.profile
             try:
-                state = next_state(impu.state, set_update_event(update.state))
+                state = next_state(impu.state, set_update_event(set_state))
             except IllegalTransition as exc:
                 log.warning("%s keeps its state: %s", update.identity, exc)
                 return
             old, before = impu.bindings, impu.profile
-            impu.apply(state, update.bindings, update.profile, unreg.unreg_until(state, self.ctx))
+            impu.apply(state, bindings, profile, unreg.unreg_until(state, self.ctx))
             notify_change(impu, old, update.reason, self.events,
-                          newly_barred(before, update.profile), listed=before)
+                          newly_barred(before, profile), listed=before)
             await self._persist(impu)
 
     async def _propagate(self, updates: list[SetUpdate]) -> None:
@@ -326,6 +332,12 @@ class ShardCore:
         self._sar_retries.add(request, self._clock())
         self._timer_changed.set()
 
+    def _retry_later(self, request: SarRequest) -> None:
+        """Backs ``request`` off; the timer loop, asleep with no deadline when this retry was
+        the only one, wakes for the new one."""
+        self._sar_retries.failed(request, self._clock())
+        self._timer_changed.set()
+
     async def _resend(self, request: SarRequest) -> None:
         """A SAR the HSS missed, sent again in the identity's mailbox (so it cannot overtake a
         REGISTER's); dropped if the identity registered again since (that SAR told the HSS)."""
@@ -342,10 +354,10 @@ class ShardCore:
                 except CxUnavailable as exc:
                     log.info("%s of %s still not sent: %s", request.assignment_type.name,
                              identity, exc)
-                    self._sar_retries.failed(request, self._clock())
+                    self._retry_later(request)
                     return
                 if transient(saa):
-                    self._sar_retries.failed(request, self._clock())
+                    self._retry_later(request)
                 else:
                     self._sar_retries.done(request)
 
@@ -478,14 +490,15 @@ class ShardCore:
             if self.load_error is None:
                 raise
         now = self._clock()
-        # A barred member holds its set's bindings but is no registered identity of its own.
-        registered = [i for i in self.impus.values() if i.state == RegState.REGISTERED
-                      and not (i.profile and i.identity in i.profile.barred)]
+        registered = [i for i in self.impus.values() if i.state == RegState.REGISTERED]
         return {
             "shard": self.index,
             "load_error": self.load_error,
-            "impus": len(registered),
-            "contacts": sum(len(i.live_bindings(now)) for i in registered),
+            # A barred member holds its set's bindings but is no registered identity of its own.
+            "impus": sum(not (i.profile and i.identity in i.profile.barred) for i in registered),
+            # One UE binding is one contact, however many members of its set hold a copy.
+            "contacts": sum(len(i.live_bindings(now)) for i in registered
+                            if speaks_for_set(i.identity, i.profile)),
             "expired_contacts": self.expired_contacts,
             "subscriptions": sum(len(i.subscriptions) for i in self.impus.values()),
         }
@@ -548,8 +561,9 @@ class ShardCore:
             return
         with self._using(identity) as impu:
             try:
+                counted = speaks_for_set(identity, impu.profile)  # the profile may go with them
                 lags = await expire_bindings(impu, now, self.ctx)
-                self.expired_contacts += len(lags)
+                self.expired_contacts += len(lags) if counted else 0
                 self.expiry_lags.extend(lags)
                 async with impu.mailbox:
                     if expire_subscriptions(impu, self.events):
@@ -561,6 +575,7 @@ class ShardCore:
             deadlines = impu.deadlines()
             if deadlines and min(deadlines) <= now:  # it failed, or could not end what was due
                 self._timers.schedule(identity, now + EXPIRY_RETRY)
+                self._timer_changed.set()  # the loop may be asleep with no deadline
             else:
                 self._schedule(impu)
 

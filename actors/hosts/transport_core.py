@@ -12,6 +12,7 @@ another transport are absorbed by the IMPU (it caches its last reply).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import math
 import secrets
@@ -71,6 +72,10 @@ class Endpoint(Protocol):
     port: int
 
     async def send(self, data: bytes, peer: Peer) -> None: ...
+
+    def connected(self, peer: Peer) -> bool:
+        """Whether a connection with ``peer`` is open (always False for UDP)."""
+        ...
 
 
 @dataclass(slots=True)
@@ -266,7 +271,7 @@ class TransportCore:
         return await asyncio.gather(*(self._notify(job) for job in jobs))
 
     async def _notify(self, job: NotifyJob) -> int:
-        proto, host, port = parse_listen(job.received, "notify target")
+        proto, host, port = await self._next_hop(job)
         if proto == "udp" and self._too_big_for_udp(job):
             status = await self._notify_over(job, "tcp", host, port)
             if status != CONNECTION_FAILED:
@@ -305,6 +310,26 @@ class TransportCore:
         finally:
             del self._clients[branch]
             self._client_timers.cancel(branch)
+
+    async def _next_hop(self, job: NotifyJob) -> tuple[str, str, int]:
+        """The job's destination, but over TCP the SUBSCRIBE's connection while it is open
+        (RFC 5626 flows; a P-CSCF's listening port may not be where it connected from). A
+        destination whose name does not resolve falls back to that flow."""
+        flow = parse_listen(job.received, "notify flow")
+        if not job.destination:
+            return flow
+        proto, host, port = parse_listen(job.destination, "notify destination")
+        endpoint = self._endpoints.get(proto)
+        if proto == "tcp" and flow[0] == "tcp" and endpoint and endpoint.connected(flow[1:]):
+            return flow
+        if _is_address(host):
+            return proto, host, port
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port)
+        except OSError as exc:
+            log.info("NOTIFY next hop %s unresolved (%s): sent on the flow", host, exc)
+            return flow
+        return proto, infos[0][4][0], port
 
     def _schedule(self, branch: str, transaction: NonInviteClientTransaction) -> None:
         deadline = transaction.next_deadline()
@@ -411,6 +436,14 @@ def _notify_request(job: NotifyJob, proto: str, endpoint: Endpoint, branch: str)
     # branch naming us.
     via = f"SIP/2.0/{proto.upper()} {_sent_by(endpoint)};branch={branch}"
     return Request(job.method, job.request_uri, Headers([("Via", via), *job.headers]), job.body)
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _sent_by(endpoint: Endpoint) -> str:

@@ -15,7 +15,7 @@ import ray
 
 from actors.config import Config
 from actors.hosts.batching import Batcher
-from actors.hosts.metrics import node_names, statistics, summed
+from actors.hosts.metrics import node_names, statistics, summed, with_aliases
 from actors.ops.resets import Baselines
 from actors.rules.lookup import bare_uri, canonical_contact, contact_fields, lookup, registered
 from actors.rules.routing import SLOTS, jump_hash, shard_of
@@ -201,7 +201,7 @@ class Registrar:
 
     async def statistics(self) -> dict[str, int]:
         """Kamailio-named statistics summed over the shards, counters since the last reset."""
-        return statistics(summed(self._baselines.apply(await self._statistics())))
+        return with_aliases(statistics(summed(self._baselines.apply(await self._statistics()))))
 
     async def reset_statistics(self, names: list[str]) -> list[str]:
         """Resets the counters among ``names`` (Kamailio names); returns those reset."""

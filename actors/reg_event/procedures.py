@@ -19,6 +19,8 @@ from actors.reg_event.subscription import (
     Subscription,
     can_publish_reg,
     can_subscribe_to_reg,
+    dialog_contact,
+    next_hop,
     notify_request,
     refresh,
     subscription_key,
@@ -44,7 +46,7 @@ class OutgoingNotify:
 @dataclass
 class EventContext:
     policy: ExpiresPolicy
-    scscf_uri: str  # our From URI and Contact in NOTIFYs
+    scscf_uri: str  # our Contact in reg-event dialogs, with the presentity as a parameter
     post: Callable[[list[OutgoingNotify]], None]  # hands NOTIFYs to the shard, in build order
     persist: Callable[[Impu], Awaitable[None]]
     clock: Callable[[], float]
@@ -64,7 +66,7 @@ async def subscribe_to_reg(impu: Impu, req: SubscribeRequest, ctx: EventContext)
             return Reply(481, "Subscription does not exist")
         if not bindings:
             return Reply(480, "Temporarily Unavailable")  # TS 24.229 5.4.2.1.1 step 0
-        if not can_subscribe_to_reg(impu.profile, bindings, req.asserted, req.watcher):
+        if not can_subscribe_to_reg(impu.profile, bindings, req.asserted):
             return Reply(403, "Not authorised to subscribe to this registration")
         if sub is None and req.expires != 0:  # a fetch (Expires 0) opens nothing to count
             refused = refuse_new(ctx.limits, impu.subscriptions.values(), req.watcher, now)
@@ -91,7 +93,8 @@ async def subscribe_to_reg(impu: Impu, req: SubscribeRequest, ctx: EventContext)
         # build this dialog's next NOTIFY, which must queue behind this one.
         ctx.post([OutgoingNotify(notify.sub, notify.job, after_reply=True)])
         await ctx.persist(impu)
-        return Reply(200, "OK", [("Expires", str(granted)), ("Contact", f"<{ctx.scscf_uri}>")])
+        contact = dialog_contact(ctx.scscf_uri, impu.identity)
+        return Reply(200, "OK", [("Expires", str(granted)), ("Contact", f"<{contact}>")])
 
 
 async def publish_reg(impu: Impu, req: PublishRequest, now: float, ctx: EventContext,
@@ -104,7 +107,7 @@ async def publish_reg(impu: Impu, req: PublishRequest, now: float, ctx: EventCon
         return Reply(400, f"Bad reginfo body: {exc}"[:120])
     async with impu.mailbox:
         bindings = impu.live_bindings(now)
-        if not can_publish_reg(impu.profile, bindings, req.asserted, req.watcher):
+        if not can_publish_reg(impu.profile, bindings, req.asserted):
             return Reply(403, "Not authorised to publish this registration")
         ended = [b.key for b in bindings.values()
                  for reg in registrations for c in reg.contacts
@@ -172,6 +175,8 @@ def _notify(impu: Impu, sub: Subscription, old: dict[str, Binding], new: dict[st
     infos = registration_infos(impu.profile or shown, impu.identity, old, new, now, reason,
                                ended)
     body = build_reginfo(sub.version, "full", infos)
-    uri, headers, body = notify_request(sub, body, state, end_reason, now, ctx.scscf_uri,
-                                        ctx.scscf_uri)
-    return OutgoingNotify(sub, NotifyJob(sub.received, uri, headers, body))
+    # From is the dialog's local URI, the presentity (RFC 3261 12.1.1); Contact the URI that
+    # brings the watcher's in-dialog requests back to this dialog.
+    uri, headers, body = notify_request(sub, body, state, end_reason, now, sub.presentity,
+                                        dialog_contact(ctx.scscf_uri, sub.presentity))
+    return OutgoingNotify(sub, NotifyJob(sub.received, uri, headers, body, next_hop(sub)))

@@ -5,7 +5,7 @@ lacks is a SipParseError carrying the 400 to answer.
 """
 from __future__ import annotations
 
-from actors.reg_event.subscription import EVENT_PACKAGE
+from actors.reg_event.subscription import EVENT_PACKAGE, dialog_presentity
 from actors.vocabulary import PublishRequest, SubscribeRequest
 from transport.sip.errors import SipParseError
 from transport.sip.headers import STAR, parse_name_addr, split_header_values
@@ -52,8 +52,15 @@ def subscribe_request(request: Request, received: str, transport: str, to_tag: s
     if contacts is STAR or not contacts:
         raise SipParseError(400, "SUBSCRIBE needs one Contact")
     existing_tag = request.to.params.get("tag")
+    route_set = tuple(request.headers.get_all("Record-Route"))
+    for route in route_set:  # the NOTIFYs route on these: refused now rather than unsendable
+        for value in split_header_values(route):
+            parse_name_addr(value)
+    # A refresh sent to the Contact we gave names its presentity there; one sent to the
+    # presentity itself (as many UAs do) is routed by it.
+    in_dialog = None if existing_tag is None else dialog_presentity(request.request_uri)
     return SubscribeRequest(
-        presentity=request.request_uri.aor(),
+        presentity=in_dialog or request.request_uri.aor(),
         watcher=str(request.from_.uri),
         asserted=asserted_identity(request),
         call_id=request.call_id,
@@ -61,7 +68,7 @@ def subscribe_request(request: Request, received: str, transport: str, to_tag: s
         to_tag=existing_tag or to_tag,
         initial=existing_tag is None,
         remote_target=str(contacts[0].uri),
-        route_set=tuple(request.headers.get_all("Record-Route")),
+        route_set=route_set,
         cseq=request.cseq[0],
         expires=request.expires,
         event_id=ident,

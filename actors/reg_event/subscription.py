@@ -19,13 +19,18 @@ from the UE or its P-CSCF (TS 24.229 5.4.2.1.1). Its life:
 """
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
+from functools import lru_cache
 
 from actors.reg_event.reginfo import CONTENT_TYPE
 from actors.rules.expires import ExpiresPolicy
 from actors.vocabulary import Binding, Profile, Reply
+from transport.diameter.user_data import UserDataError, parse_user_data
 from transport.sip.errors import SipParseError
-from transport.sip.headers import parse_name_addr
+from transport.sip.headers import parse_name_addr, split_header_values
+from transport.sip.uri import SipUri, parse_uri
 
 EVENT_PACKAGE = "reg"
 MAX_FORWARDS = "70"
@@ -36,6 +41,9 @@ TERMINATION_REASONS = frozenset(
 END_REASONS = {"unsubscribed": "timeout", "expired": "timeout",
                "registration-ended": "noresource", "unauthorised": "rejected"}
 _DEFAULT_PORTS = {"sip": 5060, "sips": 5061}
+# The URI parameter of our dialog Contact naming the presentity (base64url), so an in-dialog
+# SUBSCRIBE sent to that Contact reaches the shard holding the dialog (RFC 6665 4.1.2.1).
+DIALOG_PARAM = "reg-dialog"
 
 
 @dataclass(slots=True)
@@ -69,32 +77,78 @@ def subscription_key(call_id: str, from_tag: str, to_tag: str, event_id: str | N
 
 
 
+def dialog_contact(scscf_uri: str, presentity: str) -> str:
+    """Our Contact in the dialogs watching ``presentity``: the S-CSCF's URI naming it."""
+    uri = parse_uri(scscf_uri)
+    token = base64.urlsafe_b64encode(presentity.encode()).rstrip(b"=").decode()
+    uri.params = {**uri.params, DIALOG_PARAM: token}
+    return str(uri)
+
+
+def dialog_presentity(request_uri: SipUri) -> str | None:
+    """The presentity an in-dialog request names in the Request-URI we gave as our Contact;
+    None when the URI carries no such parameter. A parameter that does not decode raises the
+    481 to answer: no dialog of ours looks like that."""
+    token = request_uri.params.get(DIALOG_PARAM)
+    if token is None:
+        return None
+    try:
+        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise SipParseError(481, "Subscription does not exist") from None
+
+
 def can_subscribe_to_reg(
     profile: Profile | None, bindings: dict[str, Binding], asserted_identity: str | None,
-    watcher_uri: str,
 ) -> bool:
-    """The guide's can_subscribe_to_reg (TS 24.229 5.4.2.1.1 step 1): the UE itself, asserted as
-    one of its set's unbarred IMPUs, or the P-CSCF on the Path of one of its bindings.
-    Application servers, the guide's third entity, are not admitted yet (nor by the guide)."""
-    if asserted_identity and profile and asserted_identity in profile.associated_uris():
+    """The guide's can_subscribe_to_reg (TS 24.229 5.4.2.1.1 step 1). The subscriber is whom
+    the P-Asserted-Identity names (a trusted P-CSCF asserts it; a From proves nothing): the
+    user, as one of its set's unbarred IMPUs; a P-CSCF on the Path of one of its bindings; or
+    an application server its initial filter criteria name. Those two are network entities:
+    the identity matches a hop by host (and user part, when the identity has one), whatever
+    the port, as Kamailio finds the identity within the Path."""
+    if not asserted_identity:
+        return False
+    if profile and asserted_identity in profile.associated_uris():
         return True
-    watchers = {_hostport(uri) for uri in (watcher_uri, asserted_identity) if uri} - {None}
-    return any(_hostport(hop) in watchers for b in bindings.values() for hop in b.path)
+    entity = _user_host(asserted_identity)
+    if entity is None:
+        return False
+    hops = [hop for b in bindings.values() for hop in b.path]
+    if profile and profile.user_data:
+        hops += application_servers(profile.user_data)
+    return any(_same_entity(entity, _user_host(hop)) for hop in hops)
 
 
 # The guide's can_publish_reg admits the same entities as can_subscribe_to_reg.
 can_publish_reg = can_subscribe_to_reg
 
 
-def _hostport(value: str) -> tuple[str, int] | None:
-    """Host (lower case) and port (the scheme's default when absent) of a URI or name-addr."""
+@lru_cache(maxsize=1024)
+def application_servers(user_data: str) -> tuple[str, ...]:
+    """The ServerName of every initial filter criterion in a profile's Cx user data; none when
+    the data does not parse (it was checked when stored)."""
+    try:
+        subscription = parse_user_data(user_data)
+    except UserDataError:
+        return ()
+    return tuple(server for profile in subscription.service_profiles
+                 for server in profile.application_servers())
+
+
+def _user_host(value: str) -> tuple[str | None, str] | None:
+    """User part and host (lower case) of a SIP URI or name-addr; None for anything else."""
     try:
         uri = parse_name_addr(value).uri
     except SipParseError:
         return None
-    if uri.scheme not in _DEFAULT_PORTS:
+    if uri.scheme not in _DEFAULT_PORTS or not uri.host:
         return None
-    return uri.host.lower(), uri.port or _DEFAULT_PORTS[uri.scheme]
+    return uri.user, uri.host.lower()
+
+
+def _same_entity(identity: tuple[str | None, str], hop: tuple[str | None, str] | None) -> bool:
+    return hop is not None and identity[1] == hop[1] and identity[0] in (None, hop[0])
 
 
 def refresh(
@@ -133,19 +187,41 @@ def notify_request(
     sub.local_cseq += 1
     sub.version += 1
     event = EVENT_PACKAGE if sub.event_id is None else f"{EVENT_PACKAGE};id={sub.event_id}"
+    request_uri = sub.remote_target
+    routes = [value for header in sub.route_set for value in split_header_values(header)]
+    if routes and "lr" not in _first_route(sub).params:  # a strict router (RFC 3261 12.2.1.1)
+        request_uri, routes = str(_first_route(sub)), [*routes[1:], f"<{sub.remote_target}>"]
     headers = [
         ("Max-Forwards", MAX_FORWARDS),
         ("From", f"<{local_uri}>;tag={sub.to_tag}"),
         ("To", f"<{sub.watcher}>;tag={sub.from_tag}"),
         ("Call-ID", sub.call_id),
         ("CSeq", f"{sub.local_cseq} NOTIFY"),
-        *(("Route", route) for route in sub.route_set),
+        *(("Route", route) for route in routes),
         ("Contact", f"<{contact_uri}>"),
         ("Event", event),
         ("Subscription-State", subscription_state),
         ("Content-Type", CONTENT_TYPE),
     ]
-    return sub.remote_target, headers, body
+    return request_uri, headers, body
+
+
+def next_hop(sub: Subscription) -> str:
+    """Where the NOTIFYs of ``sub`` go, as ``proto:host:port`` ("" for nowhere known): the
+    first hop of the route set, or the remote target when there is none (RFC 3261 12.2.1.1,
+    8.1.2). Its transport is the URI's ``transport`` parameter, else the SUBSCRIBE's flow's."""
+    uri = _first_route(sub) if sub.route_set else parse_uri(sub.remote_target)
+    if not uri.host:  # no SIP URI to route on: back along the SUBSCRIBE's flow
+        return ""
+    proto = (uri.params.get("transport") or sub.received.partition(":")[0] or "udp").lower()
+    if proto not in ("udp", "tcp"):
+        proto = "tcp"  # the reliable transports we have: TLS, SCTP and WS flows are not ours
+    host = uri.host[1:-1] if uri.host.startswith("[") else uri.host
+    return f"{proto}:{host}:{uri.port or _DEFAULT_PORTS.get(uri.scheme, 5060)}"
+
+
+def _first_route(sub: Subscription) -> SipUri:
+    return parse_name_addr(split_header_values(sub.route_set[0])[0]).uri
 
 
 def on_notify_failure(status: int) -> bool:

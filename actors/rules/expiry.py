@@ -7,7 +7,7 @@ the default IMPU (the first of the set) tells the HSS, so one expiry is one SAR.
 from __future__ import annotations
 
 from actors.reg_event.procedures import notify_change
-from actors.rules.impu import Impu
+from actors.rules.impu import Impu, speaks_for_set
 from actors.rules.save import SaveContext, inform_hss, registration_ended
 from actors.rules.state import RegEvent, next_state
 from actors.vocabulary import RegState
@@ -32,14 +32,10 @@ async def expire_bindings(impu: Impu, now: float, ctx: SaveContext) -> list[floa
         if ctx.events:
             notify_change(impu, old, "expired", ctx.events)
         await ctx.persist(impu)
-        if not live and was_registered and _speaks_for_set(impu.identity, profile):
+        if not live and was_registered and speaks_for_set(impu.identity, profile):
             registration_ended(impu.identity, profile, ctx)
             await _timeout_sar(impu.identity, profile.impi if profile else None, ctx)
         return lags
-
-
-def _speaks_for_set(identity: str, profile) -> bool:
-    return profile is None or not profile.identities or profile.identities[0] == identity
 
 
 async def _timeout_sar(identity: str, impi: str | None, ctx: SaveContext) -> None:

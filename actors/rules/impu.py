@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from actors.auth.challenges import PendingChallenges
 from actors.rules.expires import ExpiresPolicy
+from actors.rules.set_merge import written_by
 from actors.vocabulary import Binding, Profile, RegisterRequest, RegState, Reply
 from transport.diameter.cx import ServerAssignmentType as SAT
 
@@ -53,6 +54,13 @@ def shared(value):
     return kept
 
 
+def speaks_for_set(identity: str, profile: Profile | None) -> bool:
+    """Whether ``identity`` is its implicit set's default IMPU (the first of the set), which
+    alone tells the HSS of the set's expiry and counts the set's bindings: every member holds a
+    copy of them."""
+    return profile is None or not profile.identities or profile.identities[0] == identity
+
+
 @dataclass(slots=True)
 class RegisterPlan:
     """The binding set a REGISTER asks for, the live bindings it ends, and the SAR it needs."""
@@ -61,6 +69,7 @@ class RegisterPlan:
     assignment: SAT | None
     user_data_already_available: bool
     removed: dict[str, Binding] = field(default_factory=dict)  # echoed with expires=0
+    written: dict[str, Binding] = field(default_factory=dict)  # new or changed by the REGISTER
 
 
 class Impu:
@@ -138,7 +147,7 @@ def plan_register(
     removed = {k: b for k, b in current.items() if k not in plan}
     removes_only = req.star or bool(req.contacts) and not any(c.key in plan for c in req.contacts)
     assignment = _assignment(impu.state, bool(current), bool(plan), removes_only, rules)
-    return RegisterPlan(plan, *assignment, removed)
+    return RegisterPlan(plan, *assignment, removed, written_by(plan, current))
 
 
 def _remove_all(current: dict[str, Binding], req: RegisterRequest) -> dict[str, Binding] | Reply:

@@ -28,6 +28,7 @@ from actors.rules.impu import (
     ok_headers,
     plan_register,
 )
+from actors.rules.set_merge import merged
 from actors.rules.state import RegEvent, next_state
 from actors.rules.third_party import RegistrationChange, registration_change
 from actors.vocabulary import (
@@ -180,7 +181,8 @@ async def _remove(impu: Impu, req: RegisterRequest, plan: RegisterPlan, ctx: Sav
         reply = await _commit(impu, req, plan, impu.profile, ctx)
     else:  # nothing of ours to end
         reply = Reply(200, "OK", ok_headers({}, req, None, ctx.clock(), ctx.service_route))
-    if reply.status == 200 and plan.assignment is not None:
+    # A device registering through another member meanwhile keeps the set registered.
+    if reply.status == 200 and plan.assignment is not None and impu.state != RegState.REGISTERED:
         impi = req.impi or (impu.profile.impi if impu.profile else None)
         await inform_hss(ctx.sar_request(req.aor, impi, plan.assignment), ctx)
     return reply
@@ -188,17 +190,22 @@ async def _remove(impu: Impu, req: RegisterRequest, plan: RegisterPlan, ctx: Sav
 
 async def _commit(impu: Impu, req: RegisterRequest, plan: RegisterPlan, profile: Profile | None,
                   ctx: SaveContext) -> Reply:
-    """Applies the plan to the implicit set, the identity and the store, then answers."""
+    """Applies the plan's change to the implicit set, the identity and the store, then
+    answers. The change, not the plan's binding set, is what every member merges (set_merge):
+    another member's update may have reached this one while its REGISTER waited for the HSS."""
     now = ctx.clock()
-    state, kept = _after(impu.state, plan, profile, ctx.rules)
     others = [i for i in profile.identities if i != impu.identity] if profile else []
     if others:
+        state, kept = _after(impu.state, bool(plan.bindings), profile, ctx.rules)
         try:
-            await ctx.propagate([SetUpdate(i, state, plan.bindings, kept, "user") for i in others])
+            await ctx.propagate([SetUpdate(i, state, plan.written, kept, "user", plan.removed)
+                                 for i in others])
         except Exception:  # another shard unavailable: tell the UE to retry, apply nothing here
             return Reply(503, "Implicit set update failed", [("Retry-After", RETRY_AFTER)])
+    bindings = merged(impu.bindings, plan.written, plan.removed, now)
+    state, kept = _after(impu.state, bool(bindings), profile, ctx.rules)
     before = (impu.state, impu.bindings, impu.profile, impu.unreg_until)
-    impu.apply(state, plan.bindings, kept)
+    impu.apply(state, bindings, kept)
     if ctx.events:  # before the write, so the subscriptions' new versions are stored with it
         notify_change(impu, before[1], "user", ctx.events)
     try:
@@ -206,10 +213,10 @@ async def _commit(impu: Impu, req: RegisterRequest, plan: RegisterPlan, profile:
     except StoreError:
         impu.apply(*before)
         return Reply(503, "Registration store unavailable", [("Retry-After", RETRY_AFTER)])
-    reply = Reply(200, "OK", ok_headers(plan.bindings, req, kept, now, ctx.service_route,
+    reply = Reply(200, "OK", ok_headers(bindings, req, kept, now, ctx.service_route,
                                         plan.removed))
     if ctx.registration_changed is not None and profile is not None:
-        ctx.registration_changed(registration_change(impu.identity, before[0], plan.bindings,
+        ctx.registration_changed(registration_change(impu.identity, before[0], bindings,
                                                      profile, req, now, reply))
     return reply
 
@@ -261,10 +268,10 @@ def _sar_needed(impu: Impu, req: RegisterRequest, plan: RegisterPlan, now: float
     return not (fresh and same_impi and kept)
 
 
-def _after(state: RegState, plan: RegisterPlan, profile: Profile,
+def _after(state: RegState, bound: bool, profile: Profile,
            rules: RegisterRules) -> tuple[RegState, Profile | None]:
     """The state and profile the REGISTER leaves (a binding left registers or refreshes)."""
-    if plan.bindings:
+    if bound:
         event = RegEvent.REFRESH if state == RegState.REGISTERED else RegEvent.REGISTER
         return next_state(state, event), profile
     return next_state(state, RegEvent.DEREGISTER), profile if rules.store_profile_dereg else None

@@ -1,5 +1,6 @@
 """`scscf serve` as a process of its own: its TOML written for loopback, started, waited for
-until it prints `ready`, stopped; and the HSS emulator's log of the SARs it received."""
+until it prints `ready`, stopped; the HSS emulator alone (`scscf hss`) likewise, and its log of
+the SARs it received."""
 from __future__ import annotations
 
 import json
@@ -44,20 +45,29 @@ class Registrar:
                     self.rpc_token)
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return _terminate(self.process)
 
 
 def hss_sar_log(admin_port: int) -> list[dict]:
     """Every SAR the HSS emulator received, from its admin interface ([hss] admin_listen)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/sar_log", timeout=5) as answer:
         return json.load(answer)
+
+
+def rpc_result(url: str, method: str, *params: str):
+    """The result of one JSON-RPC call to a registrar's [rpc] listener; an error raises."""
+    from actors.ops.rpc import call
+
+    reply = call(url, method, list(params))
+    if "error" in reply:
+        raise AssertionError(f"{method}: {reply['error']}")
+    return reply["result"]
+
+
+def rpc_statistics(url: str, *names: str) -> dict[str, int]:
+    """``stats.get_statistics`` as a dict of Kamailio names."""
+    lines = rpc_result(url, "stats.get_statistics", *names)
+    return {name: int(value) for name, value in (line.split(" = ") for line in lines)}
 
 
 def registrar_config(namespace: str, workdir: Path, sip_port: int, **extra: str) -> str:
@@ -100,16 +110,7 @@ def start_registrar(config_text: str, workdir: Path, sip_port: int, address: str
            "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, env=env)
-    output: list[str] = []
-    ready = threading.Event()
-
-    def pump():
-        for line in process.stdout:
-            output.append(line)
-            if line.startswith("ready"):
-                ready.set()
-
-    threading.Thread(target=pump, daemon=True).start()
+    output, ready = _follow(process, lambda line: line.startswith("ready"))
     deadline = time.monotonic() + timeout
     while not ready.wait(0.1):
         if process.poll() is not None or time.monotonic() > deadline:
@@ -143,3 +144,55 @@ def sar_types(server: Registrar, impu: str) -> list[int]:
     """The assignment types of the SARs the HSS emulator received for ``impu``, in order."""
     return [entry["assignment_type"] for entry in hss_sar_log(server.hss_admin)
             if entry["public_identity"] == impu]
+
+
+@dataclass
+class HssProcess:
+    """The HSS emulator as a process of its own (`scscf hss`), so a test can take it away."""
+
+    process: subprocess.Popen
+
+    def stop(self) -> int:
+        return _terminate(self.process)
+
+
+def start_hss(config: Path, port: int, admin_port: int, timeout: float = 30.0) -> HssProcess:
+    """`scscf hss` with ``config`` on loopback ``port`` (Diameter) and ``admin_port``; returns
+    once it prints its ready line."""
+    cmd = [sys.executable, "-m", "scripts.hss_emulator.cli", "--config", str(config),
+           "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin_port}"]
+    process = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    output, ready = _follow(process, lambda line: "ready" in line)
+    if not ready.wait(timeout):
+        process.kill()
+        process.wait()
+        raise RuntimeError("scscf hss did not become ready:\n" + "".join(output))
+    return HssProcess(process)
+
+
+def _follow(process: subprocess.Popen, is_ready) -> tuple[list[str], threading.Event]:
+    """Every line the process prints, and an event set at the first that ``is_ready``."""
+    output: list[str] = []
+    ready = threading.Event()
+
+    def pump():
+        for line in process.stdout:
+            output.append(line)
+            if is_ready(line):
+                ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    return output, ready
+
+
+def _terminate(process: subprocess.Popen) -> int:
+    """SIGTERM, then SIGKILL after 30 s; the exit status."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode

@@ -2,6 +2,9 @@
 other sipp UEs make; every NOTIFY body is checked against the RFC 3680 schema."""
 from __future__ import annotations
 
+import base64
+import secrets
+import socket
 import time
 from pathlib import Path
 
@@ -15,6 +18,10 @@ from scripts.harness.ports import free_port
 from scripts.harness.registrar import registrar_config, start_registrar
 from scripts.harness.sipp import SIPP
 from tests.e2e.sipp import SippRun, Step, register, run_sipp
+from tests.e2e.ue import Ue
+from transport.sip.framing import StreamFramer
+from transport.sip.message import Request, make_response
+from transport.sip.parser import parse_message
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(SIPP is None, reason="sipp is not installed")]
 
@@ -23,11 +30,24 @@ NS = {"r": "urn:ietf:params:xml:ns:reginfo"}
 NAMESPACE = "e2e-regevent"
 
 
+# One implicit set of two IMPUs whose profile sends its calls to an application server.
+SUBSCRIBERS = """
+[[subscriber]]
+impi = "setuser@ims.test"
+impus = ["sip:setuser@ims.test", "sip:setuser.work@ims.test"]
+ifc = ["<InitialFilterCriteria><Priority>0</Priority><TriggerPoint><ConditionTypeCNF>1</ConditionTypeCNF><SPT><ConditionNegated>0</ConditionNegated><Group>0</Group><Method>INVITE</Method></SPT></TriggerPoint><ApplicationServer><ServerName>sip:as.ims.test:5065</ServerName><DefaultHandling>0</DefaultHandling></ApplicationServer></InitialFilterCriteria>"]
+"""
+
+
 @pytest.fixture(scope="module")
 def registrar(ray_address, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("regevent")
+    (workdir / "subscribers.toml").write_text(SUBSCRIBERS)
     sip = free_port()
-    config = registrar_config(NAMESPACE, workdir, sip, sip="t1 = 0.1")
+    config = registrar_config(NAMESPACE, workdir, sip, sip="t1 = 0.1", hss=f"""
+subscribers = "{workdir / 'subscribers.toml'}"
+auto_provision_domain = "ims.test"
+""")
     server = start_registrar(config, workdir, sip, ray_address)
     yield server
     assert server.stop() == 0, "".join(server.output[-40:])
@@ -257,3 +277,181 @@ def test_network_deregistration_tells_watchers_deactivated(registrar, tmp_path):
     _, last = notifies(watcher.wait())
     assert last.headers.get("Subscription-State") == "terminated;reason=noresource"
     assert contact_events(reginfo(last)) == {contact: ("terminated", "deactivated")}
+
+
+# -- Dialogs driven by a small UE: refreshes sent where the 200 OK's Contact says, NOTIFYs
+# routed by the route set.
+
+
+def subscribe_bytes(ue: Ue, request_uri: str, presentity: str, *, cseq: int, expires: int,
+                    to_tag: str | None = None, from_tag: str = "w1", asserted: str | None = None,
+                    extra: tuple[str, ...] = ()) -> bytes:
+    proto = ue.transport.upper()
+    lines = [
+        f"SUBSCRIBE {request_uri} SIP/2.0",
+        f"Via: SIP/2.0/{proto} 127.0.0.1:{ue.local_port};branch=z9hG4bK{secrets.token_hex(6)}",
+        "Max-Forwards: 70",
+        f"From: <{ue.impu}>;tag={from_tag}",
+        f"To: <{presentity}>" + (f";tag={to_tag}" if to_tag else ""),
+        f"Call-ID: {ue.call_id}",
+        f"CSeq: {cseq} SUBSCRIBE",
+        f"Contact: <sip:ue@127.0.0.1:{ue.local_port};transport={ue.transport}>",
+        "Event: reg",
+        f"Expires: {expires}",
+        *(() if asserted is None else (f"P-Asserted-Identity: <{asserted}>",)),
+        *extra,
+        "Content-Length: 0", "", ""]
+    return "\r\n".join(lines).encode()
+
+
+def answer(peer_send, notify) -> None:
+    peer_send(make_response(notify, 200, "OK").to_bytes())
+
+
+def subscribe_exchange(ue: Ue, data: bytes) -> tuple:
+    """Sends a SUBSCRIBE; returns its final response and, after a 2xx, the NOTIFY that follows
+    it (answered 200), in whichever order they came."""
+    ue.send(data)
+    response = notify = None
+    while response is None or (response.status < 300 and notify is None):
+        message = ue.receive()
+        if isinstance(message, Request):
+            notify = message
+            answer(ue.send, message)
+        elif message.status >= 200:
+            response = message
+    return response, notify
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_refresh_and_unsubscribe_reach_the_dialog_through_its_contact(registrar, tmp_path,
+                                                                      transport):
+    user = f"dialog-{transport}"
+    presentity = f"sip:{user}@ims.test"
+    run_sipp([Step(register(user, contact=f"<sip:{user}@10.0.1.1>"), 200)], registrar.sip_port,
+             "udp", tmp_path, "reg")
+    before = subscriptions()
+    ue = Ue(f"{user}@ims.test", presentity, registrar.sip_port, transport)
+    try:
+        ok, first = subscribe_exchange(ue, subscribe_bytes(
+            ue, presentity, presentity, cseq=1, expires=600, asserted=presentity))
+        contact = f"sip:scscf.ims.test:{registrar.sip_port};reg-dialog={b64(presentity)}"
+        assert (ok.status, ok.headers.get("Contact")) == (200, f"<{contact}>")
+        assert first.headers.get("Contact") == f"<{contact}>"
+        assert first.headers.get("From") == f"<{presentity}>;tag={ok.to.params['tag']}"
+        # the P-CSCF asserts the UE's identity on every request, in-dialog ones too
+        dialog = {"to_tag": ok.to.params["tag"], "asserted": presentity}
+
+        refreshed, notify = subscribe_exchange(ue, subscribe_bytes(
+            ue, contact, presentity, cseq=2, expires=300, **dialog))
+        assert (refreshed.status, refreshed.headers.get("Expires")) == (200, "300")
+        assert notify.cseq == (2, "NOTIFY")
+        assert notify.headers.get("Subscription-State") == "active;expires=300"
+        assert reginfo(notify).get("version") == "1"
+
+        unknown, _ = subscribe_exchange(ue, subscribe_bytes(
+            ue, contact, presentity, cseq=3, expires=300, from_tag="other", **dialog))
+        assert (unknown.status, unknown.reason) == (481, "Subscription does not exist")
+        forged, _ = subscribe_exchange(ue, subscribe_bytes(
+            ue, contact.replace(b64(presentity), "_w"), presentity, cseq=3, expires=300,
+            **dialog))
+        assert forged.status == 481
+
+        ended, last = subscribe_exchange(ue, subscribe_bytes(
+            ue, contact, presentity, cseq=4, expires=0, **dialog))
+        assert (ended.status, ended.headers.get("Expires")) == (200, "0")
+        assert last.headers.get("Subscription-State") == "terminated;reason=timeout"
+        assert (last.cseq, reginfo(last).get("version")) == ((3, "NOTIFY"), "2")
+    finally:
+        ue.close()
+    assert subscriptions() == before
+
+
+def b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
+
+
+def test_udp_notify_follows_the_record_route_not_the_source(registrar, tmp_path):
+    user = "routed-udp"
+    presentity = f"sip:{user}@ims.test"
+    run_sipp([Step(register(user, contact=f"<sip:{user}@10.0.1.2>"), 200)], registrar.sip_port,
+             "udp", tmp_path, "reg")
+    pcscf = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    pcscf.settimeout(10)
+    pcscf.bind(("127.0.0.1", 0))
+    route = f"<sip:127.0.0.1:{pcscf.getsockname()[1]};lr>"
+    ue = Ue(f"{user}@ims.test", presentity, registrar.sip_port, "udp")
+    try:
+        ue.send(subscribe_bytes(ue, presentity, presentity, cseq=1, expires=0,
+                                asserted=presentity, extra=(f"Record-Route: {route}",)))
+        assert ue.receive().status == 200
+        data, source = pcscf.recvfrom(65535)
+        notify = parse_message(data)
+        answer(lambda reply: pcscf.sendto(reply, source), notify)
+    finally:
+        ue.close()
+        pcscf.close()
+    assert str(notify.uri) == f"sip:ue@127.0.0.1:{ue.local_port};transport=udp"
+    assert notify.headers.get_all("Route") == [route]
+    assert notify.headers.get("Subscription-State") == "terminated;reason=timeout"
+
+
+def test_tcp_notify_reconnects_to_the_route_once_the_flow_closed(registrar, tmp_path):
+    user = "routed-tcp"
+    presentity = f"sip:{user}@ims.test"
+    run_sipp([Step(register(user, contact=f"<sip:{user}@10.0.1.3>"), 200)], registrar.sip_port,
+             "udp", tmp_path, "reg1")
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+    route = f"<sip:127.0.0.1:{listener.getsockname()[1]};transport=tcp;lr>"
+    ue = Ue(f"{user}@ims.test", presentity, registrar.sip_port, "tcp")
+    try:  # the first NOTIFY takes the SUBSCRIBE's connection, still open
+        ok, first = subscribe_exchange(ue, subscribe_bytes(
+            ue, presentity, presentity, cseq=1, expires=600, asserted=presentity,
+            extra=(f"Record-Route: {route}",)))
+    finally:
+        ue.close()
+    assert (ok.status, first.headers.get_all("Route")) == (200, [route])
+    run_sipp([Step(register(user, contact=f"<sip:{user}@10.0.1.4>", cseq=2), 200)],
+             registrar.sip_port, "udp", tmp_path, "reg2")
+    connection, _ = listener.accept()  # the flow is gone: a connection to the route's address
+    with connection, listener:
+        connection.settimeout(10)
+        framer = StreamFramer()
+        frames: list = []
+        while not any(isinstance(f, bytes) for f in frames):
+            frames += framer.feed(connection.recv(65535))
+        notify = parse_message(next(f for f in frames if isinstance(f, bytes)))
+        answer(connection.sendall, notify)
+    assert str(notify.uri) == f"sip:ue@127.0.0.1:{ue.local_port};transport=tcp"
+    assert notify.headers.get_all("Route") == [route]
+    assert notify.cseq == (2, "NOTIFY")
+    assert set(contact_events(reginfo(notify))) == {f"sip:{user}@10.0.1.3",
+                                                    f"sip:{user}@10.0.1.4"}
+
+
+@pytest.mark.parametrize("asserted, status", [
+    ("sip:setuser@ims.test", 200),  # the user
+    ("sip:setuser.work@ims.test", 200),  # another member of its implicit set
+    ("sip:pcscf.ims.test:5070", 200),  # the P-CSCF on the Path of its binding
+    ("sip:as.ims.test", 200),  # the application server of its iFC
+    ("sip:mallory@ims.test", 403),  # a stranger
+    (None, 403),  # the P-CSCF's address in From, but no P-Asserted-Identity
+])
+def test_who_may_subscribe(registrar, tmp_path, asserted, status):
+    presentity = "sip:setuser@ims.test"
+    run_sipp([Step(register("setuser", contact="<sip:setuser@10.0.1.5>",
+                            extra="Path: <sip:pcscf.ims.test:5070;lr>\nSupported: path"), 200)],
+             registrar.sip_port, "udp", tmp_path, "reg")
+    ue = Ue("setuser@ims.test", "sip:pcscf.ims.test:5070", registrar.sip_port, "udp")
+    try:  # a fetch (Expires: 0): its answer and one NOTIFY, no subscription left behind
+        response, notify = subscribe_exchange(ue, subscribe_bytes(
+            ue, presentity, presentity, cseq=1, expires=0, asserted=asserted))
+    finally:
+        ue.close()
+    assert response.status == status
+    if status == 200:
+        aors = [r.get("aor") for r in reginfo(notify).iterfind("r:registration", NS)]
+        assert aors == ["sip:setuser@ims.test", "sip:setuser.work@ims.test"]
+    else:
+        assert response.reason == "Not authorised to subscribe to this registration"

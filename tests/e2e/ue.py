@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from actors.auth import aka, digest
 from transport.sip.framing import StreamFramer
-from transport.sip.message import Response
+from transport.sip.message import Request, Response
 from transport.sip.parser import parse_message
 
 
@@ -35,6 +35,7 @@ class Ue:
             self.sock.connect(("127.0.0.1", self.port))
         self.local_port = self.sock.getsockname()[1]
         self._framer = StreamFramer()
+        self._frames: list[bytes] = []  # framed, not yet received: one read may hold several
 
     def close(self) -> None:
         self.sock.close()
@@ -66,14 +67,24 @@ class Ue:
         return self._exchange(text.encode())
 
     def _exchange(self, data: bytes) -> Response:
+        self.send(data)
+        return self.receive()
+
+    def send(self, data: bytes) -> None:
+        """One message to the registrar."""
         if self.transport == "udp":
             self.sock.sendto(data, ("127.0.0.1", self.port))
+        else:
+            self.sock.sendall(data)
+
+    def receive(self) -> Request | Response:
+        """The next message from the registrar: a response, or a request such as a NOTIFY."""
+        if self.transport == "udp":
             return parse_message(self.sock.recvfrom(65535)[0])
-        self.sock.sendall(data)
-        while True:
-            for frame in self._framer.feed(self.sock.recv(65535)):
-                if isinstance(frame, bytes):
-                    return parse_message(frame)
+        while not self._frames:
+            self._frames += [f for f in self._framer.feed(self.sock.recv(65535))
+                             if isinstance(f, bytes)]
+        return parse_message(self._frames.pop(0))
 
 
 def challenge(response: Response) -> dict[str, str]:

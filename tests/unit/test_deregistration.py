@@ -77,8 +77,9 @@ def test_removing_one_of_several_contacts_echoes_it_with_expires_0_and_sends_no_
     ])
     assert len(network.sars) == sars_before  # none for the removal
     assert [c["uri"] for c in shown["contacts"]] == ["sip:b@10.0.0.2"]
-    (_, last_updates) = network.peer_updates[-1]  # the set's members lose it too
-    assert {tuple(u.bindings) for u in last_updates} == {("uri:sip:b@10.0.0.2",)}
+    (_, last_updates) = network.peer_updates[-1]  # the set's members lose it too: the change
+    assert {(tuple(u.bindings), tuple(u.ended)) for u in last_updates} == {
+        ((), ("uri:sip:a@10.0.0.1",))}
 
 
 def test_star_echoes_every_contact_and_with_the_hss_down_the_bindings_still_go():

@@ -2,7 +2,7 @@
 import pytest
 
 from actors.reg_event.requests import BadEvent, publish_request, subscribe_request
-from actors.reg_event.subscription import Subscription
+from actors.reg_event.subscription import Subscription, dialog_contact
 from actors.rules.impu import Impu
 from actors.store.records import decode_impu, encode_impu
 from transport.sip.errors import SipParseError
@@ -41,6 +41,30 @@ def test_in_dialog_subscribe_keeps_its_to_tag():
     req = subscribe_request(parse_message(sip("SUBSCRIBE", "Event: reg", "Contact: <sip:w@h>",
                                               to_tag=";tag=theirs")), "udp:h:1", "t", "ourtag")
     assert (req.to_tag, req.initial) == ("theirs", False)
+
+
+def in_dialog(request_uri: str, *extra: str):
+    text = sip("SUBSCRIBE", "Event: reg", "Contact: <sip:w@h>", *extra, to_tag=";tag=ours")
+    return parse_message(text.replace(b"sip:alice@IMS.test;user=phone", request_uri.encode(), 1))
+
+
+def test_refresh_sent_to_our_dialog_contact_names_its_presentity():
+    contact = dialog_contact("sip:scscf.ims.test:6060", "sip:alice@ims.test")
+    req = subscribe_request(in_dialog(contact), "udp:h:1", "t", "unused")
+    assert (req.presentity, req.to_tag, req.initial) == ("sip:alice@ims.test", "ours", False)
+
+
+def test_refresh_with_a_forged_dialog_token_is_481():
+    with pytest.raises(SipParseError) as info:
+        subscribe_request(in_dialog("sip:scscf.ims.test;reg-dialog=_w"), "udp:h:1", "t", "x")
+    assert info.value.status == 481
+
+
+def test_subscribe_with_a_malformed_record_route_is_400():
+    with pytest.raises(SipParseError) as info:
+        subscribe_request(parse_message(sip("SUBSCRIBE", "Event: reg", "Contact: <sip:w@h>",
+                                            "Record-Route: <not a uri")), "udp:h:1", "t", "x")
+    assert info.value.status == 400
 
 
 @pytest.mark.parametrize("event", ["Event: presence", "Event: dialog;id=1", None])

@@ -8,7 +8,7 @@ import pytest
 
 from actors.config import config_from_dict
 from actors.hosts.cx_pool import CxPoolCore
-from actors.hosts.metrics import ShardMetrics, select, statistics, summed
+from actors.hosts.metrics import ShardMetrics, select, statistics, summed, with_aliases
 from actors.ops.registrar import identity_of
 from actors.ops.resets import Baselines
 from actors.ops.rpc import RpcServer
@@ -50,7 +50,7 @@ class FakeRegistrar:
         raise RuntimeError("shard 1 unavailable")
 
     async def statistics(self):
-        return statistics(summed(self.baselines.apply(self.snapshots)))
+        return with_aliases(statistics(summed(self.baselines.apply(self.snapshots))))
 
     async def reset_statistics(self, names):
         return self.baselines.reset(self.snapshots, names)
@@ -118,10 +118,15 @@ def test_get_statistics_all_a_group_or_one_name_in_kamailio_lines():
         "ims_registrar_scscf:sar_timeouts = 2",
         "ims_registrar_scscf:notifies_in_q = 0",
         "ims_registrar_scscf:sar_avg_response_time = 6",
+        "ims_usrloc_scscf:active_impus = 3",  # ims_usrloc_scscf's own names
+        "ims_usrloc_scscf:active_contacts = 4",
+        "ims_usrloc_scscf:active_subscriptions = 0",
     ]
     assert call("stats.get_statistics", [])["result"] == every
     usrloc = call("stats.get_statistics", ["ims_usrloc_scscf:"])["result"]
-    assert usrloc == every[:4]
+    assert usrloc == every[:4] + every[-3:]
+    assert call("stats.get_statistics", ["active_contacts"])["result"] == [
+        "ims_usrloc_scscf:active_contacts = 4"]
     assert call("stats.get_statistics", ["impus", "ims_registrar_scscf:sar_timeouts"])["result"] == [
         "ims_usrloc_scscf:impus = 3", "ims_registrar_scscf:sar_timeouts = 2"]
     code, message = error(call("stats.get_statistics", ["ims_usrloc_scscf:nope"]))
@@ -174,6 +179,9 @@ def test_reset_statistics_zeroes_the_counters_and_leaves_current_counts():
         "ims_registrar_scscf:sar_timeouts = 0",
         "ims_registrar_scscf:notifies_in_q = 0",
         "ims_registrar_scscf:sar_avg_response_time = 0",
+        "ims_usrloc_scscf:active_impus = 3",
+        "ims_usrloc_scscf:active_contacts = 4",
+        "ims_usrloc_scscf:active_subscriptions = 0",
     ]
     server.registrar.snapshots[0]["accepted_regs"] += 3  # counting goes on from the reset
     assert "ims_registrar_scscf:accepted_regs = 3" in call(

@@ -106,14 +106,15 @@ class Network:
                        send_notify=self.send_notify)
 
 
-def core_for(identity, network, store, clock, auth=False) -> ShardCore:
+def core_for(identity, network, store, clock, auth=False, background=False) -> ShardCore:
+    """``background``: the core runs its own timer loop instead of the test calling run_due."""
     config = config_from_dict({
         "ray": {"shards": SHARDS},
         "registrar": {"scscf_name": "sip:scscf.ims.test:5060", "unreg_validity": VALIDITY},
         "auth": {"enabled": auth, "auth_data_timeout": AUTH_TIMEOUT},
     })
     return ShardCore(shard_of(identity, SHARDS), config, network.io(), store, clock=clock,
-                     expire_in_background=False, after_the_200=0.0)
+                     expire_in_background=background, after_the_200=0.0)
 
 
 def register(uri, expires=600, cseq=1, call_id="c1", aor=ALICE, authorization=None):

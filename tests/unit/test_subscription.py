@@ -11,6 +11,9 @@ from actors.reg_event.subscription import (
     Subscription,
     can_publish_reg,
     can_subscribe_to_reg,
+    dialog_contact,
+    dialog_presentity,
+    next_hop,
     notify_request,
     on_notify_failure,
     refresh,
@@ -18,6 +21,8 @@ from actors.reg_event.subscription import (
 )
 from actors.rules.expires import ExpiresPolicy
 from actors.vocabulary import Binding, Profile, Reply
+from transport.sip.errors import SipParseError
+from transport.sip.uri import parse_uri
 
 NOW = 1000.0
 ALICE = "sip:alice@ims.test"
@@ -45,29 +50,45 @@ def subscription(**changes):
 BINDINGS = {"b": binding()}
 
 
-@pytest.mark.parametrize("asserted, watcher, allowed", [
-    (ALICE, ALICE, True),  # the UE itself
-    ("sip:alice.work@ims.test", "sip:alice.work@ims.test", True),  # another IMPU of its set
-    ("sip:temp@ims.test", "sip:temp@ims.test", False),  # barred IMPU of the set
-    (None, "sip:pcscf.ims.test:5060", True),  # P-CSCF on the Path, default port spelt out
-    (None, "sip:pcscf.IMS.test", True),
-    ("sip:pcscf.ims.test", "sip:anyone@elsewhere.test", True),  # P-CSCF asserted
-    (None, "sip:pcscf.ims.test:5070", False),  # another port of that host
-    (None, "sips:pcscf.ims.test", False),  # 5061 is not the Path's 5060
-    ("sip:mallory@ims.test", "sip:mallory@ims.test", False),  # stranger
-    (None, ALICE, False),  # a From alone is not an assertion
-    (None, "not a uri", False),
+AS_DATA = (
+    "<IMSSubscription><PrivateID>alice@ims.test</PrivateID><ServiceProfile>"
+    "<PublicIdentity><Identity>sip:alice@ims.test</Identity></PublicIdentity>"
+    "<InitialFilterCriteria><Priority>0</Priority><ApplicationServer>"
+    "<ServerName>sip:as.ims.test:5065</ServerName><DefaultHandling>0</DefaultHandling>"
+    "</ApplicationServer></InitialFilterCriteria>"
+    "</ServiceProfile></IMSSubscription>")
+WITH_AS = replace(SET, user_data=AS_DATA)
+
+
+@pytest.mark.parametrize("asserted, allowed", [
+    (ALICE, True),  # the UE itself
+    ("sip:alice.work@ims.test", True),  # another IMPU of its set
+    ("sip:temp@ims.test", False),  # barred IMPU of the set
+    ("sip:pcscf.ims.test", True),  # the P-CSCF on the Path (asserted identities carry no port)
+    ("sip:term@pcscf.ims.test", True),  # ... named with the Path's user part
+    ("sip:mallory@pcscf.ims.test", False),  # a user at the P-CSCF's host is not the P-CSCF
+    ("sips:PCSCF.ims.test", True),
+    ("sip:as.ims.test", False),  # an AS of no iFC of this profile
+    ("sip:mallory@ims.test", False),  # stranger
+    ("tel:+15550001", False),
+    (None, False),  # no assertion, whatever the From says
 ])
-def test_who_may_subscribe_and_publish(asserted, watcher, allowed):
-    assert can_subscribe_to_reg(SET, BINDINGS, asserted, watcher) is allowed
-    assert can_publish_reg(SET, BINDINGS, asserted, watcher) is allowed
+def test_who_may_subscribe_and_publish(asserted, allowed):
+    assert can_subscribe_to_reg(SET, BINDINGS, asserted) is allowed
+    assert can_publish_reg(SET, BINDINGS, asserted) is allowed
+
+
+@pytest.mark.parametrize("asserted, allowed", [
+    ("sip:as.ims.test", True), ("sip:other-as.ims.test", False), (ALICE, True)])
+def test_application_servers_of_the_ifcs_may_subscribe(asserted, allowed):
+    assert can_subscribe_to_reg(WITH_AS, {}, asserted) is allowed
 
 
 def test_p_cscf_needs_a_binding_through_it():
-    assert can_subscribe_to_reg(SET, {}, None, "sip:pcscf.ims.test") is False
-    assert can_subscribe_to_reg(SET, {"b": binding(path=())}, None, "sip:pcscf.ims.test") is False
-    assert can_subscribe_to_reg(None, BINDINGS, None, "sip:pcscf.ims.test") is True
-    assert can_subscribe_to_reg(None, BINDINGS, ALICE, ALICE) is False  # no profile: no set to be in
+    assert can_subscribe_to_reg(SET, {}, "sip:pcscf.ims.test") is False
+    assert can_subscribe_to_reg(SET, {"b": binding(path=())}, "sip:pcscf.ims.test") is False
+    assert can_subscribe_to_reg(None, BINDINGS, "sip:pcscf.ims.test") is True
+    assert can_subscribe_to_reg(None, BINDINGS, ALICE) is False  # no profile: no set to be in
 
 
 def test_expiry_follows_the_subscription_parameters():
@@ -171,3 +192,39 @@ def test_lifecycle_versions_rise_by_one_per_notify_until_the_registration_ends()
 ])
 def test_failed_notify_removes_the_subscription(status, remove):
     assert on_notify_failure(status) is remove
+
+
+def test_dialog_contact_names_the_presentity_and_reads_back():
+    contact = dialog_contact("sip:scscf.ims.test:6060", "sip:alice+1@ims.test")
+    assert contact.startswith("sip:scscf.ims.test:6060;reg-dialog=")
+    assert dialog_presentity(parse_uri(contact)) == "sip:alice+1@ims.test"
+    assert dialog_presentity(parse_uri("sip:scscf.ims.test:6060")) is None
+
+
+def test_a_dialog_token_that_does_not_decode_is_481():
+    with pytest.raises(SipParseError) as info:
+        dialog_presentity(parse_uri("sip:scscf.ims.test;reg-dialog=_w"))
+    assert info.value.status == 481
+
+
+@pytest.mark.parametrize("route_set, target, received, hop", [
+    (("<sip:pcscf.ims.test:5060;lr>", "<sip:edge.ims.test;lr>"), "sip:alice@10.0.0.1:5090",
+     "udp:10.0.0.9:41000", "udp:pcscf.ims.test:5060"),
+    (("<sip:127.0.0.1:4060;lr;transport=tcp>, <sip:edge;lr>",), "sip:a@h", "udp:1.2.3.4:9",
+     "tcp:127.0.0.1:4060"),
+    ((), "sip:alice@10.0.0.1:5090;transport=TCP", "udp:10.0.0.9:41000", "tcp:10.0.0.1:5090"),
+    ((), "sip:alice@[2001:db8::1]", "tcp:10.0.0.9:41000", "tcp:2001:db8::1:5060"),
+    ((), "sips:alice@ue.ims.test", "tcp:10.0.0.9:41000", "tcp:ue.ims.test:5061"),
+    ((), "tel:+15550001", "udp:10.0.0.9:41000", ""),
+])
+def test_notifies_go_to_the_first_route_or_the_remote_target(route_set, target, received, hop):
+    assert next_hop(subscription(route_set=route_set, remote_target=target,
+                                 received=received)) == hop
+
+
+def test_a_strict_first_route_becomes_the_request_uri():
+    sub = subscription(route_set=("<sip:strict.ims.test>", "<sip:edge.ims.test;lr>"))
+    uri, headers, _ = notify_request(sub, b"", "active", None, NOW, ALICE, "sip:scscf.ims.test")
+    assert uri == "sip:strict.ims.test"
+    assert [v for n, v in headers if n == "Route"] == [
+        "<sip:edge.ims.test;lr>", "<sip:alice@10.0.0.1:5060>"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from dataclasses import replace
 
 import pytest
 
@@ -515,6 +516,52 @@ def test_tcp_notify_is_not_retransmitted():
     [(when, data, peer)] = endpoint.sent
     assert (when, peer) == (0.0, ("10.0.0.1", 5071))
     assert parse_message(data).headers.get("Via").startswith("SIP/2.0/TCP 192.0.2.1:5060;")
+
+
+class FakeTcpEndpoint(FakeEndpoint):
+    def __init__(self, clock: Clock, open_peers=()) -> None:
+        super().__init__(clock)
+        self.open_peers = set(open_peers)
+
+    def connected(self, peer) -> bool:
+        return tuple(peer) in self.open_peers
+
+
+def sent_to(core, clock, endpoint, job) -> tuple:
+    async def main():
+        task = asyncio.ensure_future(core.send_notifies([job]))
+        for _ in range(500):  # the next hop's name is resolved in a thread: real time
+            if endpoint.sent:
+                break
+            await asyncio.sleep(0.01)
+        await drive_until_done(core, clock, task)
+
+    run(main())
+    return endpoint.sent[0][2]
+
+
+def test_udp_notify_goes_to_its_destination_not_the_subscribe_source():
+    core, clock, endpoint = core_sending_over_udp()
+    job = replace(JOB, destination="udp:127.0.0.1:4060")
+    assert sent_to(core, clock, endpoint, job) == ("127.0.0.1", 4060)
+
+
+@pytest.mark.parametrize("open_peers, peer", [
+    ({("10.0.0.1", 41000)}, ("10.0.0.1", 41000)),  # the SUBSCRIBE's connection, still open
+    ((), ("127.0.0.1", 4060)),  # it closed: a new one to the route's address
+])
+def test_tcp_notify_prefers_the_open_flow_then_the_destination(open_peers, peer):
+    core, clock = make_core()
+    endpoint = FakeTcpEndpoint(clock, open_peers)
+    core.add_endpoint("tcp", endpoint)
+    job = replace(JOB, received="tcp:10.0.0.1:41000", destination="tcp:127.0.0.1:4060")
+    assert sent_to(core, clock, endpoint, job) == peer
+
+
+def test_a_destination_that_does_not_resolve_falls_back_to_the_flow():
+    core, clock, endpoint = core_sending_over_udp()
+    job = replace(JOB, destination="udp:no-such-host.invalid:4060")
+    assert sent_to(core, clock, endpoint, job) == ("10.0.0.1", 5070)
 
 
 def test_notify_without_an_endpoint_for_its_flow_is_503():

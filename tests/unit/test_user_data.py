@@ -162,3 +162,16 @@ def test_bad_wildcard_is_a_user_data_error():
         "sip:p!(!@x", identity_type=IDENTITY_TYPE_WILDCARDED_PSI, wildcarded_psi="sip:p!(!@x")])])
     with pytest.raises(UserDataError, match="regular expression"):
         sub.profile_of("sip:p1@x")
+
+
+def as_ifc(priority: int, server_name: str) -> str:
+    return (f"<InitialFilterCriteria><Priority>{priority}</Priority><ApplicationServer>"
+            f"<ServerName>{server_name}</ServerName><DefaultHandling>0</DefaultHandling>"
+            "</ApplicationServer></InitialFilterCriteria>")
+
+
+def test_ifcs_name_their_application_servers_and_validate():
+    ifcs = [as_ifc(1, "sip:tas.ims.test"), as_ifc(0, "sip:as.ims.test:5065")]
+    xml = build_user_data("u@ims.test", [ServiceProfile([PublicIdentity("sip:u@ims.test")], ifcs)])
+    (profile,) = parse_user_data(xml, XSD).service_profiles
+    assert profile.application_servers() == ["sip:as.ims.test:5065", "sip:tas.ims.test"]

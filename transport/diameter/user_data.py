@@ -92,6 +92,10 @@ class ServiceProfile:
         """The profile's iFCs, highest priority (lowest number) first."""
         return sorted((parse_ifc(xml) for xml in self.ifc_xml), key=lambda ifc: ifc.priority)
 
+    def application_servers(self) -> list[str]:
+        """The ServerName of each initial filter criterion, highest priority first."""
+        return [ifc.application_server.server_name for ifc in self.filter_criteria()]
+
 
 @dataclass
 class ImsSubscription:

@@ -138,6 +138,9 @@ class UdpEndpoint(_Endpoint, asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         log.debug("UDP error on %s: %s", self.address, exc)
 
+    def connected(self, peer: Peer) -> bool:
+        return False  # datagrams have no connection
+
     async def send(self, data: bytes, peer: Peer) -> None:
         self.transport.sendto(data, peer)
 
@@ -253,6 +256,9 @@ class TcpEndpoint(_Endpoint):
         if sum(peer[0] == host for peer in self.connections) >= self.limits.max_per_source:
             return f"{self.limits.max_per_source} connections from {host} already"
         return None
+
+    def connected(self, peer: Peer) -> bool:
+        return peer in self.connections
 
     async def send(self, data: bytes, peer: Peer) -> None:
         """Over the connection from or to `peer`, opening one if there is none (TimeoutError
