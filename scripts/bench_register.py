@@ -20,7 +20,8 @@ command line contains a --watch word (and their children).
 
 Prints a progress line per second, then achieved rate, failures, retransmissions, p50/p99 of
 the 200s, CPU per REGISTER by process (every registrar process, Ray's own included, and the
-HSS; never sipp) and memory growth per registered identity. Not a test.
+HSS; never sipp) and memory growth per registered identity, read --settle seconds after the
+run (replies kept for retransmissions go after Timer J, 32 s). Not a test.
 """
 from __future__ import annotations
 
@@ -189,6 +190,8 @@ def measure(args, host: str, port: int, watched: Watched, workdir: Path) -> dict
                            progress_printer(watched, started))
     result["cpu"] = watched.used()
     result["names"] = watched.names
+    if identities and args.settle:  # what only absorbs retransmissions goes after Timer J
+        time.sleep(args.settle)
     result["memory"] = watched.memory() - memory_before
     result["identities"] = identities
     result["offered"] = rate
@@ -314,6 +317,8 @@ def main() -> int:
     parser.add_argument("--capacity", type=int, default=0, help="overload: offers twice this")
     parser.add_argument("--setup-rate", type=int, default=500, help="rate of unmeasured phases")
     parser.add_argument("--warm", type=int, default=1000, help="unmeasured registrations first")
+    parser.add_argument("--settle", type=float, default=35.0,
+                        help="seconds after the run before memory is read (Timer J is 32 s)")
     parser.add_argument("--transport", choices=("udp", "tcp"), default="udp")
     parser.add_argument("--auth", action="store_true", help="SIP Digest: sipp answers the 401s")
     parser.add_argument("--shards", type=int, default=2)

@@ -58,7 +58,8 @@ class HssRequests:
             except UserDataError as exc:
                 log.warning("PPR for %s: unusable user data: %s", ppr.user_name, exc)
                 return PpaResult(None, CxResult.DIAMETER_ERROR_NOT_SUPPORTED_USER_DATA)
-        answers = await self._fan_out("push_profile", ppr.user_name, ppr.user_data)
+        answers = await self._fan_out("push_profile", ppr.user_name, ppr.user_data,
+                                      ppr.charging_information)
         if not sum(answers):
             return PpaResult(None, CxResult.DIAMETER_ERROR_USER_UNKNOWN)
         return PpaResult(ResultCode.DIAMETER_SUCCESS, None)

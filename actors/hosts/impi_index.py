@@ -8,7 +8,9 @@ from __future__ import annotations
 
 class ImpiIndex:
     def __init__(self) -> None:
-        self._identities: dict[str, set[str]] = {}  # IMPI -> identities of this shard
+        # IMPI -> its identity of this shard, or a set of them when several: most IMPIs have
+        # one here, and an empty set alone is 216 bytes
+        self._identities: dict[str, str | set[str]] = {}
         self._impi_of: dict[str, str] = {}  # identity -> its IMPI
 
     def __len__(self) -> int:
@@ -21,14 +23,30 @@ class ImpiIndex:
             return
         if before is not None:
             held = self._identities[before]
-            held.discard(identity)
-            if not held:
+            if isinstance(held, str):
                 del self._identities[before]
+            else:
+                held.discard(identity)
+                if len(held) == 1:
+                    self._identities[before] = held.pop()
             del self._impi_of[identity]
         if impi:
             self._impi_of[identity] = impi
-            self._identities.setdefault(impi, set()).add(identity)
+            held = self._identities.get(impi)
+            if held is None:
+                self._identities[impi] = identity
+            elif isinstance(held, str):
+                self._identities[impi] = {held, identity}
+            else:
+                held.add(identity)
 
     def identities(self, impis) -> set[str]:
         """Every identity of this shard that belongs to one of ``impis``."""
-        return set().union(*(self._identities.get(impi, ()) for impi in impis))
+        found: set[str] = set()
+        for impi in impis:
+            held = self._identities.get(impi)
+            if isinstance(held, str):
+                found.add(held)
+            elif held:
+                found |= held
+        return found

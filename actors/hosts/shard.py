@@ -140,8 +140,9 @@ class ImpuShard:
                                       reason: str) -> list[str]:
         return await self.core.terminate_registrations(impis, listed, reason)
 
-    async def push_profile(self, impi: str, user_data: str | None) -> int:
-        return await self.core.push_profile(impi, user_data)
+    async def push_profile(self, impi: str, user_data: str | None,
+                           charging_information: dict | None = None) -> int:
+        return await self.core.push_profile(impi, user_data, charging_information)
 
     async def counts(self) -> dict:
         return await self.core.counts()

@@ -35,6 +35,7 @@ from actors.reg_event.procedures import (
 )
 from actors.reg_event.subscription import Subscription, subscription_key
 from actors.rules import unregister as unreg
+from actors.rules.charging import charging_addresses
 from actors.rules.expires import ExpiresPolicy
 from actors.rules.expiry import expire_bindings
 from actors.rules.impu import Impu, RegisterRules, speaks_for_set
@@ -468,18 +469,18 @@ class ShardCore:
                 ended.append(await terminate_registration(impu, reason, self.ctx))
         return [impi or impis[0] for impi in ended if impi is not None]
 
-    async def push_profile(self, impi: str, user_data: str | None) -> int:
-        """A PPR's user data (validated by the pool) for the sets of ``impi`` held here; how
-        many sets took it. Without user data (charging information only) how many it has."""
+    async def push_profile(self, impi: str, user_data: str | None,
+                           charging_information: dict | None = None) -> int:
+        """A PPR's user data (validated by the pool) and charging information for the sets of
+        ``impi`` held here; how many sets took them."""
         await self.ready()
         targets = hss_targets(self.impus, self.impis.identities([impi]))
-        if user_data is None:
-            return len(targets)
-        profile = self.ctx.profile(user_data)
+        profile = self.ctx.profile(user_data) if user_data is not None else None
+        charging = charging_addresses(charging_information)
         applied = 0
         for identity in targets:
             with self._using(identity) as impu:
-                applied += await push_profile(impu, profile, self.ctx)
+                applied += await push_profile(impu, profile, charging, self.ctx)
         return applied
 
     async def counts(self) -> dict:

@@ -179,4 +179,5 @@ def _notify(impu: Impu, sub: Subscription, old: dict[str, Binding], new: dict[st
     # brings the watcher's in-dialog requests back to this dialog.
     uri, headers, body = notify_request(sub, body, state, end_reason, now, sub.presentity,
                                         dialog_contact(ctx.scscf_uri, sub.presentity))
-    return OutgoingNotify(sub, NotifyJob(sub.received, uri, headers, body, next_hop(sub)))
+    return OutgoingNotify(sub, NotifyJob(sub.received, uri, headers, body,
+                                         destination=next_hop(sub)))

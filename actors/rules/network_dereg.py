@@ -8,7 +8,7 @@ No SAR follows either: the HSS asked, so it knows.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from actors.reg_event.procedures import notify_change
 from actors.rules.impu import Impu
@@ -95,16 +95,19 @@ def newly_barred(old: Profile | None, new: Profile | None) -> frozenset[str]:
     return frozenset(i for i in new.barred if i not in old.barred and i in old.identities)
 
 
-async def push_profile(impu: Impu, profile: Profile, ctx: SaveContext) -> bool:
-    """A PPR's user data for the identity's implicit set: every identity of the new set takes
-    it with the set's state and bindings (an identity added is registered with the others),
-    an identity the set lost loses its bindings ("rejected": it is not expected back), and
-    watchers hear the new state; a newly barred identity's registration reads terminated
-    (TS 24.229 5.4.2.1.2). False when the identity holds no profile to replace."""
+async def push_profile(impu: Impu, pushed: Profile | None, charging: tuple,
+                       ctx: SaveContext) -> bool:
+    """A PPR for the identity's implicit set: its user data (``pushed``) and charging function
+    addresses, each replacing the set's when the PPR has it. Every identity of the new set
+    takes it with the set's state and bindings (an identity added is registered with the
+    others), an identity the set lost loses its bindings ("rejected": it is not expected
+    back), and watchers hear the new state; a newly barred identity's registration reads
+    terminated (TS 24.229 5.4.2.1.2). False when the identity holds no profile to replace."""
     async with impu.mailbox:
         old = impu.profile
         if old is None:
             return False
+        profile = replace(pushed or old, charging=charging or old.charging)
         change = profile_change(old, profile)
         state, bindings = impu.state, impu.bindings
         updates = [SetUpdate(i, state, bindings, profile, "user")

@@ -304,14 +304,19 @@ def profile_from_user_data(xml: str, xsd_path: str | None = None, dtd_path: str 
                            wildcards: bool = False) -> Profile:
     """The implicit registration set of an SAA's User-Data: every public user identity, default
     first. Wildcarded PSIs are patterns, not identities one registers: with ``wildcards`` (the
-    guide's support_wildcardPSI) they are kept, so identities under them can be served."""
+    guide's support_wildcardPSI) they are kept, so identities under them can be served.
+
+    The user data itself is kept only when it has iFCs (third-party REGISTER and reg-event
+    authorisation read them); everything else is read here, once."""
     subscription = parse_user_data(xml, xsd_path, dtd_path)
     identities: list[str] = []
     barred: set[str] = set()
     patterns: list[str] = []
     written: dict[str, str] = {}  # canonical identity -> P-Associated-URI value
+    has_ifcs = False
     for profile in subscription.service_profiles:
         profile.filter_criteria()  # an unusable iFC refuses the user data now, not at its use
+        has_ifcs = has_ifcs or bool(profile.ifc_xml)
         for pid in profile.public_identities:
             if pid.wildcarded_psi:
                 if wildcards:
@@ -329,5 +334,5 @@ def profile_from_user_data(xml: str, xsd_path: str | None = None, dtd_path: str 
                 written.setdefault(aor, name_addr(pid.display_name, pid.identity))
     if not identities and not patterns:
         raise UserDataError("user data lists no public identity")
-    return Profile(subscription.private_id, tuple(identities), none_barred(barred), xml,
-                   tuple(patterns), tuple(written.values()))
+    return Profile(subscription.private_id, tuple(identities), none_barred(barred),
+                   xml if has_ifcs else None, tuple(patterns), tuple(written.values()))

@@ -41,7 +41,8 @@ REASONS = {"PERMANENT_TERMINATION": "rejected", "NEW_SERVER_ASSIGNED": "deactiva
            "SERVER_CHANGE": "deactivated", "REMOVE_S-CSCF": "rejected"}
 # Users of the subscribers file: each test its own, each an implicit set of a SIP URI and a tel.
 USERS = [f"rtr-{n}" for n in range(len(REASONS))] + [
-    "list-udp", "list-tcp", "ppr-bar", "ppr-ifc", "ppr-drop", "ppr-add", "busy", "restart"]
+    "list-udp", "list-tcp", "ppr-bar", "ppr-ifc", "ppr-drop", "ppr-add", "ppr-charge", "busy",
+    "restart"]
 IFC = ("<InitialFilterCriteria><Priority>0</Priority><TriggerPoint><ConditionTypeCNF>0"
        "</ConditionTypeCNF><SPT><ConditionNegated>0</ConditionNegated><Group>0</Group>"
        "<Method>INVITE</Method></SPT></TriggerPoint><ApplicationServer>"
@@ -206,6 +207,24 @@ def test_ppr_adding_an_ifc_is_stored_with_the_profile(registrar, tmp_path):
         assert "<ServerName>sip:as.ims.test</ServerName>" in record.profile.user_data
         assert record.state == RegState.REGISTERED and len(record.bindings) == 1
     assert stored(registrar, sip(user)).hss_host == "hss.ims.test"  # the SAA's Origin-Host
+
+
+def test_ppr_with_charging_information_replaces_the_addresses_of_the_set(registrar, tmp_path):
+    user = "ppr-charge"
+    run_sipp([Step(register(user, contact=f"<sip:{user}@10.1.0.7>"), 200)], registrar.sip_port,
+             "udp", tmp_path, "reg-charge")
+
+    answer = hss(registrar, "ppr", {"impi": f"{user}@ims.test", "charging_information": {
+        "primary_charging_collection_function_name": "aaa://ccf2.ims.test",
+        "secondary_event_charging_function_name": "aaa://ecf2.ims.test"}})
+
+    assert answer["result_code"] == 2001
+    for identity in (sip(user), tel(user)):
+        record = stored(registrar, identity)
+        assert record.profile.charging == (("ccf", "aaa://ccf2.ims.test"),
+                                           ("ecf", "aaa://ecf2.ims.test"))
+        assert record.state == RegState.REGISTERED and len(record.bindings) == 1
+    assert show(sip(user))["charging"] == 'ccf="aaa://ccf2.ims.test";ecf="aaa://ecf2.ims.test"'
 
 
 def test_ppr_removing_an_identity_ends_its_bindings(registrar, tmp_path):

@@ -180,8 +180,10 @@ def test_codec_keeps_p_associated_uri_as_written_and_older_records_rebuild_it():
     written = ('"W" <sip:w@ims.example.net;user=phone>',)
     assert impu.profile.written == written
     assert decode_impu(impu.identity, encode_impu(impu)).profile.written == written
-    old = json.dumps(version_4(impu)).encode()  # before the values were kept: parsed on load
-    assert decode_impu(impu.identity, old).profile.written == written
+    assert impu.profile.user_data is None  # no iFCs: nothing reads it again
+    old = version_4(impu)  # before the values were kept, the user data was: parsed on load
+    old[3][3] = xml
+    assert decode_impu(impu.identity, json.dumps(old).encode()).profile.written == written
 
 
 def test_codec_keeps_the_hss_of_the_user_and_version_4_loads_without_it():

@@ -102,6 +102,18 @@ def test_the_impi_index_follows_each_identity():
     assert index.identities([ALICE_IMPI, "other@ims.test"]) == {TEL} and len(index) == 1
 
 
+def test_the_impi_index_holds_one_identity_or_several_per_impi():
+    index, work = ImpiIndex(), "sip:alice.work@ims.test"
+    for identity in (ALICE, TEL, work):
+        index.update(identity, ALICE_IMPI)
+    assert index.identities([ALICE_IMPI]) == {ALICE, TEL, work}
+    index.update(TEL, None)
+    index.update(work, None)
+    assert index.identities([ALICE_IMPI]) == {ALICE} and len(index) == 1
+    index.update(ALICE, None)
+    assert index.identities([ALICE_IMPI]) == set() and len(index) == 0
+
+
 def test_a_newly_barred_identity_shows_terminated_and_rejected():
     profile = Profile(ALICE_IMPI, SET, frozenset({TEL}), None)
     binding = Binding("sip:a@10.0.0.1", "k", 100.0, None, None, None, (), "c1", 1, (), 0.0)
@@ -157,6 +169,25 @@ def test_a_pushed_profile_bars_an_identity_of_the_set_and_is_stored():
     assert shown["associated"] == [ALICE]
     assert [c["uri"] for c in shown["contacts"]] == ["sip:a@10.0.0.1"]
     assert decode_impu(ALICE, store.records[ALICE]).profile.barred == {TEL, BARRED}
+
+
+def test_a_pushed_charging_information_replaces_the_sets_addresses_and_user_data_keeps_them():
+    network, store, clock = Network(), MemoryStore(), Clock()
+    charging = {"primary_charging_collection_function_name": "aaa://ccf2.ims.test",
+                "primary_event_charging_function_name": "aaa://ecf2.ims.test"}
+    addresses = (("ccf", "aaa://ccf2.ims.test"), ("ecf", "aaa://ecf2.ims.test"))
+
+    async def scenario():
+        core = await registered_core(network, store, clock)()
+        applied = await core.push_profile(ALICE_IMPI, None, charging)
+        after_charging = decode_impu(ALICE, store.records[ALICE]).profile
+        await core.push_profile(ALICE_IMPI, USER_DATA)  # new user data, no charging: kept
+        return applied, after_charging, decode_impu(ALICE, store.records[ALICE]).profile
+
+    applied, after_charging, after_user_data = asyncio.run(scenario())
+    assert applied == 1
+    assert after_charging.charging == addresses and after_charging.identities[0] == ALICE
+    assert after_user_data.charging == addresses
 
 
 def test_the_pool_answers_user_unknown_when_no_shard_knows_the_impi():
