@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 from actors.reg_event.procedures import notify_change
 from actors.rules.impu import Impu
-from actors.rules.save import SaveContext
+from actors.rules.save import SaveContext, registration_ended
 from actors.rules.state import RegEvent
 from actors.rules.unregister import apply_to_set
 from actors.vocabulary import Profile, RegState, SetUpdate
@@ -64,13 +64,16 @@ def hss_targets(held: Mapping[str, Impu], of_impis: Iterable[str],
 async def terminate_registration(impu: Impu, reason: str, ctx: SaveContext) -> str | None:
     """Ends the identity's registration (or UNREGISTERED state) and its set's, for an RTR:
     bindings gone, watchers told with ``reason`` (a REMOVAL_REASONS value) and their
-    subscriptions terminated (TS 24.229 5.4.1.5), the record rewritten. The IMPI of the set,
-    or None when there was nothing to end (it ended meanwhile)."""
+    subscriptions terminated (TS 24.229 5.4.1.5), the record rewritten, and the application
+    servers of a registered set told as of a de-registration (5.4.1.5 step 4). The IMPI of the
+    set, or None when there was nothing to end (it ended meanwhile)."""
     async with impu.mailbox:
         if impu.state == RegState.NOT_REGISTERED:
             return None
-        profile = impu.profile
+        profile, registered = impu.profile, impu.state == RegState.REGISTERED
         await apply_to_set(impu, profile, RegEvent.HSS_DEREGISTER, None, ctx, reason)
+        if registered:
+            registration_ended(impu.identity, profile, ctx)
         return (profile.impi if profile else None) or ""
 
 

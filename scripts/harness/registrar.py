@@ -54,19 +54,17 @@ def hss_sar_log(admin_port: int) -> list[dict]:
         return json.load(answer)
 
 
-def rpc_result(url: str, method: str, *params: str):
-    """The result of one JSON-RPC call to a registrar's [rpc] listener; an error raises."""
-    from actors.ops.rpc import call
-
-    reply = call(url, method, list(params))
+def rpc_result(server: Registrar, method: str, *params: str):
+    """The result of one JSON-RPC call to the registrar (with its token); an error raises."""
+    reply = server.rpc(method, *params)
     if "error" in reply:
         raise AssertionError(f"{method}: {reply['error']}")
     return reply["result"]
 
 
-def rpc_statistics(url: str, *names: str) -> dict[str, int]:
+def rpc_statistics(server: Registrar, *names: str) -> dict[str, int]:
     """``stats.get_statistics`` as a dict of Kamailio names."""
-    lines = rpc_result(url, "stats.get_statistics", *names)
+    lines = rpc_result(server, "stats.get_statistics", *names)
     return {name: int(value) for name, value in (line.split(" = ") for line in lines)}
 
 

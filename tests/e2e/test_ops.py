@@ -119,17 +119,9 @@ def test_metrics_count_what_was_registered(registrar):
     assert delta("ims_usrloc_scscf_impus") == 2
     assert delta("ims_registrar_scscf_accepted_regs_total") == 3
     assert delta("ims_registrar_scscf_rejected_regs_total") == 1
-    rpc = json.loads(urllib.request.urlopen(urllib.request.Request(
-        rpc_url(registrar), data=json.dumps({"jsonrpc": "2.0", "method": "ulscscf.status",
-                                               "id": 1}).encode()), timeout=30).read())["result"]
+    rpc = registrar.rpc("ulscscf.status")["result"]
     assert got[f"ims_usrloc_scscf_registered_contacts{label}"] == str(rpc["contacts"])
     assert got[f"ims_usrloc_scscf_impus{label}"] == str(rpc["impus"])
-
-
-def rpc_url(server) -> str:
-    listen = next(line for line in server.config.read_text().split("[rpc]")[1].splitlines()
-                  if line.startswith("listen"))
-    return f"http://{listen.split('=')[1].strip().strip(chr(34))}/RPC"
 
 
 def test_health_and_ready(registrar):

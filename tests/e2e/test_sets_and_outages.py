@@ -51,7 +51,6 @@ def registrar(ray_address, tmp_path_factory):
     except Exception:
         hss.stop()
         raise
-    server.rpc_url = f"http://127.0.0.1:{rpc}/RPC"
     server.hss = hss
     server.restart_hss = lambda: start_hss(hss_config, diameter, admin)
     server.hss_admin = admin
@@ -63,11 +62,11 @@ def registrar(ray_address, tmp_path_factory):
 
 
 def rpc(server, method: str, *params: str):
-    return rpc_result(server.rpc_url, method, *params)
+    return rpc_result(server, method, *params)
 
 
 def stats(server) -> dict[str, int]:
-    return rpc_statistics(server.rpc_url, "ims_usrloc_scscf:")
+    return rpc_statistics(server, "ims_usrloc_scscf:")
 
 
 def sipp(server, tmp_path, *steps):

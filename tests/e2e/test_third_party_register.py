@@ -9,6 +9,7 @@ import json
 import socket
 import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -133,6 +134,7 @@ def subscribers(server: ApplicationServer) -> str:
                 ifc(1, server.uri(f"terminating-{ue}"), REGISTER + TERMINATING),
                 ifc(2, server.uri(f"initial-{ue}", "tcp"), INITIAL_ONLY)]
         entries.append((f"mmtel-{ue}", ifcs))
+    entries.append(("rtr", [ifc(0, server.uri("rtr"), REGISTER)]))
     for answer in ("fail500", "silent"):
         for handling, name in ((0, "continued"), (1, "terminated")):
             entries.append((f"{answer}-{name}", [ifc(0, server.uri(answer), REGISTER, handling)]))
@@ -243,3 +245,24 @@ def test_a_failing_server_de_registers_the_user_only_under_session_terminated(
     finally:
         for ue in ues:
             ue.close()
+
+
+def test_an_rtr_tells_the_servers_with_a_third_party_de_registration(registrar,
+                                                                      application_server):
+    impu = "sip:rtr@ims.test"
+    ue = Ue("rtr@ims.test", impu, registrar.sip_port)
+    try:
+        assert ue.register().status == 200
+        (first,) = application_server.wait_for("rtr", 1)
+        assert first.headers.get("Expires") == "600"
+        body = json.dumps({"impi": "rtr@ims.test", "reason_code": "PERMANENT_TERMINATION"})
+        request = urllib.request.Request(f"http://127.0.0.1:{registrar.hss_admin}/rtr",
+                                         body.encode(), {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            assert json.load(answer)["result_code"] == 2001
+        last = application_server.wait_for("rtr", 2)[1]  # TS 24.229 5.4.1.5, step 4
+        assert (last.headers.get("To"), last.headers.get("Expires")) == (f"<{impu}>", "0")
+        assert show_impu(registrar, impu)["contacts"] == []
+        assert sar_types(registrar, impu) == [SAT.REGISTRATION]  # an RTR sends no SAR
+    finally:
+        ue.close()
