@@ -63,7 +63,7 @@ class LocalCluster:
 
 @pytest.fixture(scope="module")
 def cluster():
-    process = subprocess.Popen([sys.executable, "-m", "tests.e2e.local_cluster", *NODES],
+    process = subprocess.Popen([sys.executable, "-m", "scripts.harness.local_cluster", *NODES],
                                cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         address = process.stdout.readline().strip()

@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -17,9 +18,10 @@ from pathlib import Path
 import pytest
 import ray
 
-from actors.vocabulary import shard_name, transport_name
+from actors.vocabulary import cx_pool_name, shard_name, transport_name
 from scripts.harness.ports import free_port
 from scripts.harness.registrar import registrar_config, start_registrar
+from scripts.harness.sipp import SIPP, run_registers
 from tests.e2e.ue import Ue
 
 pytestmark = pytest.mark.e2e
@@ -28,6 +30,7 @@ NAMESPACE = "e2e-ops"
 PROMETHEUS = shutil.which("prometheus")
 JSON = "application/json; charset=utf-8"
 DEADLINE = 60.0  # seconds: generous, for a box shared by other work
+UNDER_LOAD = 400  # users registered while actors are killed
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +168,37 @@ def test_actors_restarted_by_ray_come_back_working_and_say_so(registrar):
     while get(f"{registrar.metrics}/ready")[0] != 200:
         assert time.monotonic() < deadline, get(f"{registrar.metrics}/ready")
         time.sleep(0.5)
+
+
+@pytest.mark.skipif(SIPP is None, reason="sipp is not installed")
+def test_each_kind_of_actor_killed_under_load_loses_no_registration(registrar, tmp_path):
+    """sipp registers distinct users while a transport, a shard and a Cx pool are killed one
+    after the other: every registration answered 200 is kept, and registering everyone again
+    afterwards is answered 200 throughout."""
+    node = next(n["NodeName"] for n in ray.nodes() if n["Alive"])
+    victims = [transport_name(node, 0), shard_name(1), cx_pool_name(0)]
+    rows = [(f"load{n}", 600) for n in range(UNDER_LOAD)]
+    before = registrar.rpc("ulscscf.status")["result"]["impus"]
+    outcome: dict = {}
+    load = threading.Thread(target=lambda: outcome.update(run_registers(
+        "127.0.0.1", registrar.sip_port, "udp", rows, UNDER_LOAD // 8, tmp_path)))
+    load.start()
+    for name in victims:  # one second apart, while the REGISTERs flow
+        time.sleep(1.0)
+        ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=False)
+    load.join()
+    ok = outcome["responses"].get(200, 0)
+    assert ok > 0 and ok + outcome["responses"].get(503, 0) == UNDER_LOAD, outcome["responses"]
+    print(f"\nunder load: {outcome['responses']}")
+    deadline = time.monotonic() + DEADLINE
+    while registrar.rpc("ulscscf.status").get("result") is None:  # a shard still loading
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    kept = registrar.rpc("ulscscf.status")["result"]["impus"] - before
+    assert kept >= ok  # an answer may have been lost with its transport, never a binding
+    again = run_registers("127.0.0.1", registrar.sip_port, "udp", rows, 100, tmp_path)
+    assert again["responses"].get(200) == UNDER_LOAD and not again["responses"].get(503)
+    assert registrar.rpc("ulscscf.status")["result"]["impus"] - before == UNDER_LOAD
 
 
 @pytest.mark.skipif(PROMETHEUS is None, reason="Debian's prometheus is not installed "

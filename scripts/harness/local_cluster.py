@@ -1,6 +1,6 @@
 """A Ray cluster of named nodes on this machine, in a process of its own.
 
-    python -m tests.e2e.local_cluster NAME [NAME...]
+    python -m scripts.harness.local_cluster NAME [NAME...]
 
 The first name is the head. Prints the cluster's address once every node is up; then each
 line on stdin is a command: "add NAME" adds a node and answers "added NAME"; "kill NAME"
