@@ -56,6 +56,8 @@ class ChannelServer:
         async with self._starting:
             if self._server is None:
                 self._server = await asyncio.start_server(self._serve, self._host, 0)
+        if not self._server.is_serving():  # closed: the actor is stopping
+            raise ChannelError("channel closed")
         return self._host, self._server.sockets[0].getsockname()[1]
 
     def close(self) -> None:

@@ -54,7 +54,10 @@ def subscribe_request(request: Request, received: str, transport: str, to_tag: s
     existing_tag = request.to.params.get("tag")
     route_set = tuple(request.headers.get_all("Record-Route"))
     for route in route_set:  # the NOTIFYs route on these: refused now rather than unsendable
-        for value in split_header_values(route):
+        values = split_header_values(route)
+        if not values:
+            raise SipParseError(400, "Empty Record-Route")
+        for value in values:
             parse_name_addr(value)
     # A refresh sent to the Contact we gave names its presentity there; one sent to the
     # presentity itself (as many UAs do) is routed by it.

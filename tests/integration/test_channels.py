@@ -116,6 +116,17 @@ def test_a_lost_channel_fails_its_calls_in_flight_and_the_next_call_finds_the_ca
     assert run(scenario())[0].headers == [("N", "4")]
 
 
+def test_a_closed_server_gives_no_address():
+    async def scenario():
+        server = Callee().server()
+        await server.address()
+        server.close()
+        with pytest.raises(ChannelError, match="closed"):
+            await server.address()
+
+    run(scenario())
+
+
 def test_a_server_needs_a_secret():
     with pytest.raises(ValueError):
         ChannelServer({}, b"", "127.0.0.1")
