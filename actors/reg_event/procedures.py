@@ -28,7 +28,8 @@ from actors.reg_event.subscription import (
 from actors.rules.expires import ExpiresPolicy
 from actors.rules.impu import Impu
 from actors.vocabulary import Binding, NotifyJob, Profile, PublishRequest, Reply, SubscribeRequest
-from transport.sip.uri import uri_equal
+from transport.sip.errors import SipParseError
+from transport.sip.uri import parse_uri, uri_equal
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,16 +103,17 @@ async def publish_reg(impu: Impu, req: PublishRequest, now: float, ctx: EventCon
     """publish_reg (with can_publish_reg): contacts the reginfo body marks terminated lose their
     binding; ``remove`` drops them, writes through and notifies, as any de-registration."""
     try:
-        registrations = parse_reginfo(req.body)
+        terminated = [parse_uri(c.uri) for reg in parse_reginfo(req.body) for c in reg.contacts
+                      if c.state == "terminated"]
     except ReginfoError as exc:
         return Reply(400, f"Bad reginfo body: {exc}"[:120])
+    except SipParseError:
+        return Reply(400, "Bad reginfo body: a contact URI that does not parse")
     async with impu.mailbox:
         bindings = impu.live_bindings(now)
         if not can_publish_reg(impu.profile, bindings, req.asserted):
             return Reply(403, "Not authorised to publish this registration")
-        ended = [b.key for b in bindings.values()
-                 for reg in registrations for c in reg.contacts
-                 if c.state == "terminated" and uri_equal(c.uri, b.uri)]
+        ended = [b.key for b in bindings.values() for uri in terminated if uri_equal(uri, b.uri)]
     if ended:
         await remove(impu, ended)
     granted = ctx.policy.choose(req.expires)

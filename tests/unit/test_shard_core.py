@@ -13,6 +13,7 @@ from actors.store.records import decode_impu
 from actors.vocabulary import (
     FOUND,
     ContactRequest,
+    PublishRequest,
     RegisterRequest,
     RegState,
     SetUpdate,
@@ -526,3 +527,25 @@ def test_hand_over_returns_once_the_expiry_under_way_has_stored_its_outcome():
 
     assert asyncio.run(scenario())
     assert ALICE not in store.records  # gone from the store before the successor loads it
+
+
+def test_a_publish_naming_a_contact_uri_that_does_not_parse_is_400_and_ends_nothing():
+    # Found by fuzzing: it was a 500 from inside the URI comparison.
+    network, store, clock = setup()
+    body = ('<?xml version="1.0"?><reginfo xmlns="urn:ietf:params:xml:ns:reginfo" version="0" '
+            f'state="full"><registration aor="{ALICE}" id="a" state="active"><contact id="c" '
+            'state="terminated" event="unregistered"><uri>sip:[bad</uri></contact>'
+            '</registration></reginfo>').encode()
+
+    async def scenario():
+        core = core_for(ALICE, network, store, clock)
+        await core.register_batch([register("sip:alice@10.0.0.1:5090")])
+        (reply,) = await core.publish_batch([PublishRequest(
+            presentity=ALICE, watcher="sip:pcscf.ims.test", asserted="sip:term@pcscf.ims.test",
+            body=body, expires=600)])
+        return reply, await core.show(ALICE)
+
+    reply, shown = asyncio.run(scenario())
+    assert (reply.status, reply.reason) == (
+        400, "Bad reginfo body: a contact URI that does not parse")
+    assert [c["uri"] for c in shown["contacts"]] == ["sip:alice@10.0.0.1:5090"]
