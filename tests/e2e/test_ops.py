@@ -188,11 +188,13 @@ def test_each_kind_of_actor_killed_under_load_loses_no_registration(registrar, t
         ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=False)
     load.join()
     ok = outcome["responses"].get(200, 0)
-    assert ok > 0 and ok + outcome["responses"].get(503, 0) == UNDER_LOAD, outcome["responses"]
+    # 200, or 503 + Retry-After while an actor is away; never a 500 (a REGISTER in flight in
+    # the killed transport may get no answer at all: the UE retransmits, or tries again)
+    assert ok > 0 and set(outcome["responses"]) <= {200, 503}, outcome["responses"]
     print(f"\nunder load: {outcome['responses']}")
-    deadline = time.monotonic() + DEADLINE
-    while registrar.rpc("ulscscf.status").get("result") is None:  # a shard still loading
-        assert time.monotonic() < deadline
+    deadline = time.monotonic() + DEADLINE  # back: shards loaded, SIP bound, an HSS peer open
+    while get(f"{registrar.metrics}/ready")[0] != 200:
+        assert time.monotonic() < deadline, get(f"{registrar.metrics}/ready")
         time.sleep(0.5)
     kept = registrar.rpc("ulscscf.status")["result"]["impus"] - before
     assert kept >= ok  # an answer may have been lost with its transport, never a binding
