@@ -262,14 +262,20 @@ def bench_target(args) -> dict:
 
 # -- Report --
 
+def cpu_by_name(cpu: dict[int, float], names: dict[int, str]) -> dict[str, float]:
+    """CPU seconds per process name (every ray::ImpuShard together...), pids folded."""
+    by_name: dict[str, float] = {}
+    for pid, seconds in cpu.items():
+        name = names.get(pid, "?")
+        by_name[name] = by_name.get(name, 0.0) + seconds
+    return by_name
+
+
 def summary(args, label: str, result: dict) -> dict:
     responses, rtts, span = result["responses"], result["rtts"], result["span"]
     ok, refused = responses.get(200, 0), responses.get(503, 0)
     failed = result["calls"] - ok - refused
-    by_name: dict[str, float] = {}
-    for pid, seconds in result["cpu"].items():
-        name = result["names"].get(pid, "?")
-        by_name[name] = by_name.get(name, 0.0) + seconds
+    by_name = cpu_by_name(result["cpu"], result["names"])
     total = sum(by_name.values())
     return {
         "registrar": label, "profile": args.profile, "offered_per_s": result["offered"],

@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scripts.bench_register import Watched, descendants, start_hss  # noqa: E402
+from scripts.bench_register import Watched, cpu_by_name, descendants, start_hss  # noqa: E402
 from scripts.harness.ports import free_port  # noqa: E402
 from scripts.harness.redis_server import RedisServer  # noqa: E402
 from scripts.harness.registrar import registrar_config, start_registrar  # noqa: E402
@@ -125,10 +125,7 @@ def measure(nodes: int, args, redis_url: str) -> dict:
         hss.send_signal(signal.SIGTERM)
         hss.wait(timeout=30)
         stop_cluster(cluster)
-    by_name: dict[str, float] = {}
-    for pid, seconds in used.items():
-        name = watched.names.get(pid, "?")
-        by_name[name] = by_name.get(name, 0.0) + seconds
+    by_name = cpu_by_name(used, watched.names)
     total = sum(by_name.values())
     return {"nodes": nodes, **result,
             "cpu_ms_per_register": round(1000 * total / max(result["ok"], 1), 3),
