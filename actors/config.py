@@ -27,6 +27,16 @@ class SipConfig:
     # Retry-After at once rather than queued until the UE retransmits. 0: no bound (measured:
     # bounds of 64 and 256 lowered goodput at twice capacity; the queue is ahead of the shards).
     max_in_flight: int = 0
+    # Seconds a new REGISTER/SUBSCRIBE/PUBLISH may be expected to wait, in the kernel's queue
+    # and on the shards, before a transport answers it 503 + Retry-After at once instead
+    # (actors/hosts/overload.py); below T1, so the UE hears before it retransmits. 0: off.
+    overload_delay: float = 0.2
+    # SO_RCVBUF of each UDP socket, bytes (the kernel caps it at net.core.rmem_max); 0: the
+    # system's (net.core.rmem_default). A bigger queue holds a burst to be shed with 503s
+    # instead of dropped, if the transport has the CPU to read it: measured on a 2-core box
+    # shared with the load generator, 4 MiB at twice capacity let the queue grow past
+    # overload_delay, so every request read was stale and goodput fell to 40/s.
+    udp_receive_buffer: int = 0
     # Node name (`ray start --node-name`, by default the node's IP) -> listeners of the
     # transports on that node; nodes not named here use `listen`.
     listen_per_node: dict = field(default_factory=dict)
@@ -355,6 +365,8 @@ def validate(config: Config) -> None:
         raise ConfigError("registrar.sar_reregistration_interval must not be negative")
     if config.sip.max_in_flight < 0:
         raise ConfigError("sip.max_in_flight must not be negative")
+    if config.sip.udp_receive_buffer < 0:
+        raise ConfigError("sip.udp_receive_buffer must not be negative")
     _validate_pike(config.sip)
     if not 0 <= config.sip.notify_unanswered_retransmits <= 10:
         raise ConfigError("sip.notify_unanswered_retransmits must be between 0 and 10")
@@ -455,6 +467,8 @@ def _validate_ranges(config: Config) -> None:
     for key in _POSITIVE_SECONDS:
         if not 0 < _value(config, key) < math.inf:  # also false for nan
             raise ConfigError(f"{key} must be a positive number of seconds")
+    if not 0 <= config.sip.overload_delay < config.sip.t1:
+        raise ConfigError("sip.overload_delay must be 0 (off) or positive and below sip.t1")
     for key in _AT_LEAST_ONE:
         if _value(config, key) < 1:
             raise ConfigError(f"{key} must be at least 1")

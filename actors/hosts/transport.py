@@ -16,6 +16,7 @@ import logging
 import ray
 
 from actors.config import Config, parse_listen
+from actors.hosts.overload import OverloadGate
 from actors.hosts.rate_limit import SourceRateLimit
 from actors.hosts.ray_channels import ChannelDirectory
 from actors.hosts.restarts import restarts
@@ -47,6 +48,7 @@ class SipTransport:
             t1=config.sip.t1,
             max_in_flight=config.sip.max_in_flight,
             rate_limit=rate_limit(config),
+            overload=OverloadGate(config.sip.overload_delay) if config.sip.overload_delay else None,
             unanswered_retransmits=config.sip.notify_unanswered_retransmits,
             udp_mtu=config.sip.udp_mtu,
             call_shard=self._call_shard,
@@ -80,7 +82,8 @@ class SipTransport:
             proto, host, port = parse_listen(spec)
             if proto == "udp":  # one P-CSCF's datagrams go to every transport of the node
                 endpoint = await endpoints.start_udp(
-                    host, port, self.core.on_message, spread=self.config.ray.transports_per_node)
+                    host, port, self.core.on_message, spread=self.config.ray.transports_per_node,
+                receive_buffer=self.config.sip.udp_receive_buffer)
             else:  # a TCP connection stays with the transport that accepted it
                 endpoint = await endpoints.start_tcp(host, port, self.core.on_message,
                                                      limits=tcp_limits(self.config))

@@ -24,6 +24,7 @@ from typing import Protocol
 
 from actors.config import parse_listen
 from actors.hosts.batching import Batcher
+from actors.hosts.overload import OverloadGate
 from actors.hosts.rate_limit import ADMIT, REFUSE, SourceRateLimit
 from actors.hosts.timers import ExpiryHeap
 from actors.reg_event.requests import BadEvent, publish_request, subscribe_request
@@ -60,6 +61,7 @@ ForwardResponse = Callable[[str, bytes], Awaitable[None]]  # (owner transport, r
 # (RFC 5626); a request requiring anything else gets 420.
 OPTION_TAGS = frozenset(("path", "outbound"))
 ANSWERED = frozenset(method.strip() for method in ALLOW.split(","))  # 405 for any other
+SHARD_METHODS = frozenset(("REGISTER", "SUBSCRIBE", "PUBLISH"))  # what overload sheds
 UNANSWERED_RETRANSMITS = 2  # [sip] notify_unanswered_retransmits
 UDP_MTU = 1300  # [sip] udp_mtu: RFC 3261 18.1.1's bound when the path MTU is unknown
 CONNECTION_FAILED = -1  # a NOTIFY that could not be sent at all
@@ -99,12 +101,14 @@ class TransportCore:
                  arm: Callable[[float], None] = lambda deadline: None,
                  wall_clock: Callable[[], float] = time.time, max_in_flight: int = 0,
                  rate_limit: SourceRateLimit | None = None,
+                 overload: OverloadGate | None = None,
                  unanswered_retransmits: int = UNANSWERED_RETRANSMITS,
                  udp_mtu: int = UDP_MTU) -> None:
         """``arm(deadline)``: the caller runs ``poll`` at ``deadline`` (or soon after);
         ``wall_clock`` dates the responses; ``max_in_flight`` ([sip] max_in_flight) bounds
         the requests waiting on the shards, 0 leaves them unbounded; ``rate_limit`` bounds
-        the requests of each source ([sip] pike_*); ``unanswered_retransmits`` ([sip]
+        the requests of each source ([sip] pike_*); ``overload`` ([sip] overload_delay) answers
+        503 at once what would wait too long; ``unanswered_retransmits`` ([sip]
         notify_unanswered_retransmits) bounds the UDP retransmissions of a NOTIFY to a
         watcher that never answered one; ``udp_mtu`` ([sip] udp_mtu, 0: none) is the size
         past which a NOTIFY goes over TCP and a binding query over UDP is refused."""
@@ -118,6 +122,7 @@ class TransportCore:
         self._arm = arm
         self._max_in_flight = max_in_flight
         self._rate_limit = rate_limit
+        self._overload = overload
         self._unanswered_retransmits = unanswered_retransmits
         self._answered = AnsweredPeers()
         self._udp_mtu = udp_mtu
@@ -143,29 +148,52 @@ class TransportCore:
 
     # -- Requests from the endpoints
 
-    async def on_message(self, message: Request | Response, peer: Peer, reply) -> None:
-        """An endpoint's handler: ``reply(data)`` answers where the message came from."""
+    def on_message(self, message: Request | Response, peer: Peer,
+                   reply) -> Awaitable[None] | None:
+        """An endpoint's handler: ``reply(data)`` answers where the message came from. What
+        needs no shard (a retransmission, a request shed under overload) is answered before
+        it returns, with no task to run: under overload that is most of what arrives.
+        Otherwise it returns the coroutine that answers."""
         if not isinstance(message, Request):
-            await self.on_response(message)
-            return
+            return self.on_response(message)
         if message.method == "ACK":  # acknowledges a final response to an INVITE: not answered
-            return
+            return None
         if self._rate_limit is not None and not self._admit(message, peer, reply):
-            return
-        reliable = reply.reliable
-        if reliable:  # Timer J is zero on reliable transports: nothing to remember
-            reply((await self._answer(message, peer, reliable)).to_bytes())
-            return
+            return None
+        if reply.reliable:  # Timer J is zero on reliable transports: nothing to remember
+            if self._shed(message, reply.queued):
+                reply(self._response(message, _overloaded(), peer).to_bytes())
+                return None
+            return self._answer_stream(message, peer, reply)
         key = (TransactionKey.server(message), peer)
         server = self._servers.get(key)
         if server is not None:  # a retransmission: the last response again, if any yet
             again = server.on_request_retransmission()
             if again is not None:
                 reply(again.to_bytes())
-            return
+            return None
         server = NonInviteServerTransaction(message, reliable=False, t1=self.t1)
         self._servers[key] = server
-        response = self._fit_udp(message, await self._answer(message, peer, reliable), peer)
+        if self._shed(message, reply.queued):
+            self._complete(key, server, self._response(message, _overloaded(), peer), reply)
+            return None
+        return self._answer_datagram(message, peer, reply, key, server)
+
+    def _shed(self, request: Request, queued: float) -> bool:
+        """True for a new request the shards should not see now (see overload.py)."""
+        return (self._overload is not None and request.method in SHARD_METHODS
+                and not self._overload.admit(queued, self.in_flight, self._clock()))
+
+    async def _answer_stream(self, request: Request, peer: Peer, reply) -> None:
+        reply((await self._answer(request, peer, True)).to_bytes())
+
+    async def _answer_datagram(self, request: Request, peer: Peer, reply, key: ServerKey,
+                               server: NonInviteServerTransaction) -> None:
+        response = self._fit_udp(request, await self._answer(request, peer, False), peer)
+        self._complete(key, server, response, reply)
+
+    def _complete(self, key: ServerKey, server: NonInviteServerTransaction, response: Response,
+                  reply) -> None:
         server.send_response(response, self._clock())
         self._completed.append((key, server))
         self._arm(server.next_deadline())
@@ -239,7 +267,7 @@ class TransportCore:
         Beyond ``max_in_flight`` waiting requests the registrar is behind: a 503 now lets the
         UE retry later, where queueing would answer after it retransmitted, or never."""
         if self._max_in_flight and self.in_flight >= self._max_in_flight:
-            return Reply(503, "Registrar overloaded", [("Retry-After", RETRY_AFTER)])
+            return _overloaded()
         index = shard_of(identity, self.shards)
         batcher = self._batchers.get((index, method))
         if batcher is None:
@@ -253,6 +281,8 @@ class TransportCore:
             return Reply(503, "Registrar shard unavailable", [("Retry-After", RETRY_AFTER)])
         finally:
             self.in_flight -= 1
+            if self._overload is not None:
+                self._overload.answered(self._clock())
 
     def _response(self, request: Request, outcome: Reply, peer: Peer) -> Response:
         response = make_response(request, outcome.status, outcome.reason, to_tag=_to_tag(request),
@@ -425,6 +455,10 @@ class AnsweredPeers:
 
     def __contains__(self, peer: Peer) -> bool:
         return peer in self._peers
+
+
+def _overloaded() -> Reply:
+    return Reply(503, "Registrar overloaded", [("Retry-After", RETRY_AFTER)])
 
 
 def _bad_event() -> Reply:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -327,3 +328,43 @@ def test_taken_dashboard_and_metrics_ports_are_warned_about_and_done_without(tmp
         assert register(sip, "udp", "no-dashboard") == 200
     finally:
         assert server.stop() == 0, "".join(server.output[-40:])
+
+
+def test_a_backlog_older_than_the_overload_delay_is_answered_503_at_once(registrar):
+    """REGISTERs that waited in the kernel's queue past `[sip] overload_delay` (0.2 s) are
+    answered 503 with Retry-After by the transport, without reaching a shard: the UE hears
+    before it retransmits, and the shards spend nothing on them. The transport is held with
+    SIGSTOP so that they wait; the next REGISTER is served as usual."""
+    node = next(n["NodeName"] for n in ray.nodes() if n["Alive"])
+    transport = ray.get_actor(transport_name(node, 0), namespace=NAMESPACE)
+    pid = ray.get(transport.__ray_call__.remote(lambda actor: os.getpid()))
+    assert register(registrar.sip_port, "udp", "backlog-before") == 200
+    impus = registrar.rpc("ulscscf.status")["result"]["impus"]
+    ues = [Ue(f"backlog{n}@ims.test", f"sip:backlog{n}@ims.test", registrar.sip_port)
+           for n in range(5)]
+    try:
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            wait_until_stopped(pid)  # a running process stops a moment after the signal
+            for ue in ues:
+                ue.send(ue.register_request(authorization=""))
+            time.sleep(0.6)  # the datagrams wait in the kernel, stamped on arrival
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        answers = [ue.receive() for ue in ues]
+    finally:
+        for ue in ues:
+            ue.close()
+    assert [(a.status, a.reason, a.headers.get("Retry-After")) for a in answers] == [
+        (503, "Registrar overloaded", "5")] * 5
+    assert registrar.rpc("ulscscf.status")["result"]["impus"] == impus  # no shard saw them
+    assert register(registrar.sip_port, "udp", "backlog0") == 200
+
+
+def wait_until_stopped(pid: int) -> None:
+    deadline = time.monotonic() + DEADLINE
+    # Every thread's /proc/PID/task/TID/stat: "TID (comm) STATE ..."; the state follows ")"
+    while any(stat.read_text().rsplit(")", 1)[1].split()[0] != "T"
+              for stat in Path(f"/proc/{pid}/task").glob("*/stat")):
+        assert time.monotonic() < deadline, f"process {pid} did not stop"
+        time.sleep(0.01)

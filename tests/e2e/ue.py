@@ -43,8 +43,15 @@ class Ue:
     def register(self, authorization: str | None = None, expires: int = 600,
                  integrity_protected: str | None = None, headers: tuple[str, ...] = ()
                  ) -> Response:
-        """One REGISTER; ``authorization`` None sends the initial IMS form (empty response);
-        ``headers``: more header lines ("Name: value")."""
+        """One REGISTER and its answer; ``authorization`` None sends the initial IMS form
+        (empty response); ``headers``: more header lines ("Name: value")."""
+        return self._exchange(self.register_request(authorization, expires,
+                                                    integrity_protected, headers))
+
+    def register_request(self, authorization: str | None = None, expires: int = 600,
+                         integrity_protected: str | None = None, headers: tuple[str, ...] = ()
+                         ) -> bytes:
+        """The bytes of the next REGISTER, as ``register`` sends it."""
         if authorization is None:
             authorization = (f'Digest username="{self.impi}", realm="{self.realm}", '
                              f'uri="sip:{self.realm}", nonce="", response=""')
@@ -64,7 +71,7 @@ class Ue:
             f"Authorization: {authorization}",
             *headers,
             "Content-Length: 0", "", ""])
-        return self._exchange(text.encode())
+        return text.encode()
 
     def _exchange(self, data: bytes) -> Response:
         self.send(data)

@@ -31,8 +31,9 @@ class Clock:
 class FakeReply:
     """The endpoint's reply callable: records what was sent back."""
 
-    def __init__(self, reliable: bool = False) -> None:
+    def __init__(self, reliable: bool = False, queued: float = 0.0) -> None:
         self.reliable = reliable
+        self.queued = queued  # seconds in the kernel's queue before it was read
         self.sent: list[bytes] = []
 
     def __call__(self, data: bytes) -> None:
@@ -118,8 +119,15 @@ def core_sending_over_udp(**options):
 
 
 def deliver(core, data: bytes, peer=UE, reply=None):
+    """The reply channel and what to await for the answer (the core answers some requests
+    before it returns, as the endpoints allow)."""
     reply = reply or FakeReply()
-    return reply, core.on_message(parse_message(data), peer, reply)
+    handling = core.on_message(parse_message(data), peer, reply)
+    return reply, handling if handling is not None else _already_answered()
+
+
+async def _already_answered() -> None:
+    return None
 
 
 def run(coroutine):

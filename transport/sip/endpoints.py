@@ -14,6 +14,8 @@ import inspect
 import logging
 import secrets
 import socket
+import struct
+import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
@@ -31,33 +33,36 @@ OnMessage = Callable[[Request | Response, Peer, "Reply"], Awaitable[None] | None
 
 
 class Reply:
-    """Sends bytes back to where a message came from; `reliable` tells TCP from UDP."""
+    """Sends bytes back to where a message came from; `reliable` tells TCP from UDP;
+    `queued`: seconds the message waited in the kernel before we read it (UDP only)."""
 
-    __slots__ = ("_send", "peer", "reliable")
+    __slots__ = ("_send", "peer", "reliable", "queued")
 
     def __init__(self, send: Callable[[bytes], None], peer: Peer, reliable: bool) -> None:
         self._send = send
         self.peer = peer
         self.reliable = reliable
+        self.queued = 0.0
 
     def __call__(self, data: bytes) -> None:
         self._send(data)
 
 
 class _DatagramReply(Reply):
-    """A Reply to a datagram: sends straight with the endpoint's transport (no closure to
+    """A Reply to a datagram: sends straight with the endpoint's socket (no closure to
     build for each datagram)."""
 
-    __slots__ = ("_transport", "_addr")
+    __slots__ = ("_endpoint", "_addr")
 
-    def __init__(self, transport: asyncio.DatagramTransport, addr) -> None:
-        self._transport = transport
+    def __init__(self, endpoint: UdpEndpoint, addr, queued: float) -> None:
+        self._endpoint = endpoint
         self._addr = addr
         self.peer = addr[:2]
         self.reliable = False
+        self.queued = queued
 
     def __call__(self, data: bytes) -> None:
-        self._transport.sendto(data, self._addr)
+        self._endpoint.sendto(data, self._addr)
 
 
 class _Dispatcher:
@@ -126,40 +131,86 @@ def _bound_socket(host: str, port: int, kind: int, reuse_port: bool) -> socket.s
     return sock
 
 
-class UdpEndpoint(_Endpoint, asyncio.DatagramProtocol):
-    transport: asyncio.DatagramTransport
+# The kernel stamps each datagram with its arrival (Linux SO_TIMESTAMPNS, a struct timespec),
+# which tells how long it waited in the socket's queue: what an overloaded registrar sheds on.
+_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_STAMP = struct.Struct("@qq")
+_STAMP_SPACE = socket.CMSG_SPACE(_STAMP.size)
+_MAX_DATAGRAM = 65535
+# Datagrams read per wake-up of the loop: one each (asyncio's own) spends most of a busy
+# loop on polling; a bound keeps tasks and timers served between reads.
+_READS_PER_WAKEUP = 32
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
+class UdpEndpoint(_Endpoint):
+    """Reads its socket straight from the loop (recvmsg, for the kernel's timestamps)."""
 
-    def datagram_received(self, data: bytes, addr) -> None:
-        self.dispatcher.handle(data, _DatagramReply(self.transport, addr))
+    def __init__(self, on_message: OnMessage, sock: socket.socket) -> None:
+        super().__init__(on_message)
+        self._sock = sock
+        self.address = sock.getsockname()[:2]
+        self._stamped = _ask_for_timestamps(sock)
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(sock.fileno(), self._read_ready)
 
-    def error_received(self, exc: Exception) -> None:
-        log.debug("UDP error on %s: %s", self.address, exc)
+    def _read_ready(self) -> None:
+        for _ in range(_READS_PER_WAKEUP):
+            try:
+                data, ancillary, _, addr = self._sock.recvmsg(_MAX_DATAGRAM, _STAMP_SPACE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # an ICMP error reported on a read: the next may work
+                log.debug("UDP error on %s: %s", self.address, exc)
+                continue
+            queued = _queued(ancillary) if self._stamped else 0.0
+            self.dispatcher.handle(data, _DatagramReply(self, addr, queued))
+
+    def sendto(self, data: bytes, addr) -> None:
+        try:
+            self._sock.sendto(data, addr)
+        except OSError as exc:  # a full buffer or an unreachable peer: UDP loses it, the
+            log.debug("UDP send to %s failed: %s", addr, exc)  # peer retransmits
 
     def connected(self, peer: Peer) -> bool:
         return False  # datagrams have no connection
 
     async def send(self, data: bytes, peer: Peer) -> None:
-        self.transport.sendto(data, peer)
+        self.sendto(data, peer)
 
     def close(self) -> None:
         self.dispatcher.cancel()
-        self.transport.close()
+        if self._sock.fileno() >= 0:
+            self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+
+
+def _ask_for_timestamps(sock: socket.socket) -> bool:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+    except OSError:  # not Linux: nothing is shed for its time in the queue
+        return False
+    return True
+
+
+def _queued(ancillary) -> float:
+    for level, kind, value in ancillary:
+        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= _STAMP.size:
+            seconds, nanoseconds = _STAMP.unpack_from(value)
+            return max(time.time() - seconds - nanoseconds * 1e-9, 0.0)
+    return 0.0
 
 
 async def start_udp(host: str, port: int, on_message: OnMessage, *,
-                    reuse_port: bool = True, spread: int = 1) -> UdpEndpoint:
+                    reuse_port: bool = True, spread: int = 1,
+                    receive_buffer: int = 0) -> UdpEndpoint:
     """``spread``: how many processes share the port; above 1, datagrams are spread over them
-    at random rather than by sender (see reuseport.py)."""
+    at random rather than by sender (see reuseport.py). ``receive_buffer``: SO_RCVBUF bytes,
+    0 leaves the system's default."""
     sock = _bound_socket(host, port, socket.SOCK_DGRAM, reuse_port)
     if reuse_port and spread > 1:
         spread_randomly(sock, spread)
-    endpoint = UdpEndpoint(on_message)
-    endpoint.address = sock.getsockname()[:2]
-    await asyncio.get_running_loop().create_datagram_endpoint(lambda: endpoint, sock=sock)
-    return endpoint
+    if receive_buffer:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    return UdpEndpoint(on_message, sock)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,92 @@
+"""Overload shedding: the gate alone, and the transport core answering 503 at once."""
+from __future__ import annotations
+
+import asyncio
+
+from actors.hosts.overload import OverloadGate
+from tests.unit.test_transport_core import (FakeReply, FakeShards, deliver, make_core, register,
+                                            settle, subscribe)
+from transport.sip.parser import parse_message
+
+
+def test_a_request_that_waited_past_the_delay_in_the_kernel_is_refused():
+    gate = OverloadGate(0.2)
+    assert gate.admit(0.2, 0, now=0.0)
+    assert not gate.admit(0.21, 0, now=0.0)
+    assert gate.shed == 1
+
+
+def test_the_floor_is_admitted_before_any_rate_is_known():
+    gate = OverloadGate(0.2, floor=4)
+    assert [gate.admit(0.0, n, now=0.0) for n in range(6)] == [True] * 4 + [False] * 2
+
+
+def test_beyond_the_floor_the_answer_rate_sets_how_many_may_wait():
+    gate = OverloadGate(0.2, floor=4, interval=1.0)
+    for n in range(1000):  # 1,000 answers in the first second: 200 may wait 0.2 s
+        gate.answered(n / 1000)
+    assert gate.admit(0.0, 199, now=1.0)
+    assert not gate.admit(0.0, 200, now=1.0)
+
+
+def test_the_rate_follows_the_shards_when_they_slow_down():
+    gate = OverloadGate(0.2, floor=4, interval=1.0)
+    for n in range(1000):
+        gate.answered(n / 1000)
+    for n in range(50):  # the next second the shards answer 50: 10 may wait
+        gate.answered(1.0 + n / 50)
+    assert gate.admit(0.0, 9, now=2.0)
+    assert not gate.admit(0.0, 10, now=2.0)
+
+
+def status_line(data: bytes) -> str:
+    return data.split(b"\r\n", 1)[0].decode()
+
+
+def test_a_stale_datagram_is_answered_503_without_a_shard_and_its_retransmission_again():
+    shards = FakeShards()
+    core, _ = make_core(shards, overload=OverloadGate(0.2))
+    stale_and_again = FakeReply(queued=0.3)
+    handling = core.on_message(parse_message(register()), ("10.0.0.1", 5070), stale_and_again)
+    assert handling is None  # answered before it returned: no task for the shed
+    assert [status_line(d) for d in stale_and_again.sent] == ["SIP/2.0 503 Registrar overloaded"]
+    response = parse_message(stale_and_again.sent[0])
+    assert response.headers.get("Retry-After") == "5"
+    again = FakeReply()
+    assert core.on_message(parse_message(register()), ("10.0.0.1", 5070), again) is None
+    assert again.sent == stale_and_again.sent  # the transaction's 503, not a second decision
+    assert shards.calls == []
+
+
+def test_a_fresh_datagram_goes_to_its_shard():
+    shards = FakeShards()
+    core, _ = make_core(shards, overload=OverloadGate(0.2))
+
+    async def main():
+        reply, handling = deliver(core, register(), reply=FakeReply(queued=0.05))
+        await handling
+        return reply
+
+    reply = asyncio.run(main())
+    assert [status_line(d) for d in reply.sent] == ["SIP/2.0 200 OK"]
+    assert len(shards.calls) == 1
+
+
+def test_beyond_the_floor_waiting_on_the_shards_new_requests_get_503_over_tcp_too():
+    shards = FakeShards()
+    core, _ = make_core(shards, overload=OverloadGate(0.2, floor=1))
+
+    async def main():
+        shards.gate = asyncio.Event()
+        _, waiting = deliver(core, register("alice", "c1", "z9hG4bK1"))
+        task = asyncio.ensure_future(waiting)
+        await settle()
+        refused = FakeReply(reliable=True)
+        await deliver(core, subscribe(), reply=refused)[1]
+        shards.gate.set()
+        await task
+        return refused
+
+    refused = asyncio.run(main())
+    assert [status_line(d) for d in refused.sent] == ["SIP/2.0 503 Registrar overloaded"]
+    assert [method for _, method, _ in shards.calls] == ["register_batch"]
