@@ -19,12 +19,12 @@ PASSWORD = "imstest"  # the HSS emulator's, for every user
 
 
 def sipp_command(scenario: Path, port: int, transport: str, *options: str,
-                 host: str = "127.0.0.1") -> list[str]:
+                 host: str = "127.0.0.1", local_port: int | None = None) -> list[str]:
     """sipp running ``scenario`` against ``host``:``port`` over 'udp' or 'tcp' (one socket),
-    from a free loopback port of its own, reading no keyboard."""
+    from loopback ``local_port`` (default: a free one), reading no keyboard."""
     return [SIPP, f"{host}:{port}", "-sf", str(scenario),
             "-t", "u1" if transport == "udp" else "t1", "-i", "127.0.0.1",
-            "-p", str(free_port()), "-nostdin", *options]
+            "-p", str(local_port or free_port()), "-nostdin", *options]
 
 
 def register_users(port: int, transport: str, users: int, rate: int, prefix: str,

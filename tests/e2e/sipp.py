@@ -42,19 +42,22 @@ def scenario_xml(steps: list[Step]) -> str:
     return "\n".join(parts)
 
 
-def run_sipp(steps: list[Step], port: int, transport: str, workdir: Path, name: str = "flow") -> list[Response]:
+def run_sipp(steps: list[Step], port: int, transport: str, workdir: Path, name: str = "flow",
+             local_port: int | None = None) -> list[Response]:
     """Runs the steps once over 'udp' or 'tcp'; returns every response sipp received, parsed.
+    ``local_port``: sipp's own (default: a free one), for a UE that keeps its address.
 
     Raises AssertionError with sipp's own error log when a step got the wrong answer.
     """
-    run = SippRun(scenario_xml(steps), port, transport, workdir, name)
+    run = SippRun(scenario_xml(steps), port, transport, workdir, name, local_port)
     return [m for m in run.wait() if isinstance(m, Response)]
 
 
 class SippRun:
     """One sipp process running a scenario once, in the background until wait()."""
 
-    def __init__(self, xml: str, port: int, transport: str, workdir: Path, name: str) -> None:
+    def __init__(self, xml: str, port: int, transport: str, workdir: Path, name: str,
+                 local_port: int | None = None) -> None:
         scenario = workdir / f"{name}.xml"
         scenario.write_text(xml)
         self.trace = workdir / f"{name}_{transport}_messages.log"
@@ -64,7 +67,7 @@ class SippRun:
         cmd = sipp_command(
             scenario, port, transport, "-m", "1", "-l", "1", "-trace_msg", "-message_file",
             str(self.trace), "-trace_err", "-error_file", str(self.errors), "-timeout", "40",
-            "-timeout_error", "-max_recv_loops", "1000",
+            "-timeout_error", "-max_recv_loops", "1000", local_port=local_port,
         )
         self.process = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True)
