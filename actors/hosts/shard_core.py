@@ -630,6 +630,7 @@ class ShardCore:
             self._users[identity] -= 1
             if not self._users[identity]:
                 del self._users[identity]
+                impu.drop_mailbox()
                 self._forget_if_unused(impu)
 
     def _forget_if_unused(self, impu: Impu) -> None:

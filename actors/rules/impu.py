@@ -76,7 +76,7 @@ class Impu:
     """A virtual actor: one public identity, its bindings and its mailbox (one writer)."""
 
     __slots__ = ("identity", "state", "bindings", "profile", "subscriptions", "unreg_until",
-                 "challenges", "last_reply", "mailbox", "last_sar_at", "hss_host")
+                 "challenges", "last_reply", "_mailbox", "last_sar_at", "hss_host")
 
     def __init__(self, identity: str) -> None:
         self.identity = identity
@@ -87,9 +87,22 @@ class Impu:
         self.unreg_until: float | None = None  # UNREGISTERED: when that state's validity ends
         self.challenges: PendingChallenges | None = None  # vectors of 401s sent, kept in memory
         self.last_reply: tuple[tuple, Reply] | None = None
-        self.mailbox = asyncio.Lock()
+        self._mailbox: asyncio.Lock | None = None  # made on first use, dropped when idle
         self.last_sar_at: float | None = None  # when the HSS last confirmed a SAR for it
         self.hss_host: str | None = None  # Origin-Host of the HSS whose SAA served it last
+
+    @property
+    def mailbox(self) -> asyncio.Lock:
+        """The one-writer lock of the identity's procedures."""
+        if self._mailbox is None:
+            self._mailbox = asyncio.Lock()
+        return self._mailbox
+
+    def drop_mailbox(self) -> None:
+        """Frees the lock (~90 bytes, and most identities are idle): only once nothing holds
+        or waits for it, which the caller counts (a released lock reads unlocked before its
+        next waiter runs)."""
+        self._mailbox = None
 
     def live_bindings(self, now: float) -> dict[str, Binding]:
         return {k: b for k, b in self.bindings.items() if b.expires_at > now}
@@ -184,7 +197,7 @@ def _update(
             cseq=req.cseq,
             path=shared(req.path),
             registered_at=old.registered_at if old else now,
-            received=req.received,
+            received=shared(req.received),  # a P-CSCF's address, one for all behind it
             user_agent=req.user_agent and shared(req.user_agent),
             allow=shared(contact.allow or req.allow),
             visited_network=req.visited_network and shared(req.visited_network),

@@ -334,5 +334,8 @@ def profile_from_user_data(xml: str, xsd_path: str | None = None, dtd_path: str 
                 written.setdefault(aor, name_addr(pid.display_name, pid.identity))
     if not identities and not patterns:
         raise UserDataError("user data lists no public identity")
+    values = tuple(written.values())
+    if values == tuple(f"<{uri}>" for uri in identities if uri not in barred):
+        values = ()  # what p_associated_uris() builds anyway: not kept for every set
     return Profile(subscription.private_id, tuple(identities), none_barred(barred),
-                   xml if has_ifcs else None, tuple(patterns), tuple(written.values()))
+                   xml if has_ifcs else None, tuple(patterns), values)
