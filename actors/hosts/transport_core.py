@@ -170,9 +170,9 @@ class TransportCore:
         if server is not None:  # a retransmission: the last response again, if any yet
             again = server.on_request_retransmission()
             if again is not None:
-                reply(again.to_bytes())
+                reply(again)
             return None
-        server = NonInviteServerTransaction(message, reliable=False, t1=self.t1)
+        server = NonInviteServerTransaction(reliable=False, t1=self.t1)
         self._servers[key] = server
         if self._shed(message, reply.queued):
             self._complete(key, server, self._response(message, _overloaded(), peer), reply)
@@ -194,10 +194,10 @@ class TransportCore:
 
     def _complete(self, key: ServerKey, server: NonInviteServerTransaction, response: Response,
                   reply) -> None:
-        server.send_response(response, self._clock())
+        data = server.send_response(response, self._clock())
         self._completed.append((key, server))
         self._arm(server.next_deadline())
-        reply(response.to_bytes())
+        reply(data)
 
     def _fit_udp(self, request: Request, response: Response, peer: Peer) -> Response:
         """A binding query (REGISTER without Contact) over UDP whose answer would exceed the

@@ -46,7 +46,7 @@ class Terminated:
     """The transaction is over and can be forgotten."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TransactionKey:
     """What matches a message to its transaction: RFC 3261 17.2.3 for servers (branch,
     sent-by, method), 17.1.3 for clients (branch, method). A branch without the magic
@@ -76,27 +76,31 @@ class TransactionKey:
 
 
 class NonInviteServerTransaction:
-    """17.2.2: absorbs retransmitted requests by resending the last response."""
+    """17.2.2: absorbs retransmitted requests by resending the last response. It keeps that
+    response as the bytes sent, and not the request: a UDP server transaction lingers for
+    Timer J (32 s), so a busy registrar holds tens of thousands of them."""
 
-    def __init__(self, request: Request, *, reliable: bool, t1: float = T1) -> None:
-        self.request = request
+    __slots__ = ("state", "_linger", "_timer_j", "_last")
+
+    def __init__(self, *, reliable: bool, t1: float = T1) -> None:
         self.state = State.TRYING
         self._linger = 0.0 if reliable else 64 * t1  # Timer J
         self._timer_j: float | None = None
-        self._last: Response | None = None
+        self._last: bytes | None = None
 
-    def send_response(self, response: Response, now: float) -> None:
-        """Records `response` as sent by the TU (the caller sends it)."""
+    def send_response(self, response: Response, now: float) -> bytes:
+        """Records `response` as sent by the TU; returns its bytes, for the caller to send."""
         if self.state in (State.COMPLETED, State.TERMINATED):
             raise ValueError(f"a final response was already sent ({self.state.value})")
-        self._last = response
+        self._last = response.to_bytes()
         if response.status < 200:
             self.state = State.PROCEEDING
         else:
             self.state = State.COMPLETED
             self._timer_j = now + self._linger
+        return self._last
 
-    def on_request_retransmission(self) -> Response | None:
+    def on_request_retransmission(self) -> bytes | None:
         """The response to send again, or None (still trying: the TU has not answered yet)."""
         if self.state in (State.PROCEEDING, State.COMPLETED):
             return self._last
