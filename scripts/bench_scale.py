@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -28,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from scripts.bench_register import Watched, cpu_by_name, descendants, start_hss  # noqa: E402
+from scripts.harness.cluster_control import start_cluster, stop_cluster  # noqa: E402
 from scripts.harness.ports import free_port  # noqa: E402
 from scripts.harness.redis_server import RedisServer  # noqa: E402
 from scripts.harness.registrar import registrar_config, start_registrar  # noqa: E402
@@ -35,26 +35,6 @@ from scripts.harness.sipp import run_registers  # noqa: E402
 
 EXPIRES = 600
 SPREAD_TIMEOUT = 120.0  # seconds the shards may take to reach every node
-
-
-def start_cluster(names: list[str]) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen([sys.executable, "-m", "scripts.harness.local_cluster", *names],
-                               cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    address = process.stdout.readline().strip()
-    if not address:
-        process.kill()
-        raise RuntimeError("the local Ray cluster did not start")
-    return process, address
-
-
-def stop_cluster(process: subprocess.Popen) -> None:
-    process.stdin.close()  # the helper stops the nodes it started
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def wait_spread(server, nodes: list[str]) -> None:

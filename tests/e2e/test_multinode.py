@@ -10,7 +10,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from scripts.harness.cluster_control import start_cluster, stop_cluster
 from scripts.harness.ports import free_port
 from scripts.harness.processes import command_line, descendants
 from scripts.harness.redis_server import RedisServer
@@ -63,19 +63,11 @@ class LocalCluster:
 
 @pytest.fixture(scope="module")
 def cluster():
-    process = subprocess.Popen([sys.executable, "-m", "scripts.harness.local_cluster", *NODES],
-                               cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    process, address = start_cluster(NODES)
     try:
-        address = process.stdout.readline().strip()
-        assert address, "the local cluster did not start"
         yield LocalCluster(process, address)
     finally:
-        process.stdin.close()  # the helper stops the nodes it started
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.terminate()
-            process.wait(timeout=30)
+        stop_cluster(process)
 
 
 @pytest.fixture
