@@ -430,8 +430,11 @@ async def check(done: int, started: float, sent: Counter, seen: Counter, host: s
     restarted = processes.restarted()
     if restarted:
         return f"actors restarted: {', '.join(restarted)}"
+    held = ""
     if rpc_status is not None:
         status = await asyncio.to_thread(rpc_status)
+        held = (f"; holding {status['impus']} impus, {status['contacts']} contacts, "
+                f"{status['subscriptions']} subscriptions")
         stopped = [t["name"] for t in status["transports"] if not t["running"]]
         unloaded = [s["name"] for s in status["shards"] if s["load_error"]]
         if stopped or unloaded:
@@ -442,7 +445,7 @@ async def check(done: int, started: float, sent: Counter, seen: Counter, host: s
     top = ", ".join(f"{k} {v}" for k, v in seen.most_common(5))
     print(f"{done:>9} sent ({rate:.0f}/s; UDP {sent['udp']}, TCP {sent['tcp']}); probe 200 "
           f"in {answered_in * 1000:.0f} ms; actors unchanged; RSS {mb(total)} (actors "
-          f"{mb(actors)}); UDP drops {udp_drops(port)}; answers {top}", flush=True)
+          f"{mb(actors)}){held}; UDP drops {udp_drops(port)}; answers {top}", flush=True)
     return None
 
 
