@@ -1,7 +1,8 @@
 """Fuzzing `scscf serve` over real sockets: mutated REGISTER, SUBSCRIBE and PUBLISH.
 
     python3 scripts/fuzz_sip.py [--count 1000000] [--batch 10000] [--rate 3000] [--seed 1]
-        [--tcp-share 0.2] [--target HOST:PORT [--config site.toml] [--pid PID]]
+        [--tcp-share 0.2] [--max-expires 60] [--warmup BATCHES] [--log FILE]
+        [--target HOST:PORT [--config site.toml] [--pid PID]]
 
 Each message is a valid request with one to three mutations: bytes flipped, cut short, a
 header repeated, a value blown up to tens of KB, invalid UTF-8, numbers that are negative,
@@ -13,10 +14,13 @@ After every batch it checks that a valid REGISTER is still answered 200 (retrans
 UE would, for up to 30 s), that no Ray actor of the registrar was restarted (the pids of its
 shard, transport and Cx pool processes) and that the RPC shows every transport running and
 every shard loaded; it prints the answers by status so far and the RSS of the registrar's
-processes, so that growth shows. Exits 1 at the first failed check.
+processes, so that growth shows. Exits 1 at the first failed check. At the end it prints the
+RSS of every batch after ``--warmup`` batches (default: the first quarter) and how far those of
+the last half lie apart, so that flat memory reads as a spread of a few %.
 
 Without --target it starts `scscf serve` (a local Ray of its own, authentication off, bindings
-and subscriptions allowed down to 1 s so that what the fuzz registers does not pile up). With
+and subscriptions allowed down to 1 s and, with ``--max-expires``, up to 60 s: what the fuzz
+registers, mutated expiries of days included, turns over instead of piling up). With
 --target the registrar must accept an unauthenticated REGISTER; --config names its TOML for
 the RPC checks and --pid its `scscf serve` process for the restart and memory checks.
 Not a test: a run of a million takes hours on a small machine.
@@ -337,6 +341,7 @@ async def probe(host: str, port: int) -> float:
 # -- The run
 
 async def fuzz(args, host: str, port: int, processes: Processes, rpc_status) -> int:
+    rss_log: list[tuple[int, int]] = []  # (all, actors) after each batch
     rng = random.Random(args.seed)
     mutator = Mutator(rng)
     seen: Counter = Counter()
@@ -376,7 +381,7 @@ async def fuzz(args, host: str, port: int, processes: Processes, rpc_status) -> 
                 await asyncio.sleep(0)  # let the answers in
             if (n + 1) % args.batch == 0 or n + 1 == args.count:
                 failure = await check(n + 1, started, sent, seen, host, port, processes,
-                                      rpc_status)
+                                      rpc_status, rss_log)
                 if failure:
                     print(f"FAILED: {failure}", flush=True)
                     return 1
@@ -394,11 +399,28 @@ async def fuzz(args, host: str, port: int, processes: Processes, rpc_status) -> 
     print(f"mutations: {dict(sorted(mutator.used.items()))}")
     print(f"RSS start {mb(rss_start[0])} (actors {mb(rss_start[1])}), "
           f"end {mb(rss_end[0])} (actors {mb(rss_end[1])})")
+    flatness(rss_log, len(rss_log) // 4 if args.warmup is None else args.warmup)
     return 0
 
 
+def flatness(rss_log: list[tuple[int, int]], warmup: int) -> None:
+    """The RSS of each batch after the warm-up, and the spread of the last half's."""
+    kept = rss_log[warmup:]
+    if not kept:
+        return
+    print(f"RSS per batch after {warmup} warm-up batches, MB (all/actors): "
+          + " ".join(f"{a / 1e6:.0f}/{b / 1e6:.0f}" for a, b in kept))
+    last = kept[len(kept) // 2:]
+    for label, values in (("all", [a for a, _ in last]), ("actors", [b for _, b in last])):
+        low, high = min(values), max(values)
+        print(f"last {len(last)} batches, {label}: {mb(low)} to {mb(high)}, spread "
+              f"{(high - low) / low * 100:.1f}% of the lowest; first {mb(values[0])}, "
+              f"last {mb(values[-1])}")
+
+
 async def check(done: int, started: float, sent: Counter, seen: Counter, host: str,
-                port: int, processes: Processes, rpc_status) -> str | None:
+                port: int, processes: Processes, rpc_status,
+                rss_log: list[tuple[int, int]]) -> str | None:
     """One batch's checks and its line; the reason of a failure, or None."""
     await quiet(seen)
     try:
@@ -408,18 +430,22 @@ async def check(done: int, started: float, sent: Counter, seen: Counter, host: s
     restarted = processes.restarted()
     if restarted:
         return f"actors restarted: {', '.join(restarted)}"
+    held = ""
     if rpc_status is not None:
         status = await asyncio.to_thread(rpc_status)
+        held = (f"; holding {status['impus']} impus, {status['contacts']} contacts, "
+                f"{status['subscriptions']} subscriptions")
         stopped = [t["name"] for t in status["transports"] if not t["running"]]
         unloaded = [s["name"] for s in status["shards"] if s["load_error"]]
         if stopped or unloaded:
             return f"transports not running {stopped}, shards not loaded {unloaded}"
     total, actors = processes.rss()
+    rss_log.append((total, actors))
     rate = done / (time.monotonic() - started)
     top = ", ".join(f"{k} {v}" for k, v in seen.most_common(5))
     print(f"{done:>9} sent ({rate:.0f}/s; UDP {sent['udp']}, TCP {sent['tcp']}); probe 200 "
           f"in {answered_in * 1000:.0f} ms; actors unchanged; RSS {mb(total)} (actors "
-          f"{mb(actors)}); UDP drops {udp_drops(port)}; answers {top}", flush=True)
+          f"{mb(actors)}){held}; UDP drops {udp_drops(port)}; answers {top}", flush=True)
     return None
 
 
@@ -443,6 +469,12 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--rate", type=float, default=3000.0, help="messages a second")
     parser.add_argument("--tcp-share", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--max-expires", type=int, default=60,
+                        help="without --target: the longest binding and subscription granted "
+                             "(max_expires, subscription_max_expires); 0: the defaults")
+    parser.add_argument("--log", help="without --target: write the registrar's output there")
+    parser.add_argument("--warmup", type=int,
+                        help="batches left out of the memory summary (default: a quarter)")
     parser.add_argument("--target", help="HOST:PORT of a running registrar")
     parser.add_argument("--config", help="with --target: its TOML, for the RPC checks")
     parser.add_argument("--pid", type=int, help="with --target: its `scscf serve` process")
@@ -470,8 +502,11 @@ def main(argv: list[str] | None = None) -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="fuzz-sip-"))
     port = free_port()
-    config = registrar_config("fuzz-sip", workdir, port,
-                              registrar="min_expires = 1\nsubscription_min_expires = 1")
+    expiries = "min_expires = 1\nsubscription_min_expires = 1"
+    if args.max_expires:
+        expiries += (f"\nmax_expires = {args.max_expires}"
+                     f"\nsubscription_max_expires = {args.max_expires}")
+    config = registrar_config("fuzz-sip", workdir, port, registrar=expiries)
     server = start_registrar(config, workdir, port, address=None, timeout=180)
     try:
         processes = Processes(server.process.pid)
@@ -479,10 +514,18 @@ def main(argv: list[str] | None = None) -> int:
                                 lambda: server.rpc("ulscscf.status")["result"]))
     finally:
         print(f"scscf serve stopped: exit status {server.stop()}")
-        errors = [line for line in server.output if " ERROR " in line or "Error:" in line]
-        print(f"registrar log: {len(errors)} error lines")
-        for line in dict.fromkeys(line.split(": ", 1)[-1].strip() for line in errors[:200]):
-            print(f"  {line[:160]}")
+        if args.log:
+            Path(args.log).write_text("".join(server.output))
+        stopping = next((n for n, line in enumerate(server.output) if line == "stopping\n"),
+                        len(server.output))
+        errors = [line for line in server.output[:stopping]
+                  if " ERROR " in line or "Error:" in line]
+        late = [line for line in server.output[stopping:]
+                if " ERROR " in line or "Error:" in line]
+        for when, lines in (("while serving", errors), ("while stopping", late)):
+            print(f"registrar log: {len(lines)} error lines {when}")
+            for line in dict.fromkeys(line.split(": ", 1)[-1].strip() for line in lines[:200]):
+                print(f"  {line[:160]}")
 
 
 if __name__ == "__main__":

@@ -268,11 +268,14 @@ class ShardCore:
         self._transport = req.transport or self._transport
         reply = await self._guarded(req.aor, save, req, self.ctx)
         impu = self.impus.get(req.aor)
-        if impu is not None:
-            if self._replies.keep(impu, self._clock()):
-                self._timer_changed.set()
-            if impu.challenges is not None:
-                self._schedule(impu)  # a 401's vector is freed when auth_data_timeout ends
+        try:  # the reply stands: a bug after it costs no other request of the batch
+            if impu is not None:
+                if self._replies.keep(impu, self._clock()):
+                    self._timer_changed.set()
+                if impu.challenges is not None:
+                    self._schedule(impu)  # a 401's vector is freed when auth_data_timeout ends
+        except Exception:
+            log.exception("after the reply to %s", req.aor)
         return self.metrics.count_reply(reply)
 
     async def apply_batch(self, updates: list[SetUpdate]) -> list[None]:

@@ -4,6 +4,7 @@ A local Ray gets its dashboard (``[ray] dashboard``, on loopback by default) and
 agent on a fixed port (``[ray] metrics_export_port``), so that Prometheus can be pointed at it
 once. Neither may keep the registrar from starting: a dashboard that cannot start (its packages
 missing, its port taken) and a metrics port already in use are warned about and done without.
+Every listener of a local Ray is on loopback (the dashboard on `[ray] dashboard_host`):
 ray_environment.prepare_ray_environment must have run before ray was imported.
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ import socket
 from dataclasses import dataclass
 
 import ray
+from ray._common.network_utils import is_localhost
 from ray._private.utils import get_dashboard_dependency_error
 
 from actors.config import Config
@@ -41,12 +43,16 @@ def init_ray(config: Config) -> RayEndpoints:
         if options["include_dashboard"]:
             options.update(dashboard_host=section.dashboard_host,
                            dashboard_port=section.dashboard_port)
-        if _port_free("", section.metrics_export_port):
+        if _port_free("127.0.0.1", section.metrics_export_port):
             options["_metrics_export_port"] = section.metrics_export_port
         else:
             log.warning("ray.metrics_export_port: %d is in use: Ray's metrics go to a port "
                         "of its choosing (see the ready line)", section.metrics_export_port)
     context = ray.init(**options)
+    if section.address == "local" and not is_localhost(context.address_info["node_ip_address"]):
+        log.warning("ray: the local Ray runs on %s, not loopback: its processes listen on every "
+                    "interface (ray was imported before the environment was prepared)",
+                    context.address_info["node_ip_address"])
     if options.get("include_dashboard") and not context.dashboard_url:
         log.warning("ray.dashboard: the Ray dashboard did not start; running without it")
     return RayEndpoints(dashboard=f"http://{context.dashboard_url}" if context.dashboard_url

@@ -9,7 +9,8 @@ mailbox, so a slow watcher never holds up a REGISTER, one dialog's in the order 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from actors.reg_event.limits import SubscriptionLimits, refuse_new
@@ -30,6 +31,8 @@ from actors.rules.impu import Impu
 from actors.vocabulary import Binding, NotifyJob, Profile, PublishRequest, Reply, SubscribeRequest
 from transport.sip.errors import SipParseError
 from transport.sip.uri import parse_uri, uri_equal
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,12 +137,12 @@ def notify_change(impu: Impu, old: dict[str, Binding], reason: str, ctx: EventCo
     now = ctx.clock()
     new = impu.live_bindings(now)
     if new:
-        notifies = [_notify(impu, s, old, new, reason, "active", None, now, ctx, ended, shown)
-                    for s in impu.subscriptions.values()]
+        notifies = _each_built(impu, impu.subscriptions.values(), lambda s: _notify(
+            impu, s, old, new, reason, "active", None, now, ctx, ended, shown))
     else:
-        notifies = [_notify(impu, s, old, new, reason, "terminated",
-                            END_REASONS["registration-ended"], now, ctx, ended, shown)
-                    for s in impu.subscriptions.values()]
+        notifies = _each_built(impu, impu.subscriptions.values(), lambda s: _notify(
+            impu, s, old, new, reason, "terminated", END_REASONS["registration-ended"], now,
+            ctx, ended, shown))
         impu.subscriptions.clear()
     ctx.post(notifies)
 
@@ -149,11 +152,10 @@ def expire_subscriptions(impu: Impu, ctx: EventContext) -> bool:
     now = ctx.clock()
     ended = [s for s in impu.subscriptions.values() if s.expires_at <= now]
     bindings = impu.live_bindings(now)
-    notifies = []
     for sub in ended:
         del impu.subscriptions[sub.key]
-        notifies.append(_notify(impu, sub, bindings, bindings, "user", "terminated",
-                                END_REASONS["expired"], now, ctx))
+    notifies = _each_built(impu, ended, lambda s: _notify(
+        impu, s, bindings, bindings, "user", "terminated", END_REASONS["expired"], now, ctx))
     if notifies:
         ctx.post(notifies)
     return bool(ended)
@@ -168,6 +170,20 @@ async def end_subscription(impu: Impu, sub: Subscription, ctx: EventContext) -> 
         del impu.subscriptions[sub.key]
         await ctx.persist(impu)
         return True
+
+
+def _each_built(impu: Impu, subs: Iterable[Subscription],
+                build: Callable[[Subscription], OutgoingNotify]) -> list[OutgoingNotify]:
+    """The NOTIFY of each subscription. One that cannot be built (a bug: input that would
+    break it is refused) is logged naming the identity and left out, so the change it reports
+    (a save, an expiry, a set update) still stands and is stored; the next NOTIFY is full state."""
+    notifies = []
+    for sub in subs:
+        try:
+            notifies.append(build(sub))
+        except Exception:
+            log.exception("NOTIFY of %s to %s not built", impu.identity, sub.watcher)
+    return notifies
 
 
 def _notify(impu: Impu, sub: Subscription, old: dict[str, Binding], new: dict[str, Binding],

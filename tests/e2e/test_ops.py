@@ -21,6 +21,7 @@ import ray
 
 from actors.vocabulary import cx_pool_name, shard_name, transport_name
 from scripts.harness.ports import free_port
+from scripts.harness.processes import command_line, descendants, listening_sockets
 from scripts.harness.registrar import registrar_config, start_registrar
 from scripts.harness.sipp import SIPP, run_registers
 from tests.e2e.ue import Ue
@@ -272,6 +273,34 @@ def test_a_local_ray_names_its_dashboard_and_metrics(tmp_path):
             time.sleep(0.5)
         shipped = Path(__file__).resolve().parents[2] / "scripts/grafana/scscf.json"
         assert installed.read_text() == shipped.read_text()
+    finally:
+        assert server.stop() == 0, "".join(server.output[-40:])
+
+
+def test_a_local_ray_listens_on_loopback_only(tmp_path):
+    """Every socket that `scscf serve` and the Ray it starts listen on (GCS, raylet, workers,
+    dashboard and its agent, runtime env agent, metrics endpoints; SIP, RPC, metrics and the
+    HSS emulator as configured here) is bound to loopback, none to every interface."""
+    sip, dashboard, ray_metrics = free_port(), free_port(), free_port()
+    config = registrar_config(
+        "e2e-ops-loopback", tmp_path, sip,
+        ray=f'namespace = "e2e-ops-loopback"\ndashboard_port = {dashboard}\n'
+            f'metrics_export_port = {ray_metrics}')
+    server = start_registrar(config, tmp_path, sip, address=None, timeout=180)
+    try:
+        assert register(sip, "udp", "loopback") == 200
+        pids = [server.process.pid, *descendants(server.process.pid)]
+        sockets = [(command_line(pid), protocol, address, port)
+                   for pid, protocol, address, port in listening_sockets(pids)]
+        wildcard = [s for s in sockets if s[2] in ("0.0.0.0", "::")]
+        assert wildcard == [], wildcard
+        assert {s[2] for s in sockets} == {"127.0.0.1"}, sockets
+        listeners = " ".join(s[0] for s in sockets)
+        for process in ("gcs_server", "raylet", "dashboard.py", "DashboardAgent",
+                        "RuntimeEnvAgent", "ray::SipTransport", "ray::ImpuShard"):
+            assert process in listeners, sockets
+        assert {("tcp", dashboard), ("tcp", ray_metrics), ("udp", sip), ("tcp", sip)} <= {
+            (s[1], s[3]) for s in sockets}
     finally:
         assert server.stop() == 0, "".join(server.output[-40:])
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import replace
 
 from actors.auth import digest
 from actors.config import config_from_dict
 from actors.hosts.shard_core import ShardCore, ShardIO
+from actors.reg_event import procedures
 from actors.rules.routing import shard_of, slot_of
 from actors.store.records import decode_impu
 from actors.vocabulary import (
@@ -549,3 +551,92 @@ def test_a_publish_naming_a_contact_uri_that_does_not_parse_is_400_and_ends_noth
     assert (reply.status, reply.reason) == (
         400, "Bad reginfo body: a contact URI that does not parse")
     assert [c["uri"] for c in shown["contacts"]] == ["sip:alice@10.0.0.1:5090"]
+
+
+def one_shard_core(network, store, clock) -> ShardCore:
+    """A shard holding every slot: Alice and Bob side by side."""
+    config = config_from_dict({"ray": {"shards": 1},
+                               "registrar": {"scscf_name": "sip:scscf.ims.test:5060"},
+                               "auth": {"enabled": False}})
+    return ShardCore(0, config, network.io(), store, clock=clock, expire_in_background=False,
+                     after_the_200=0.0)
+
+
+def subscribe_as(identity):
+    return replace(subscribe(), presentity=identity, watcher=identity, asserted=identity,
+                   call_id=f"sub-{identity}")
+
+
+def notified(network, identity):
+    return [job for _, job in network.notifies if identity.encode() in job.body]
+
+
+def test_an_identity_whose_notifies_cannot_be_built_still_registers_and_expires(
+        monkeypatch, caplog):
+    """A bug building one identity's reg-info (input can no longer cause one) costs that
+    identity its NOTIFYs, nothing else: its REGISTER gets its 200, the binding is stored and
+    expires, the log names it, and the identity beside it is notified as ever."""
+    network, store, clock = setup()
+    built = procedures.registration_infos
+
+    def breaks_for_alice(profile, identity, *args):
+        if identity == ALICE:
+            raise ValueError("a reg-info bug")
+        return built(profile, identity, *args)
+
+    async def scenario():
+        core = one_shard_core(network, store, clock)
+        await core.register_batch([register("sip:alice@10.0.0.1:5090"),
+                                   register("sip:bob@10.0.0.3:5090", aor=BOB)])
+        await core.subscribe_batch([subscribe_as(ALICE), subscribe_as(BOB)])
+        await core.notifies_delivered()
+        before = len(notified(network, ALICE)), len(notified(network, BOB))
+        monkeypatch.setattr(procedures, "registration_infos", breaks_for_alice)
+        replies = await core.register_batch([
+            register("sip:alice@10.0.0.2:5090", call_id="c2", expires=300),
+            register("sip:bob@10.0.0.4:5090", call_id="c2", aor=BOB, expires=300)])
+        await core.notifies_delivered()
+        stored = decode_impu(ALICE, store.records[ALICE])
+        after = len(notified(network, ALICE)), len(notified(network, BOB))
+        clock.now = T0 + 601
+        await core.run_due(clock.now)
+        await core.notifies_delivered()
+        return replies, stored, before, after, core
+
+    replies, stored, before, after, core = asyncio.run(scenario())
+    assert [r.status for r in replies] == [200, 200]
+    assert len(stored.bindings) == 2  # durable before its 200, as any other
+    assert before == (1, 1)
+    assert after == (1, 2)  # Alice's change went unnotified, Bob's did not
+    assert ALICE not in store.records and BOB not in store.records  # both expired
+    assert ALICE not in core.impus and BOB not in core.impus
+    assert [s.public_identity for s in network.sars if
+            s.assignment_type == SAT.TIMEOUT_DEREGISTRATION] == [ALICE, BOB]
+    assert len(notified(network, BOB)) == 3  # Bob's last NOTIFY: terminated
+    assert any(ALICE in r.getMessage() and r.levelname == "ERROR" for r in caplog.records)
+    assert not any(BOB in r.getMessage() for r in caplog.records)
+
+
+def test_a_step_after_one_identitys_reply_that_fails_costs_no_other_reply(monkeypatch, caplog):
+    """What follows the save (the reply kept for retransmissions, the timer) failing for one
+    identity is logged naming it; its 200 and every other reply of the batch still go."""
+    network, store, clock = setup()
+
+    async def scenario():
+        core = one_shard_core(network, store, clock)
+        keep = core._replies.keep
+
+        def breaks_for_alice(impu, now):
+            if impu.identity == ALICE:
+                raise RuntimeError("a bug after the reply")
+            return keep(impu, now)
+
+        monkeypatch.setattr(core._replies, "keep", breaks_for_alice)
+        replies = await core.register_batch([register("sip:alice@10.0.0.1:5090"),
+                                             register("sip:bob@10.0.0.3:5090", aor=BOB)])
+        return replies
+
+    replies = asyncio.run(scenario())
+    assert [r.status for r in replies] == [200, 200]
+    assert ALICE in store.records and BOB in store.records
+    assert any(ALICE in r.getMessage() and r.levelname == "ERROR" for r in caplog.records)
