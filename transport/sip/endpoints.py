@@ -149,20 +149,23 @@ class UdpEndpoint(_Endpoint):
         self._sock = sock
         self.address = sock.getsockname()[:2]
         self._stamped = _ask_for_timestamps(sock)
+        # One buffer for every read, each datagram copied out at its size: a 64 KiB buffer
+        # allocated per datagram and shrunk left the heap fragmented by the long-lived ones.
+        self._buffer = memoryview(bytearray(_MAX_DATAGRAM))
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(sock.fileno(), self._read_ready)
 
     def _read_ready(self) -> None:
         for _ in range(_READS_PER_WAKEUP):
             try:
-                data, ancillary, _, addr = self._sock.recvmsg(_MAX_DATAGRAM, _STAMP_SPACE)
+                size, ancillary, _, addr = self._sock.recvmsg_into([self._buffer], _STAMP_SPACE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # an ICMP error reported on a read: the next may work
                 log.debug("UDP error on %s: %s", self.address, exc)
                 continue
             queued = _queued(ancillary) if self._stamped else 0.0
-            self.dispatcher.handle(data, _DatagramReply(self, addr, queued))
+            self.dispatcher.handle(bytes(self._buffer[:size]), _DatagramReply(self, addr, queued))
 
     def sendto(self, data: bytes, addr) -> None:
         try:
@@ -227,8 +230,10 @@ class TcpLimits:
     connect_timeout: float = 3.0
 
 
-class _Connection(asyncio.Protocol):
-    """One TCP connection: frames the stream, answers keep-alive pings, closes when idle."""
+class _Connection(asyncio.BufferedProtocol):
+    """One TCP connection: frames the stream, answers keep-alive pings, closes when idle.
+    Reads into its endpoint's one buffer (asyncio hands each read to buffer_updated before
+    the next), so no read allocates more than it received."""
 
     def __init__(self, endpoint: TcpEndpoint) -> None:
         self.endpoint = endpoint
@@ -264,6 +269,12 @@ class _Connection(asyncio.Protocol):
             log.info("TCP connection from %s idle: closed", self.reply.peer)
             self.transport.close()
 
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.endpoint.read_buffer
+
+    def buffer_updated(self, size: int) -> None:
+        self.data_received(bytes(self.endpoint.read_buffer[:size]))
+
     def data_received(self, data: bytes) -> None:
         self._last_received = asyncio.get_running_loop().time()
         try:
@@ -298,6 +309,7 @@ class TcpEndpoint(_Endpoint):
         super().__init__(on_message)
         self.limits = limits
         self.connections: dict[Peer, _Connection] = {}
+        self.read_buffer = memoryview(bytearray(_MAX_DATAGRAM))  # shared: see _Connection
         self.server: asyncio.Server | None = None
 
     def refusal(self, host: str) -> str | None:
