@@ -8,7 +8,7 @@ import json
 from operator import attrgetter
 
 from actors.reg_event.subscription import Subscription
-from actors.rules.impu import Impu, none_barred, shared
+from actors.rules.impu import Impu, none_barred, p_associated_uris, shared
 from actors.rules.save import profile_from_user_data
 from actors.vocabulary import Binding, Profile, RegState, StoreError
 
@@ -98,8 +98,8 @@ def _decode_profile(values: list, version: int) -> Profile:
 def _written_in(user_data: str | None) -> tuple[str, ...]:
     if not user_data:
         return ()
-    try:
-        return profile_from_user_data(user_data, wildcards=True).written
+    try:  # the values in full: the record's identities may differ from the user data's
+        return tuple(p_associated_uris(profile_from_user_data(user_data, wildcards=True)))
     except ValueError:  # user data stored before a rule it now fails
         return ()
 

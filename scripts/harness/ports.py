@@ -1,18 +1,24 @@
 """Free loopback ports for registrars, emulators and load generators under test."""
 from __future__ import annotations
 
+import random
 import socket
+
+# Below Linux's ephemeral range (32768-60999) and above Ray's worker ports (10002-19999): a
+# port the kernel handed out for bind(0) and we let go of could go to the next bind(0) (a
+# Ray worker's, an actor's channel) before the registrar under test binds it.
+LOWEST, HIGHEST = 20000, 32767
 
 
 def free_port() -> int:
     """A port free for both UDP and TCP on loopback (a registrar listens on both)."""
     while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
+        port = random.randint(LOWEST, HIGHEST)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp, \
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            try:
+                tcp.bind(("127.0.0.1", port))
+                udp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port

@@ -127,10 +127,15 @@ def network_deregistration(registrar: Registrar, pcscf: Pcscf, workdir: Path) ->
     out["records_after_rtr"] = wait_for(pcscf.usrloc_records, 0)
     out["notifies_applied_after"] = len(applied(pcscf, impu))
     out["registrar_after_rtr"] = show_impu(registrar, impu)
-    out["probe"] = summary(run_sipp([ue.probe(404)], pcscf.port, "udp", workdir,
-                                    name=f"{user}-probe", local_port=ue.port))
-    out["subscriptions_after"] = wait_for(lambda: subscriptions(registrar), 0)
-    return out
+    return out | unregistered_at_the_pcscf(registrar, pcscf, ue, user, workdir)
+
+
+def unregistered_at_the_pcscf(registrar: Registrar, pcscf: Pcscf, ue: Ue, user: str,
+                              workdir: Path) -> dict:
+    """The P-CSCF's probe of the UE (404: not registered there) and our subscriptions left."""
+    return {"probe": summary(run_sipp([ue.probe(404)], pcscf.port, "udp", workdir,
+                                      name=f"{user}-probe", local_port=ue.port)),
+            "subscriptions_after": wait_for(lambda: subscriptions(registrar), 0)}
 
 
 def expiry(registrar: Registrar, pcscf: Pcscf, workdir: Path) -> dict:
@@ -149,10 +154,7 @@ def expiry(registrar: Registrar, pcscf: Pcscf, workdir: Path) -> dict:
     out["removed_after_s"] = round(time.monotonic() - started, 1)
     out["notifies_applied"] = len(applied(pcscf, impu))
     out["registrar_after_expiry"] = show_impu(registrar, impu)
-    out["probe"] = summary(run_sipp([ue.probe(404)], pcscf.port, "udp", workdir,
-                                    name=f"{user}-probe", local_port=ue.port))
-    out["subscriptions_after"] = wait_for(lambda: subscriptions(registrar), 0)
-    return out
+    return out | unregistered_at_the_pcscf(registrar, pcscf, ue, user, workdir)
 
 
 # -- The UE's requests ------------------------------------------------------------------------
