@@ -213,6 +213,11 @@ def start_hss(workdir: Path) -> tuple[subprocess.Popen, int]:
     return hss, port
 
 
+def stop_hss(hss: subprocess.Popen) -> None:
+    hss.send_signal(signal.SIGTERM)
+    hss.wait(timeout=30)
+
+
 def overrides(settings: list[str]) -> dict[str, str]:
     """--set registrar.sar_reregistration_interval=0 -> {"registrar": "sar_...=0"}."""
     sections: dict[str, list[str]] = {}
@@ -248,8 +253,7 @@ def bench_ours(args, store: str, redis_url: str) -> dict:
             registrar.process.send_signal(signal.SIGINT)
             registrar.stop()
     finally:
-        hss.send_signal(signal.SIGTERM)
-        hss.wait(timeout=30)
+        stop_hss(hss)
 
 
 def bench_target(args) -> dict:

@@ -26,7 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scripts.bench_register import Watched, cpu_by_name, descendants, start_hss  # noqa: E402
+from scripts.bench_register import (  # noqa: E402
+    Watched, cpu_by_name, descendants, start_hss, stop_hss)
 from scripts.harness.cluster_control import start_cluster, stop_cluster  # noqa: E402
 from scripts.harness.ports import free_port  # noqa: E402
 from scripts.harness.redis_server import RedisServer  # noqa: E402
@@ -102,8 +103,7 @@ def measure(nodes: int, args, redis_url: str) -> dict:
             server.process.send_signal(signal.SIGINT)
             server.stop()
     finally:
-        hss.send_signal(signal.SIGTERM)
-        hss.wait(timeout=30)
+        stop_hss(hss)
         stop_cluster(cluster)
     by_name = cpu_by_name(used, watched.names)
     total = sum(by_name.values())
