@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from email.utils import formatdate
+from functools import lru_cache
 from typing import Iterable, Iterator
 
 from .errors import MALFORMED_INPUT_ERRORS, SipParseError
@@ -354,12 +355,18 @@ def make_response(request: Request, status: int, reason: str, to_tag: str | None
     headers._lines = [("Via", via) for via in vias]
     headers._lines += (("From", from_), ("To", to), ("Call-ID", call_id), ("CSeq", cseq))
     if date is not None:  # RFC 3261 20.17: the RFC 1123 form, always GMT
-        headers._index["date"] = [formatdate(date, usegmt=True)]
+        headers._index["date"] = [_http_date(int(date))]
         headers._lines.append(("Date", headers._index["date"][0]))
     headers._raw = None
     response = _new(Response)
     response.__dict__ = {"headers": headers, "body": b"", "status": status, "reason": reason}
     return response
+
+
+@lru_cache(maxsize=2)
+def _http_date(second: int) -> str:
+    """One formatting a second: a busy transport dates thousands of responses alike."""
+    return formatdate(second, usegmt=True)
 
 
 def _stamped_top_via(request: Request, first_line: str, source: tuple[str, int]) -> str:
