@@ -494,18 +494,23 @@ class ShardCore:
             if self.load_error is None:
                 raise
         now = self._clock()
-        registered = [i for i in self.impus.values() if i.state == RegState.REGISTERED]
-        return {
-            "shard": self.index,
-            "load_error": self.load_error,
+        # One pass, nothing built per identity: the metrics export runs this every few
+        # seconds in the shard's event loop, over every identity it holds.
+        impus = contacts = subscriptions = 0
+        for impu in self.impus.values():
+            subscriptions += len(impu.subscriptions)
+            if impu.state is not RegState.REGISTERED:
+                continue
+            profile = impu.profile
             # A barred member holds its set's bindings but is no registered identity of its own.
-            "impus": sum(not (i.profile and i.identity in i.profile.barred) for i in registered),
+            impus += not (profile and impu.identity in profile.barred)
             # One UE binding is one contact, however many members of its set hold a copy.
-            "contacts": sum(len(i.live_bindings(now)) for i in registered
-                            if speaks_for_set(i.identity, i.profile)),
-            "expired_contacts": self.expired_contacts,
-            "subscriptions": sum(len(i.subscriptions) for i in self.impus.values()),
-        }
+            if speaks_for_set(impu.identity, profile):
+                for binding in impu.bindings.values():
+                    contacts += binding.expires_at > now
+        return {"shard": self.index, "load_error": self.load_error, "impus": impus,
+                "contacts": contacts, "expired_contacts": self.expired_contacts,
+                "subscriptions": subscriptions}
 
     async def show(self, identity: str) -> dict | None:
         await self.ready()
