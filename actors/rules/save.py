@@ -102,7 +102,7 @@ async def save(impu: Impu, req: RegisterRequest, ctx: SaveContext) -> Reply:
         if cached is not None:
             return cached
         reply = await _authenticate(impu, req, ctx) or await _save(impu, req, ctx)
-        impu.last_reply = (req.transaction, reply)
+        impu.keep_reply(req.transaction, reply)
         return reply
 
 
