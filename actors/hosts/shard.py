@@ -43,6 +43,14 @@ from transport.diameter.router import CxUnavailable
 
 log = logging.getLogger(__name__)
 
+# Calls of NOTIFYs in flight to one transport. A call returns once each of its NOTIFYs has its
+# final answer, which a watcher that does not answer gives only at Timer F (64*T1, 32 s), and
+# every dialog with a NOTIFY out has one in flight: the Batcher's default of 8 calls let eight
+# such calls hold every other dialog's NOTIFY back for 32 s while the shard queued more, so
+# the dialog queues (and the shard's memory) grew without end. Stalled calls start at most
+# one per stall_after (20 ms): this many cover Timer F at that pace.
+NOTIFY_CALLS_IN_FLIGHT = 2048
+
 
 class ImpuShard:
     def __init__(self, index: int, config: Config) -> None:
@@ -190,7 +198,8 @@ class ImpuShard:
         transport = transport or await asyncio.to_thread(self._any_transport)
         if transport not in self._transports:
             self._transports[transport] = self._batcher(
-                transport, ray.get_actor(transport, namespace=self.namespace), "send_notifies")
+                transport, ray.get_actor(transport, namespace=self.namespace), "send_notifies",
+                max_in_flight=NOTIFY_CALLS_IN_FLIGHT)
         return await self._transports[transport].submit(job)
 
     def _any_transport(self) -> str:
@@ -201,13 +210,13 @@ class ImpuShard:
             raise LookupError("no SIP transport is running")
         return names[0]
 
-    def _batcher(self, name: str, handle, method: str) -> Batcher:
+    def _batcher(self, name: str, handle, method: str, **options) -> Batcher:
         """Batches to one actor's method: over its channel, or as Ray calls without one."""
         channel = self._channels.client(name)
         if channel is not None:
-            return Batcher(lambda items: channel.call(method, items))
+            return Batcher(lambda items: channel.call(method, items), **options)
         remote = getattr(handle, method)
-        return Batcher(lambda items: remote.remote(items))
+        return Batcher(lambda items: remote.remote(items), **options)
 
 
 async def _from_cx_pool(answer: Awaitable):

@@ -65,6 +65,13 @@ SHARD_METHODS = frozenset(("REGISTER", "SUBSCRIBE", "PUBLISH"))  # what overload
 UNANSWERED_RETRANSMITS = 2  # [sip] notify_unanswered_retransmits
 UDP_MTU = 1300  # [sip] udp_mtu: RFC 3261 18.1.1's bound when the path MTU is unknown
 CONNECTION_FAILED = -1  # a NOTIFY that could not be sent at all
+# Seconds a next hop's name stays resolved (or unresolved), and how many names are kept. Every
+# NOTIFY of a dialog routed through a P-CSCF names the same host; each lookup took a thread of
+# the loop's default executor (a handful), and a resolver that drops a query holds one for its
+# 5 s timeout: NOTIFYs queued behind the lookups for longer than Timer F, and the shards' dialog
+# queues grew behind them.
+RESOLVED_FOR = 30.0
+RESOLVED_MAX = 1024
 
 
 class Endpoint(Protocol):
@@ -137,6 +144,8 @@ class TransportCore:
         self._completed: deque[tuple[ServerKey, NonInviteServerTransaction]] = deque()
         self._clients: dict[str, _Notify] = {}  # by branch
         self._client_timers = ExpiryHeap()  # branch -> its transaction's next deadline
+        # (host, port) -> (when it is looked up again, the lookup: an address or None)
+        self._resolved: OrderedDict[tuple[str, int], tuple[float, asyncio.Task]] = OrderedDict()
 
     def add_endpoint(self, proto: str, endpoint: Endpoint) -> None:
         self._endpoints.setdefault(proto, endpoint)
@@ -354,12 +363,29 @@ class TransportCore:
             return flow
         if _is_address(host):
             return proto, host, port
+        address = await self._resolve(host, port)
+        return flow if address is None else (proto, address, port)
+
+    async def _resolve(self, host: str, port: int) -> str | None:
+        """``host``'s address, None when it does not resolve; one lookup for every NOTIFY that
+        asks within RESOLVED_FOR seconds (those asking meanwhile wait for the same one)."""
+        key, now, loop = (host, port), self._clock(), asyncio.get_running_loop()
+        entry = self._resolved.get(key)
+        if entry is None or entry[0] <= now or entry[1].get_loop() is not loop:
+            lookup = loop.create_task(self._look_up(host, port))
+            entry = self._resolved[key] = (now + RESOLVED_FOR, lookup)
+            self._resolved.move_to_end(key)
+            if len(self._resolved) > RESOLVED_MAX:
+                self._resolved.popitem(last=False)
+        return await asyncio.shield(entry[1])
+
+    async def _look_up(self, host: str, port: int) -> str | None:
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(host, port)
         except OSError as exc:
             log.info("NOTIFY next hop %s unresolved (%s): sent on the flow", host, exc)
-            return flow
-        return proto, infos[0][4][0], port
+            return None
+        return infos[0][4][0]
 
     def _schedule(self, branch: str, transaction: NonInviteClientTransaction) -> None:
         deadline = transaction.next_deadline()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
 from dataclasses import replace
 
 import pytest
@@ -570,6 +571,30 @@ def test_a_destination_that_does_not_resolve_falls_back_to_the_flow():
     core, clock, endpoint = core_sending_over_udp()
     job = replace(JOB, destination="udp:no-such-host.invalid:4060")
     assert sent_to(core, clock, endpoint, job) == ("10.0.0.1", 5070)
+
+
+def test_notifies_to_one_name_share_its_lookup(monkeypatch):
+    lookups = []
+
+    async def unresolved(loop, host, port, *args, **kwargs):
+        lookups.append(host)
+        await asyncio.sleep(0.01)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(asyncio.BaseEventLoop, "getaddrinfo", unresolved)
+    core, clock, endpoint = core_sending_over_udp()
+    job = replace(JOB, destination="udp:pcscf.invalid:4060")
+
+    async def main():
+        first = asyncio.ensure_future(core.send_notifies([job, job]))  # asking at once
+        await asyncio.sleep(0.05)
+        later = asyncio.ensure_future(core.send_notifies([job]))  # once it was answered
+        await asyncio.sleep(0.05)
+        await drive_until_done(core, clock, asyncio.gather(first, later))
+
+    run(main())
+    assert lookups == ["pcscf.invalid"]
+    assert [peer for _, _, peer in endpoint.sent[:3]] == [("10.0.0.1", 5070)] * 3
 
 
 def test_notify_without_an_endpoint_for_its_flow_is_503():
