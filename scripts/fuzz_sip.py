@@ -2,7 +2,7 @@
 
     python3 scripts/fuzz_sip.py [--count 1000000] [--batch 10000] [--rate 3000] [--seed 1]
         [--tcp-share 0.2] [--max-expires 60] [--warmup BATCHES] [--log FILE]
-        [--target HOST:PORT [--config site.toml] [--pid PID]]
+        [--target HOST:PORT [--config site.toml] [--pid PID ...]]
 
 Each message is a valid request with one to three mutations: bytes flipped, cut short, a
 header repeated, a value blown up to tens of KB, invalid UTF-8, numbers that are negative,
@@ -22,7 +22,9 @@ Without --target it starts `scscf serve` (a local Ray of its own, authentication
 and subscriptions allowed down to 1 s and, with ``--max-expires``, up to 60 s: what the fuzz
 registers, mutated expiries of days included, turns over instead of piling up). With
 --target the registrar must accept an unauthenticated REGISTER; --config names its TOML for
-the RPC checks and --pid its `scscf serve` process for the restart and memory checks.
+the RPC checks and --pid its `scscf serve` process for the restart and memory checks; on a
+`ray start` cluster the actors run under the raylet, so give the raylet's pid as a second --pid
+(the run refuses to start when no actor is found under them).
 Not a test: a run of a million takes hours on a small machine.
 """
 from __future__ import annotations
@@ -75,7 +77,8 @@ SUBSCRIBE = (
     "Call-ID: {token}@127.0.0.1\r\n"
     "CSeq: 1 SUBSCRIBE\r\n"
     "Contact: <sip:{user}@127.0.0.1:{port}>\r\n"
-    "Record-Route: <sip:pcscf.ims.test;lr>\r\n"
+    # A name, so NOTIFYs take the next-hop lookup; localhost, so it never leaves this host.
+    "Record-Route: <sip:localhost:{port};lr>\r\n"
     "P-Asserted-Identity: <sip:{user}@ims.test>\r\n"
     "Event: reg\r\n"
     "Accept: application/reginfo+xml\r\n"
@@ -226,12 +229,12 @@ def rss_bytes(pid: int) -> int:
 class Processes:
     """The registrar's process tree: its RSS, and the pids of its actors."""
 
-    def __init__(self, root: int | None) -> None:
-        self.root = root
+    def __init__(self, roots: list[int]) -> None:
+        self.roots = set(roots)
         self.actors = self._actors()
 
     def _pids(self) -> set[int]:
-        return descendants({self.root}) if self.root else set()
+        return descendants(self.roots) if self.roots else set()
 
     def _actors(self) -> dict[int, str]:
         return {pid: name for pid in self._pids()
@@ -413,6 +416,8 @@ def flatness(rss_log: list[tuple[int, int]], warmup: int) -> None:
     last = kept[len(kept) // 2:]
     for label, values in (("all", [a for a, _ in last]), ("actors", [b for _, b in last])):
         low, high = min(values), max(values)
+        if not low:
+            continue  # no such processes measured
         print(f"last {len(last)} batches, {label}: {mb(low)} to {mb(high)}, spread "
               f"{(high - low) / low * 100:.1f}% of the lowest; first {mb(values[0])}, "
               f"last {mb(values[-1])}")
@@ -477,7 +482,9 @@ def parse_args(argv: list[str] | None):
                         help="batches left out of the memory summary (default: a quarter)")
     parser.add_argument("--target", help="HOST:PORT of a running registrar")
     parser.add_argument("--config", help="with --target: its TOML, for the RPC checks")
-    parser.add_argument("--pid", type=int, help="with --target: its `scscf serve` process")
+    parser.add_argument("--pid", type=int, action="append", default=[],
+                        help="with --target: its `scscf serve` process (and a `ray start` "
+                        "cluster's raylet); repeatable")
     return parser.parse_args(argv)
 
 
@@ -495,8 +502,11 @@ def main(argv: list[str] | None = None) -> int:
         def rpc_status() -> dict:
             return call(rpc_url(rpc.listen), "ulscscf.status", [], client_token(rpc))["result"]
 
-        return asyncio.run(fuzz(args, host, port, Processes(args.pid),
-                                rpc_status if rpc else None))
+        processes = Processes(args.pid)
+        if args.pid and not processes.actors:
+            sys.exit(f"--pid: no {', '.join(ACTORS)} process under {args.pid}: on a `ray start` "
+                     "cluster give the raylet's pid too")
+        return asyncio.run(fuzz(args, host, port, processes, rpc_status if rpc else None))
     from scripts.harness.ports import free_port
     from scripts.harness.registrar import registrar_config, start_registrar
 
@@ -509,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
     config = registrar_config("fuzz-sip", workdir, port, registrar=expiries)
     server = start_registrar(config, workdir, port, address=None, timeout=180)
     try:
-        processes = Processes(server.process.pid)
+        processes = Processes([server.process.pid])
         return asyncio.run(fuzz(args, "127.0.0.1", port, processes,
                                 lambda: server.rpc("ulscscf.status")["result"]))
     finally:
