@@ -305,9 +305,10 @@ class DiameterConnection:
     def _write(self, msg: Message) -> bool:
         if self._writer.is_closing():
             return False
+        data = serialize(msg)  # first: a message the codec cannot encode schedules nothing
         if not self._outbox:
             self._loop.call_soon(self._flush)
-        self._outbox.append(serialize(msg))
+        self._outbox.append(data)
         return True
 
     def _flush(self):
