@@ -19,6 +19,7 @@ import ray
 from actors.config import Config
 from actors.hosts.batching import Batcher
 from actors.hosts.handover import MOVING, Door, ShardMoving
+from actors.hosts.heap import trim_forever
 from actors.hosts.metrics import export_forever, shard_tags
 from actors.hosts.ray_channels import ChannelDirectory
 from actors.hosts.restarts import restarts
@@ -72,8 +73,10 @@ class ImpuShard:
             open_store(store.backend, store.path, store.url, index, store.prefix),
             node_id=ray.get_runtime_context().get_node_id(),
         )
-        self._export = asyncio.get_running_loop().create_task(
+        loop = asyncio.get_running_loop()
+        self._export = loop.create_task(
             export_forever(self.core.statistics, shard_tags(index, self.namespace)))
+        self._trim = loop.create_task(trim_forever())
         self._channel = self._channels.serve(
             {"register_batch": self.core.register_batch, "apply_batch": self.core.apply_batch,
              "subscribe_batch": self.core.subscribe_batch,
@@ -82,7 +85,7 @@ class ImpuShard:
         if restarted:  # reload now: the expiry timer must run before any call comes
             log.warning("%s restarted by Ray (restart %d): reloading its identities",
                         shard_name(index), restarted)
-            self._reload = asyncio.get_running_loop().create_task(self._reload_quietly())
+            self._reload = loop.create_task(self._reload_quietly())
 
     async def channel_address(self) -> tuple[str, int]:
         return await self._channel.address()
