@@ -90,6 +90,8 @@ LOAD_RETRY_FIRST, LOAD_RETRY_MAX = 1.0, 60.0
 # A shard moving to another node waits this long for its NOTIFYs' answers (Timer F is 32 s):
 # the stored subscriptions move with it, and the next NOTIFY carries the full state anyway.
 HANDOVER_NOTIFY_GRACE = 2.0
+# Identities counted between two yields to the event loop (about 8 ms of counting).
+COUNT_CHUNK = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -495,19 +497,25 @@ class ShardCore:
                 raise
         now = self._clock()
         # One pass, nothing built per identity: the metrics export runs this every few
-        # seconds in the shard's event loop, over every identity it holds.
+        # seconds in the shard's event loop, over every identity it holds. It yields to the
+        # loop between chunks, so requests wait for a chunk, not for the whole pass (50,000
+        # identities took 60-80 ms, long enough for REGISTERs to queue into 503s).
         impus = contacts = subscriptions = 0
-        for impu in self.impus.values():
-            subscriptions += len(impu.subscriptions)
-            if impu.state is not RegState.REGISTERED:
-                continue
-            profile = impu.profile
-            # A barred member holds its set's bindings but is no registered identity of its own.
-            impus += not (profile and impu.identity in profile.barred)
-            # One UE binding is one contact, however many members of its set hold a copy.
-            if speaks_for_set(impu.identity, profile):
-                for binding in impu.bindings.values():
-                    contacts += binding.expires_at > now
+        held = list(self.impus.values())
+        for start in range(0, len(held), COUNT_CHUNK):
+            if start:
+                await asyncio.sleep(0)
+            for impu in held[start:start + COUNT_CHUNK]:
+                subscriptions += len(impu.subscriptions)
+                if impu.state is not RegState.REGISTERED:
+                    continue
+                profile = impu.profile
+                # A barred member holds its set's bindings but no registered identity of its own.
+                impus += not (profile and impu.identity in profile.barred)
+                # One UE binding is one contact, however many members of its set hold a copy.
+                if speaks_for_set(impu.identity, profile):
+                    for binding in impu.bindings.values():
+                        contacts += binding.expires_at > now
         return {"shard": self.index, "load_error": self.load_error, "impus": impus,
                 "contacts": contacts, "expired_contacts": self.expired_contacts,
                 "subscriptions": subscriptions}

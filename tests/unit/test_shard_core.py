@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from actors.auth import digest
 from actors.config import config_from_dict
+from actors.hosts import shard_core
 from actors.hosts.shard_core import ShardCore, ShardIO
 from actors.reg_event import procedures
 from actors.rules.routing import shard_of, slot_of
@@ -640,3 +641,21 @@ def test_a_step_after_one_identitys_reply_that_fails_costs_no_other_reply(monkey
     assert [r.status for r in replies] == [200, 200]
     assert ALICE in store.records and BOB in store.records
     assert any(ALICE in r.getMessage() and r.levelname == "ERROR" for r in caplog.records)
+
+
+def test_counting_yields_to_the_loop_between_chunks_and_counts_every_identity(monkeypatch):
+    network, store, clock = setup()
+
+    async def scenario():
+        core = core_for(ALICE, network, store, clock)
+        await core.register_batch([register("sip:alice@10.0.0.1:5090"),
+                                   register("sip:bob@10.0.0.2:5090", aor=BOB, call_id="c2")])
+        whole = await core.counts()  # every identity in one chunk
+        monkeypatch.setattr(shard_core, "COUNT_CHUNK", 1)
+        counting = asyncio.get_running_loop().create_task(core.counts())
+        await asyncio.sleep(0)  # the count has started: its first chunk is done
+        return len(core.impus), whole, counting.done(), await counting
+
+    held, whole, done_after_first_chunk, chunked = asyncio.run(scenario())
+    assert held > 1 and not done_after_first_chunk
+    assert chunked == whole and whole["contacts"] == 2
