@@ -9,6 +9,22 @@ def run(coro):
     return asyncio.run(coro)
 
 
+class Destination:
+    """A batch method that records each call; calls that ``held`` selects wait for
+    ``release``, as a call waiting downstream (a SAR to a dead HSS, a shard's SARs)."""
+
+    def __init__(self, held=lambda items: items == [0]) -> None:
+        self.calls: list[list] = []
+        self.release = asyncio.Event()
+        self._held = held
+
+    async def __call__(self, items):
+        self.calls.append(list(items))
+        if self._held(items):
+            await self.release.wait()
+        return items
+
+
 def test_low_load_sends_one_item_per_call():
     calls = []
 
@@ -71,28 +87,19 @@ def test_failed_call_fails_each_item_and_exception_results_raise_one_item():
 
 
 def test_a_stalled_call_does_not_hold_up_later_items():
-    release = None
-    calls = []
-
-    async def call(items):
-        calls.append(list(items))
-        if items == [0]:
-            await release.wait()  # the first call hangs, like a SAR to a dead HSS
-        return items
+    dest = Destination()
 
     async def main():
-        nonlocal release
-        release = asyncio.Event()
-        b = Batcher(call, max_in_flight=4, stall_after=0.01)
+        b = Batcher(dest, max_in_flight=4, stall_after=0.01)
         stuck = asyncio.create_task(b.submit(0))
         await asyncio.sleep(0)
         later = [asyncio.create_task(b.submit(i)) for i in (1, 2)]
         assert await asyncio.wait_for(asyncio.gather(*later), 1.0) == [1, 2]
-        release.set()
+        dest.release.set()
         assert await stuck == 0
 
     run(main())
-    assert calls == [[0], [1, 2]]
+    assert dest.calls == [[0], [1, 2]]
 
 
 def test_calls_younger_than_stall_after_keep_batching():
@@ -115,28 +122,36 @@ def test_calls_younger_than_stall_after_keep_batching():
 
 
 def test_a_busy_destination_gets_the_next_call_after_the_linger_full_of_items():
-    calls = []
-    release = None
-
-    async def call(items):
-        calls.append(list(items))
-        if items == [0]:
-            await release.wait()
-        return items
+    dest = Destination()
 
     async def main():
-        nonlocal release
-        release = asyncio.Event()
-        b = Batcher(call, max_in_flight=1, linger=0.5)
+        b = Batcher(dest, max_in_flight=1, linger=0.5)
         first = asyncio.create_task(b.submit(0))
         await asyncio.sleep(0)
         queued = asyncio.create_task(b.submit(1))  # waits behind call [0]: the load
         await asyncio.sleep(0)
-        release.set()
+        dest.release.set()
         await first  # returned with an item queued: the next call lingers
         later = [asyncio.create_task(b.submit(i)) for i in range(2, 10)]
         await asyncio.gather(queued, *later)
         await b.submit(10)  # the last call left nothing queued: idle, sent at once
-        return calls
+        return dest.calls
 
     assert run(main()) == [[0], list(range(1, 10)), [10]]
+
+
+def test_a_call_returning_within_the_linger_lets_the_next_start_at_the_linger():
+    dest = Destination()
+
+    async def main():
+        b = Batcher(dest, max_in_flight=2, stall_after=3600.0, linger=0.01)
+        first = asyncio.create_task(b.submit(0))
+        await asyncio.sleep(0)
+        queued = asyncio.create_task(b.submit(1))  # a stall recheck is set for an hour on
+        await asyncio.sleep(0)
+        dest.release.set()
+        await first  # returned with an item queued: the next call starts at the linger
+        return await asyncio.wait_for(queued, 10)
+
+    assert run(main()) == 1
+    assert dest.calls == [[0], [1]]
