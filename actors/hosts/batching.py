@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 # At most 200 calls a second to a busy destination. Measured with scripts/bench_register.py,
-# three runs each: at 600 REGISTER/s p50 20-36 ms (CPU 2.4-2.6 ms per REGISTER) against 32-40 ms
+# three runs each: at 600 REGISTER/s p50 20-36 ms (CPU 2.3-2.6 ms per REGISTER) against 32-40 ms
 # (2.2-2.4 ms) at 10 ms; at 1,000/s the CPU differs by less than runs of one setting do.
 LINGER = 0.005
 
