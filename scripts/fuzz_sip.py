@@ -234,7 +234,7 @@ class Processes:
         self.actors = self._actors()
 
     def _pids(self) -> set[int]:
-        return descendants(self.roots) if self.roots else set()
+        return descendants(self.roots)
 
     def _actors(self) -> dict[int, str]:
         return {pid: name for pid in self._pids()

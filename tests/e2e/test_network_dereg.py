@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
 import urllib.request
 
@@ -19,6 +18,7 @@ from actors.vocabulary import RegState, cx_pool_name, shard_name
 from scripts.harness.ports import free_port
 from scripts.harness.registrar import hss_sar_log, registrar_config, start_registrar
 from scripts.harness.sipp import SIPP
+from tests.e2e.ray_actors import pid_of
 from tests.e2e.sipp import SippRun, Step, register, run_sipp
 from tests.e2e.test_reg_event import (
     NS,
@@ -311,14 +311,6 @@ def test_a_cx_pool_restarted_by_ray_reconnects_and_serves(registrar):
     assert [p["state"] for p in ray.get(pool.peers.remote())] == ["I_Open"]
     wait_for(lambda: any("restarted by Ray: reopening its Diameter peers" in line
                          for line in registrar.output), timeout=30)
-
-
-def pid_of(actor) -> int | None:
-    """The actor's process id, or None while Ray restarts it."""
-    try:
-        return ray.get(actor.__ray_call__.remote(lambda instance: os.getpid()), timeout=10)
-    except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
-        return None
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ from scripts.harness.ports import free_port
 from scripts.harness.processes import command_line, descendants, listening_sockets
 from scripts.harness.registrar import registrar_config, start_registrar
 from scripts.harness.sipp import SIPP, run_registers
+from tests.e2e.ray_actors import pid_of
 from tests.e2e.ue import Ue
 
 pytestmark = pytest.mark.e2e
@@ -366,7 +367,8 @@ def test_a_backlog_older_than_the_overload_delay_is_answered_503_at_once(registr
     SIGSTOP so that they wait; the next REGISTER is served as usual."""
     node = next(n["NodeName"] for n in ray.nodes() if n["Alive"])
     transport = ray.get_actor(transport_name(node, 0), namespace=NAMESPACE)
-    pid = ray.get(transport.__ray_call__.remote(lambda actor: os.getpid()))
+    pid = pid_of(transport)
+    assert pid is not None
     assert register(registrar.sip_port, "udp", "backlog-before") == 200
     impus = registrar.rpc("ulscscf.status")["result"]["impus"]
     ues = [Ue(f"backlog{n}@ims.test", f"sip:backlog{n}@ims.test", registrar.sip_port)
