@@ -87,10 +87,10 @@ async def subscribe_to_reg(impu: Impu, req: SubscribeRequest, ctx: EventContext)
         if isinstance(granted, Reply):
             return granted
         if granted:
-            impu.subscriptions[key] = sub
+            impu.keep_subscription(sub)
             notify = _notify(impu, sub, bindings, bindings, "user", "active", None, now, ctx)
         else:  # unsubscribe, or a one-time fetch: a last full state, then it ends
-            impu.subscriptions.pop(key, None)
+            impu.drop_subscription(key)
             notify = _notify(impu, sub, bindings, bindings, "user", "terminated",
                              END_REASONS["unsubscribed"], now, ctx)
         # Posted before the write: a set update arriving meanwhile (it takes no mailbox) may
@@ -143,7 +143,7 @@ def notify_change(impu: Impu, old: dict[str, Binding], reason: str, ctx: EventCo
         notifies = _each_built(impu, impu.subscriptions.values(), lambda s: _notify(
             impu, s, old, new, reason, "terminated", END_REASONS["registration-ended"], now,
             ctx, ended, shown))
-        impu.subscriptions.clear()
+        impu.drop_subscriptions()
     ctx.post(notifies)
 
 
@@ -153,7 +153,7 @@ def expire_subscriptions(impu: Impu, ctx: EventContext) -> bool:
     ended = [s for s in impu.subscriptions.values() if s.expires_at <= now]
     bindings = impu.live_bindings(now)
     for sub in ended:
-        del impu.subscriptions[sub.key]
+        impu.drop_subscription(sub.key)
     notifies = _each_built(impu, ended, lambda s: _notify(
         impu, s, bindings, bindings, "user", "terminated", END_REASONS["expired"], now, ctx))
     if notifies:
@@ -167,7 +167,7 @@ async def end_subscription(impu: Impu, sub: Subscription, ctx: EventContext) -> 
     async with impu.mailbox:
         if impu.subscriptions.get(sub.key) is not sub:
             return False
-        del impu.subscriptions[sub.key]
+        impu.drop_subscription(sub.key)
         await ctx.persist(impu)
         return True
 

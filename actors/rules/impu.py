@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import marshal
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from actors.auth.challenges import PendingChallenges
 from actors.rules.expires import ExpiresPolicy
@@ -73,6 +75,11 @@ class RegisterPlan:
     written: dict[str, Binding] = field(default_factory=dict)  # new or changed by the REGISTER
 
 
+# The subscriptions of every identity that has none: most have none, and an empty dict of its
+# own cost each of them 64 bytes.
+NO_SUBSCRIPTIONS: Mapping = MappingProxyType({})
+
+
 class Impu:
     """A virtual actor: one public identity, its bindings and its mailbox (one writer)."""
 
@@ -84,7 +91,9 @@ class Impu:
         self.state = RegState.NOT_REGISTERED  # changed only as actors/rules/state.py allows
         self.bindings: dict[str, Binding] = {}
         self.profile: Profile | None = None
-        self.subscriptions: dict = {}  # reg-event Subscription by dialog key (reg_event/subscription.py)
+        # reg-event Subscription by dialog key (reg_event/subscription.py); changed only
+        # through keep_subscription and drop_subscription(s)
+        self.subscriptions: Mapping = NO_SUBSCRIPTIONS
         self.unreg_until: float | None = None  # UNREGISTERED: when that state's validity ends
         self.challenges: PendingChallenges | None = None  # vectors of 401s sent, kept in memory
         self.last_reply: bytes | None = None  # keep_reply's packing of the last reply
@@ -104,6 +113,22 @@ class Impu:
         or waits for it, which the caller counts (a released lock reads unlocked before its
         next waiter runs)."""
         self._mailbox = None
+
+    def keep_subscription(self, sub) -> None:
+        """Holds a reg-event Subscription under its dialog key (replacing one held there)."""
+        if self.subscriptions is NO_SUBSCRIPTIONS:
+            self.subscriptions = {}
+        self.subscriptions[sub.key] = sub
+
+    def drop_subscription(self, key: str) -> None:
+        if key in self.subscriptions:
+            del self.subscriptions[key]
+            if not self.subscriptions:
+                self.subscriptions = NO_SUBSCRIPTIONS
+
+    def drop_subscriptions(self) -> None:
+        """Ends every subscription's hold (their last NOTIFYs are the caller's)."""
+        self.subscriptions = NO_SUBSCRIPTIONS
 
     def live_bindings(self, now: float) -> dict[str, Binding]:
         return {k: b for k, b in self.bindings.items() if b.expires_at > now}

@@ -72,7 +72,7 @@ def decode_impu(identity: str, data: bytes) -> Impu:
             impu.profile = _decode_profile(profile, version)
         for values in rest[0] if rest else ():
             sub = _decode_subscription(values)
-            impu.subscriptions[sub.key] = sub
+            impu.keep_subscription(sub)
         if version >= 3 and rest[1] is not None:  # before 3 the shard restarts the validity
             impu.unreg_until = float(rest[1])
         if version >= 4 and rest[2] is not None:  # before 4 the next re-REGISTER sends a SAR

@@ -98,6 +98,21 @@ def test_subscriptions_survive_the_store_codec():
                        from_tag="w1", to_tag="t1", remote_target="sip:pcscf@10.0.0.9",
                        route_set=("<sip:a;lr>",), remote_cseq=4, expires_at=1234.5, event_id="7",
                        received="udp:10.0.0.9:5070", local_cseq=3, version=3, transport="sip-transport-x-0")
-    impu.subscriptions[sub.key] = sub
+    impu.keep_subscription(sub)
     again = decode_impu(impu.identity, encode_impu(impu))
     assert again.subscriptions == {sub.key: sub}
+
+
+def test_identities_without_subscriptions_share_one_empty_mapping():
+    alice, bob = Impu("sip:alice@ims.test"), Impu("sip:bob@ims.test")
+    assert alice.subscriptions is bob.subscriptions and not alice.subscriptions
+    sub = Subscription(presentity=alice.identity, watcher="sip:pcscf.ims.test:5070", call_id="c",
+                       from_tag="w1", to_tag="t1", remote_target="sip:pcscf@10.0.0.9",
+                       route_set=(), remote_cseq=1, expires_at=1234.5)
+    alice.keep_subscription(sub)
+    assert alice.subscriptions == {sub.key: sub} and not bob.subscriptions
+    alice.drop_subscription("another dialog")  # none held there: nothing changes
+    assert alice.subscriptions == {sub.key: sub}
+    alice.drop_subscription(sub.key)
+    assert alice.subscriptions is bob.subscriptions  # the last one gone: shared again
+    assert decode_impu(bob.identity, encode_impu(bob)).subscriptions is bob.subscriptions

@@ -180,7 +180,7 @@ def test_unregister_tells_reg_event_watchers_the_contacts_were_deactivated():
     watcher = Subscription(presentity=ALICE, watcher="sip:pcscf.ims.test", call_id="s", from_tag="f",
                            to_tag="t", remote_target="sip:pcscf.ims.test", route_set=(),
                            remote_cseq=1, expires_at=NOW + 600, transport="sip-transport-n-0")
-    impu.subscriptions[watcher.key] = watcher
+    impu.keep_subscription(watcher)
 
     run(unregister(impu, ctx))
     (notify,) = posted
