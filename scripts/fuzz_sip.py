@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import secrets
 import sys
@@ -44,12 +43,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from scripts.bench_register import descendants, process_name  # noqa: E402
+from scripts.harness.processes import rss_bytes  # noqa: E402
 from transport.sip.errors import SipParseError  # noqa: E402
 from transport.sip.framing import StreamFramer  # noqa: E402
 
 ACTORS = ("ray::ImpuShard", "ray::SipTransport", "ray::CxPool")
 USERS = 50
-PAGE = os.sysconf("SC_PAGE_SIZE")
 UDP_LIMIT, TCP_LIMIT = 60000, 120000  # the largest message sent over each
 
 REGISTER = (
@@ -217,13 +216,6 @@ def udp_drops(port: int) -> int:
             if int(fields[1].rsplit(":", 1)[1], 16) == port:
                 drops += int(fields[-1])
     return drops
-
-
-def rss_bytes(pid: int) -> int:
-    try:
-        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
-    except (OSError, IndexError, ValueError):
-        return 0
 
 
 class Processes:

@@ -6,6 +6,16 @@ import ipaddress
 import os
 from pathlib import Path
 
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def rss_bytes(pid: int) -> int:
+    """The resident memory of ``pid``; 0 once it has ended."""
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
+
 
 def descendants(pid: int) -> list[int]:
     """Every process under ``pid`` (children, their children...), at the time of the call."""

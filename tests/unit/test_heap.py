@@ -7,13 +7,11 @@ import os
 import pytest
 
 from actors.hosts import heap
-
-PAGE = os.sysconf("SC_PAGE_SIZE")
+from scripts.harness.processes import rss_bytes
 
 
 def rss() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * PAGE
+    return rss_bytes(os.getpid())
 
 
 @pytest.mark.skipif(heap.malloc_trim() is None, reason="the C library has no malloc_trim")
