@@ -153,6 +153,21 @@ class Impu:
         self.bindings = bindings
         self.profile = profile
         self.unreg_until = unreg_until
+        self.share_identity_with_profile()
+
+    def share_identity_with_profile(self) -> None:
+        """The profile names this identity with a string of its own (parsed from the user
+        data, or from a record): it takes the Impu's equal one instead, a copy (~70 B) fewer
+        per identity. Harmless to the set's other members sharing the profile: equal strings."""
+        profile, identity = self.profile, self.identity
+        if profile is None:
+            return
+        for at, member in enumerate(profile.identities):
+            if member == identity:
+                if member is not identity:
+                    identities = profile.identities
+                    profile.identities = identities[:at] + (identity,) + identities[at + 1:]
+                return
 
     def deadlines(self) -> list[float]:
         """Every instant something of this identity ends: a binding, a subscription, the

@@ -70,6 +70,7 @@ def decode_impu(identity: str, data: bytes) -> Impu:
         impu.bindings = {b.key: b for b in (_decode_binding(v, names) for v in bindings)}
         if profile is not None:
             impu.profile = _decode_profile(profile, version)
+            impu.share_identity_with_profile()
         for values in rest[0] if rest else ():
             sub = _decode_subscription(values)
             impu.keep_subscription(sub)

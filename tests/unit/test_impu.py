@@ -2,6 +2,7 @@
 from actors.rules.expires import ExpiresPolicy
 from actors.rules.impu import Impu, RegisterRules, ok_headers, plan_register
 from actors.rules.save import profile_from_user_data
+from actors.store.records import decode_impu, encode_impu
 from actors.vocabulary import ContactRequest, Profile, RegisterRequest, RegState, Reply
 from transport.diameter.cx import ServerAssignmentType as SAT
 
@@ -193,3 +194,16 @@ def test_p_associated_uri_is_written_as_the_hss_gave_it():
     headers = dict(ok_headers(plan.bindings, req, profile, NOW, "<sip:orig@s;lr>"))
     assert headers["P-Associated-URI"] == (
         '"Alice \\"A\\" Smith" <sip:Alice@IMS.test:5060;user=phone>, <tel:+15550001>')
+
+
+def test_an_identity_shares_its_string_with_the_profile_it_takes_and_with_its_record():
+    identity = "".join(["sip:alice", "@ims.test"])  # built, so not the literal's object
+    listed = "".join(["sip:", "alice@ims.test"])
+    assert identity == listed and identity is not listed
+    impu = Impu(identity)
+    impu.apply(RegState.REGISTERED, {}, Profile("alice@ims.test", ("tel:+1", listed),
+                                                frozenset(), None))
+    assert impu.profile.identities == ("tel:+1", identity)
+    assert impu.profile.identities[1] is identity
+    loaded = decode_impu(identity, encode_impu(impu))
+    assert loaded.profile.identities[1] is identity
