@@ -1,7 +1,7 @@
 """RTR and PPR from the HSS, answered by fanning them out to every shard.
 
-An RTR or PPR may name only an IMPI, and each shard indexes the IMPIs of its own identities
-(impi_index.py): asking every shard is cheap for requests this rare, and needs no global
+An RTR or PPR may name only an IMPI, and each shard finds the identities of an IMPI among its
+own by their profiles: asking every shard is cheap for requests this rare, and needs no global
 structure. ``fan_out(method, *args)`` calls ``method`` on every shard and returns their
 answers; a shard that fails fails the request, which the HSS then hears as
 DIAMETER_UNABLE_TO_COMPLY (transport/diameter/cx_inbound.py).

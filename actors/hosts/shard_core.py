@@ -12,14 +12,13 @@ import asyncio
 import logging
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from actors.auth.procedures import AuthContext
 from actors.config import Config
 from actors.hosts.dialog_queues import DialogQueues
-from actors.hosts.impi_index import ImpiIndex
 from actors.hosts.kept_replies import KeptReplies
 from actors.hosts.metrics import ShardMetrics
 from actors.hosts.sar_retries import SarRetries
@@ -90,8 +89,9 @@ LOAD_RETRY_FIRST, LOAD_RETRY_MAX = 1.0, 60.0
 # A shard moving to another node waits this long for its NOTIFYs' answers (Timer F is 32 s):
 # the stored subscriptions move with it, and the next NOTIFY carries the full state anyway.
 HANDOVER_NOTIFY_GRACE = 2.0
-# Identities counted between two yields to the event loop (about 8 ms of counting).
-COUNT_CHUNK = 5000
+# Identities gone over between two yields to the event loop in a pass over all of them (about
+# 8 ms of counting): 50,000 at once held REGISTERs back for 60-80 ms, enough for 503s.
+PASS_CHUNK = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +138,6 @@ class ShardCore:
         self.index = index
         self.shards = config.ray.shards
         self.impus: dict[str, Impu] = {}
-        self.impis = ImpiIndex()  # for RTRs and PPRs that name only the IMPI
         self._users: Counter[str] = Counter()  # requests holding, or waiting for, each IMPU
         self._io = io
         self._clock = clock
@@ -234,7 +233,6 @@ class ShardCore:
             await self._load_once()
         except Exception as exc:
             self.impus.clear()  # what it loaded before failing: served by no one
-            self.impis = ImpiIndex()
             self.load_error = f"cannot load from the store: {exc}"
             self._load_again_at = self._clock() + self._load_retry
             log.warning("shard %d %s; trying again in %.0f s", self.index, self.load_error,
@@ -249,7 +247,6 @@ class ShardCore:
         now = self._clock()
         async for identity, data in self._backend.load_slots(slots):
             impu = self.impus[identity] = decode_impu(identity, data)
-            self.impis.update(identity, impu.profile.impi if impu.profile else None)
             if impu.state == RegState.UNREGISTERED and impu.unreg_until is None:
                 impu.unreg_until = now + self.ctx.unreg_validity  # stored before validities were
             self._schedule(impu)
@@ -469,7 +466,7 @@ class ShardCore:
         of the ``listed`` public identities only; the IMPIs whose registrations ended."""
         await self.ready()
         ended = []
-        for identity in hss_targets(self.impus, self.impis.identities(impis), listed):
+        for identity in hss_targets(self.impus, await self._identities_of(impis), listed):
             with self._using(identity) as impu:
                 ended.append(await terminate_registration(impu, reason, self.ctx))
         return [impi or impis[0] for impi in ended if impi is not None]
@@ -479,7 +476,7 @@ class ShardCore:
         """A PPR's user data (validated by the pool) and charging information for the sets of
         ``impi`` held here; how many sets took them."""
         await self.ready()
-        targets = hss_targets(self.impus, self.impis.identities([impi]))
+        targets = hss_targets(self.impus, await self._identities_of([impi]))
         profile = self.ctx.profile(user_data) if user_data is not None else None
         charging = charging_addresses(charging_information)
         applied = 0
@@ -497,25 +494,19 @@ class ShardCore:
                 raise
         now = self._clock()
         # One pass, nothing built per identity: the metrics export runs this every few
-        # seconds in the shard's event loop, over every identity it holds. It yields to the
-        # loop between chunks, so requests wait for a chunk, not for the whole pass (50,000
-        # identities took 60-80 ms, long enough for REGISTERs to queue into 503s).
+        # seconds in the shard's event loop, over every identity it holds.
         impus = contacts = subscriptions = 0
-        held = list(self.impus.values())
-        for start in range(0, len(held), COUNT_CHUNK):
-            if start:
-                await asyncio.sleep(0)
-            for impu in held[start:start + COUNT_CHUNK]:
-                subscriptions += len(impu.subscriptions)
-                if impu.state is not RegState.REGISTERED:
-                    continue
-                profile = impu.profile
-                # A barred member holds its set's bindings but no registered identity of its own.
-                impus += not (profile and impu.identity in profile.barred)
-                # One UE binding is one contact, however many members of its set hold a copy.
-                if speaks_for_set(impu.identity, profile):
-                    for binding in impu.bindings.values():
-                        contacts += binding.expires_at > now
+        async for impu in self._each_impu():
+            subscriptions += len(impu.subscriptions)
+            if impu.state is not RegState.REGISTERED:
+                continue
+            profile = impu.profile
+            # A barred member holds its set's bindings but no registered identity of its own.
+            impus += not (profile and impu.identity in profile.barred)
+            # One UE binding is one contact, however many members of its set hold a copy.
+            if speaks_for_set(impu.identity, profile):
+                for binding in impu.bindings.values():
+                    contacts += binding.expires_at > now
         return {"shard": self.index, "load_error": self.load_error, "impus": impus,
                 "contacts": contacts, "expired_contacts": self.expired_contacts,
                 "subscriptions": subscriptions}
@@ -615,10 +606,27 @@ class ShardCore:
 
     # -- Identities in memory --
 
+    async def _each_impu(self) -> AsyncIterator[Impu]:
+        """Every IMPU held when the pass starts, yielding to the event loop between chunks, so
+        requests wait for a chunk, not for the whole pass."""
+        held = list(self.impus.values())
+        for start in range(0, len(held), PASS_CHUNK):
+            if start:
+                await asyncio.sleep(0)
+            for impu in held[start:start + PASS_CHUNK]:
+                yield impu
+
+    async def _identities_of(self, impis: Iterable[str]) -> list[str]:
+        """The identities held here whose profile names one of ``impis``. RTRs and PPRs that
+        name only an IMPI are rare: a pass over the identities costs less than an IMPI index
+        kept for them (two dicts of every identity, 50-75 B each at 50,000 per shard)."""
+        wanted = set(impis)
+        return [impu.identity async for impu in self._each_impu()
+                if impu.profile is not None and impu.profile.impi in wanted]
+
     async def _persist(self, impu: Impu) -> None:
         keep = impu.bindings or impu.profile is not None
         await self._store.write(impu.identity, encode_impu(impu) if keep else None)
-        self.impis.update(impu.identity, impu.profile.impi if impu.profile else None)
         self._schedule(impu)
 
     async def _guarded(self, identity: str, procedure, *args) -> Reply:

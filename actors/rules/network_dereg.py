@@ -45,8 +45,8 @@ def canonical(identity: str) -> str | None:
 def hss_targets(held: Mapping[str, Impu], of_impis: Iterable[str],
                 listed: Iterable[str] = ()) -> list[str]:
     """The identities of this shard an RTR or PPR acts on, one per implicit set: the default
-    identity of each set of the IMPIs named (``of_impis``: their identities here, from the
-    shard's IMPI index), of only the sets holding a ``listed`` Public-Identity when there
+    identity of each set of the IMPIs named (``of_impis``: their identities here, found by
+    the shard's profiles), of only the sets holding a ``listed`` Public-Identity when there
     are any. Only the shard holding the default acts, so a set spread over shards changes
     once; identities not registered here (nor UNREGISTERED) have nothing to change."""
     wanted = {i for i in (canonical(x) for x in listed) if i}

@@ -8,8 +8,8 @@ import dataclasses
 import pytest
 from diameter.message import Message
 
+from actors.hosts import shard_core
 from actors.hosts.hss_requests import HssRequests
-from actors.hosts.impi_index import ImpiIndex
 from actors.reg_event.reginfo import registration_infos
 from actors.rules.impu import Impu
 from actors.rules.network_dereg import REMOVAL_REASONS, hss_targets, profile_change
@@ -38,6 +38,7 @@ from transport.diameter.errors import ProtocolError
 from transport.diameter.router import CxClient
 
 TEL = "tel:+15550001"
+CAROL = "sip:carol@ims.test"
 BARRED = "sip:alice-barred@ims.test"
 ALICE_IMPI = "alice@ims.test"
 
@@ -92,26 +93,25 @@ def test_a_profile_change_names_the_identities_removed_and_newly_barred():
     assert change.barred == {TEL}
 
 
-def test_the_impi_index_follows_each_identity():
-    index = ImpiIndex()
-    index.update(ALICE, ALICE_IMPI)
-    index.update(TEL, ALICE_IMPI)
-    index.update(TEL, "other@ims.test")
-    assert index.identities([ALICE_IMPI]) == {ALICE}
-    index.update(ALICE, None)
-    assert index.identities([ALICE_IMPI, "other@ims.test"]) == {TEL} and len(index) == 1
+def test_an_rtr_finds_the_sets_of_its_impi_in_a_pass_over_the_shards_identities(monkeypatch):
+    monkeypatch.setattr(shard_core, "PASS_CHUNK", 1)  # one identity between two yields
+    network, store, clock = Network(), MemoryStore(), Clock()
 
+    async def scenario():
+        core = await registered_core(network, store, clock)()
+        carol = core.impus[CAROL] = Impu(CAROL)  # of another IMPI, held by the same shard
+        carol.apply(RegState.REGISTERED, {}, Profile("carol@ims.test", (CAROL,), frozenset(), None))
+        held = len(core.impus)
+        unknown = await core.terminate_registrations(["nobody@ims.test"], [], "rejected")
+        ended = await core.terminate_registrations(["nobody@ims.test", ALICE_IMPI], [],
+                                                   "rejected")
+        again = await core.terminate_registrations([ALICE_IMPI], [], "rejected")
+        return held, unknown, ended, again, core.impus[CAROL].state
 
-def test_the_impi_index_holds_one_identity_or_several_per_impi():
-    index, work = ImpiIndex(), "sip:alice.work@ims.test"
-    for identity in (ALICE, TEL, work):
-        index.update(identity, ALICE_IMPI)
-    assert index.identities([ALICE_IMPI]) == {ALICE, TEL, work}
-    index.update(TEL, None)
-    index.update(work, None)
-    assert index.identities([ALICE_IMPI]) == {ALICE} and len(index) == 1
-    index.update(ALICE, None)
-    assert index.identities([ALICE_IMPI]) == set() and len(index) == 0
+    held, unknown, ended, again, carols = asyncio.run(scenario())
+    assert held > 1  # the pass went over more than one chunk
+    assert (unknown, ended, again) == ([], [ALICE_IMPI], [])
+    assert carols == RegState.REGISTERED
 
 
 def test_a_newly_barred_identity_shows_terminated_and_rejected():

@@ -651,7 +651,7 @@ def test_counting_yields_to_the_loop_between_chunks_and_counts_every_identity(mo
         await core.register_batch([register("sip:alice@10.0.0.1:5090"),
                                    register("sip:bob@10.0.0.2:5090", aor=BOB, call_id="c2")])
         whole = await core.counts()  # every identity in one chunk
-        monkeypatch.setattr(shard_core, "COUNT_CHUNK", 1)
+        monkeypatch.setattr(shard_core, "PASS_CHUNK", 1)
         counting = asyncio.get_running_loop().create_task(core.counts())
         await asyncio.sleep(0)  # the count has started: its first chunk is done
         return len(core.impus), whole, counting.done(), await counting
