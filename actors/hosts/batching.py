@@ -6,9 +6,11 @@ destination; whatever arrives meanwhile rides in the next call. At low load ever
 one item (lowest latency); under load calls grow (highest throughput).
 
 Under load a call returns in a millisecond or two with the next items already waiting, so
-calls would still carry only a few. A call that returns with items queued behind it therefore
-lets the next start only ``linger`` after it started: a busy destination gets at most one call
-per ``linger`` (items ride in tens), an idle one still gets each item at once.
+calls would still carry only a few. So no call starts within ``linger`` of the last one's start:
+a busy destination gets at most one call per ``linger`` (items ride in tens), and an item that
+finds the destination idle for longer goes at once. The spacing holds even when the last call
+returned to an empty queue: otherwise, at moderate rates, each item arriving just after a call
+returned would get a call of its own.
 
 A call that is slow to return (a SAR waiting for a dead HSS to time out) must not hold up the
 items behind it: once every outstanding call is older than ``stall_after``, another may start,
@@ -20,9 +22,10 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-# At most 200 calls a second to a busy destination. Measured with scripts/bench_register.py,
-# three runs each: at 600 REGISTER/s p50 20-36 ms (CPU 2.3-2.6 ms per REGISTER) against 32-40 ms
-# (2.2-2.4 ms) at 10 ms; at 1,000/s the CPU differs by less than runs of one setting do.
+# At most 200 calls a second to a destination. Measured with scripts/bench_register.py on a
+# 2-core box: 10 ms raised p50 at 600 REGISTER/s from 16-20 to 24-28 ms. Spacing calls even
+# after one returned to an empty queue: at 600/s p50 8-12 against 16-20 ms and 3-20% less CPU;
+# at 1,000-1,400/s the CPU differed by less than runs of one setting do (ten pairs).
 LINGER = 0.005
 
 
@@ -40,7 +43,7 @@ class Batcher:
         self._stall_after = stall_after
         self._max_batch = max_batch
         self._linger = linger
-        self._hold_until = 0.0  # loop time before which no call starts: the linger under load
+        self._hold_until = 0.0  # loop time before which no call starts: the last start + linger
         self._queue: list[tuple[Any, asyncio.Future]] = []
         self._started: list[float] = []  # start times of the calls in flight, oldest first
         self._recheck: asyncio.TimerHandle | None = None
@@ -65,6 +68,7 @@ class Batcher:
             batch = self._queue[: self._max_batch]
             del self._queue[: self._max_batch]
             started = loop.time()
+            self._hold_until = started + self._linger
             self._started.append(started)
             loop.create_task(self._send(batch, started))
         if not self._queue or (start := self._next_start()) is None:
@@ -104,6 +108,4 @@ class Batcher:
                     future.set_result(result)
         finally:
             self._started.remove(started)
-            if self._queue:  # busy: the next call waits for the linger to fill it
-                self._hold_until = max(self._hold_until, started + self._linger)
             self._dispatch()

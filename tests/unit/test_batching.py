@@ -134,10 +134,33 @@ def test_a_busy_destination_gets_the_next_call_after_the_linger_full_of_items():
         await first  # returned with an item queued: the next call lingers
         later = [asyncio.create_task(b.submit(i)) for i in range(2, 10)]
         await asyncio.gather(queued, *later)
-        await b.submit(10)  # the last call left nothing queued: idle, sent at once
         return dest.calls
 
-    assert run(main()) == [[0], list(range(1, 10)), [10]]
+    assert run(main()) == [[0], list(range(1, 10))]
+
+
+def test_no_call_starts_within_the_linger_of_the_last_start_even_from_an_empty_queue():
+    dest = Destination(held=lambda items: False)  # every call returns at once
+
+    async def main():
+        b = Batcher(dest, max_in_flight=1, linger=0.2)
+        await b.submit(0)  # idle: sent at once, returned to an empty queue
+        second = asyncio.create_task(b.submit(1))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        held_back = list(dest.calls)  # the linger since [0] started has not passed
+        await second
+        await asyncio.sleep(0.3)  # idle for longer than the linger
+        third = asyncio.create_task(b.submit(2))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        sent_at_once = list(dest.calls)
+        await third
+        return held_back, sent_at_once
+
+    held_back, sent_at_once = run(main())
+    assert held_back == [[0]]
+    assert sent_at_once == [[0], [1], [2]]
 
 
 def test_a_call_returning_within_the_linger_lets_the_next_start_at_the_linger():
