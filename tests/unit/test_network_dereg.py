@@ -138,7 +138,8 @@ def test_an_rtr_ends_the_set_without_a_sar_even_after_a_restart():
 
     async def scenario():
         await registered_core(network, store, clock)()
-        restarted = core_for(ALICE, network, store, clock)  # the index comes from the records
+        # the IMPI comes back with the profiles in the records
+        restarted = core_for(ALICE, network, store, clock)
         sars = len(network.sars)
         ended = await restarted.terminate_registrations([ALICE_IMPI], [], "rejected")
         return ended, sars, await restarted.show(ALICE)
