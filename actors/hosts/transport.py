@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 
 import ray
 
@@ -83,7 +84,8 @@ class SipTransport:
             if proto == "udp":  # one P-CSCF's datagrams go to every transport of the node
                 endpoint = await endpoints.start_udp(
                     host, port, self.core.on_message, spread=self.config.ray.transports_per_node,
-                receive_buffer=self.config.sip.udp_receive_buffer)
+                    receive_buffer=self.config.sip.udp_receive_buffer,
+                    stale_after=stale_after(self.config))
             else:  # a TCP connection stays with the transport that accepted it
                 endpoint = await endpoints.start_tcp(host, port, self.core.on_message,
                                                      limits=tcp_limits(self.config))
@@ -195,6 +197,13 @@ def rate_limit(config: Config) -> SourceRateLimit | None:
         return None
     return SourceRateLimit(sip.pike_reqs_density_per_sec, sip.pike_sampling_time_unit,
                            sip.pike_drop_density_per_sec, sip.pike_trusted)
+
+
+def stale_after(config: Config) -> float:
+    """Seconds in the kernel's queue after which a UDP request is dropped unread: by T1 its
+    sender has sent it again. Only with overload shedding on ([sip] overload_delay)."""
+    sip = config.sip
+    return max(sip.t1, sip.overload_delay) if sip.overload_delay else math.inf
 
 
 def tcp_limits(config: Config) -> endpoints.TcpLimits:

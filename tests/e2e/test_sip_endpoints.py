@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import socket
 import subprocess
 import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -338,6 +340,58 @@ def test_sync_handlers_work_too():
     answered, reply = asyncio.run(scenario())
     assert answered == ["sync"]
     assert reply.startswith(b"SIP/2.0 200 OK\r\n")
+
+
+def test_requests_older_than_stale_after_in_the_queue_are_dropped_unread_responses_are_read():
+    async def scenario():
+        seen = []
+
+        def on_message(message, peer, reply):
+            seen.append(message.call_id)
+            if isinstance(message, Request):
+                reply(make_response(message, 200, "OK").to_bytes())
+
+        endpoint = await start_udp(HOST, 0, on_message, reuse_port=False, stale_after=0.1)
+        response = make_response(parse_message(register("notify-answer")), 200, "OK")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.connect(endpoint.address)
+            sock.sendall(register("stale"))
+            sock.sendall(response.to_bytes())
+            time.sleep(0.3)  # the loop is held: both wait in the kernel's queue past 0.1 s
+            sock.sendall(register("fresh"))
+            sock.setblocking(False)
+            loop = asyncio.get_running_loop()
+            reply = await asyncio.wait_for(loop.sock_recv(sock, 65535), 5)
+            await asyncio.sleep(0.2)  # anything else the endpoint would have answered
+            try:
+                extra = sock.recv(65535)
+            except BlockingIOError:
+                extra = None
+        endpoint.close()
+        return seen, reply, extra
+
+    seen, reply, extra = asyncio.run(scenario())
+    assert seen == ["notify-answer", "fresh"]
+    assert parse_message(reply).call_id == "fresh" and extra is None
+
+
+def test_a_receive_buffer_the_kernel_caps_is_warned_of_naming_the_key(caplog):
+    limit = int(Path("/proc/sys/net/core/rmem_max").read_text())
+
+    async def scenario():
+        endpoint = await start_udp(HOST, 0, lambda *args: None, reuse_port=False,
+                                   receive_buffer=limit + 2**20)
+        endpoint.close()
+        endpoint = await start_udp(HOST, 0, lambda *args: None, reuse_port=False,
+                                   receive_buffer=limit // 4)
+        endpoint.close()
+
+    with caplog.at_level(logging.WARNING, logger="transport.sip.endpoints"):
+        asyncio.run(scenario())
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1
+    assert warnings[0].startswith("sip.udp_receive_buffer: the kernel granted ")
+    assert f"of the {limit + 2**20} bytes asked (raise net.core.rmem_max)" in warnings[0]
 
 
 def test_two_endpoints_share_a_port_with_reuse_port():

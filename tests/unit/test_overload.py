@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
+from actors.config import config_from_dict
 from actors.hosts.overload import OverloadGate
+from actors.hosts.transport import stale_after
 from tests.unit.test_transport_core import (FakeReply, FakeShards, deliver, make_core, register,
                                             settle, subscribe)
 from transport.sip.parser import parse_message
@@ -90,3 +93,13 @@ def test_beyond_the_floor_waiting_on_the_shards_new_requests_get_503_over_tcp_to
     refused = asyncio.run(main())
     assert [status_line(d) for d in refused.sent] == ["SIP/2.0 503 Registrar overloaded"]
     assert [method for _, method, _ in shards.calls] == ["register_batch"]
+
+
+def test_udp_requests_are_dropped_unread_after_t1_in_the_queue_only_with_shedding_on():
+    def after(**sip):
+        return stale_after(config_from_dict({"sip": sip}))
+
+    assert after() == 0.5  # T1: the UE has sent it again by then
+    assert after(t1=1.0) == 1.0
+    assert after(overload_delay=0.8) == 0.8  # never before overload_delay has passed
+    assert after(overload_delay=0) == math.inf

@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
 import secrets
 import socket
 import struct
+import sys
 import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable
@@ -142,11 +144,18 @@ _MAX_DATAGRAM = 65535
 _READS_PER_WAKEUP = 32
 
 class UdpEndpoint(_Endpoint):
-    """Reads its socket straight from the loop (recvmsg, for the kernel's timestamps)."""
+    """Reads its socket straight from the loop (recvmsg, for the kernel's timestamps).
 
-    def __init__(self, on_message: OnMessage, sock: socket.socket) -> None:
+    A request that waited longer than ``stale_after`` in the kernel's queue is dropped unread,
+    as a full queue would have dropped it: its sender has sent it again by then. Answering it
+    would cost a parse, and a transport that cannot answer as fast as requests arrive would
+    otherwise only ever read requests too old to serve. Responses are always read."""
+
+    def __init__(self, on_message: OnMessage, sock: socket.socket,
+                 stale_after: float = math.inf) -> None:
         super().__init__(on_message)
         self._sock = sock
+        self._stale_after = stale_after
         self.address = sock.getsockname()[:2]
         self._stamped = _ask_for_timestamps(sock)
         # One buffer for every read, each datagram copied out at its size: a 64 KiB buffer
@@ -165,6 +174,8 @@ class UdpEndpoint(_Endpoint):
                 log.debug("UDP error on %s: %s", self.address, exc)
                 continue
             queued = _queued(ancillary) if self._stamped else 0.0
+            if queued > self._stale_after and self._buffer[:4] != b"SIP/":
+                continue
             self.dispatcher.handle(bytes(self._buffer[:size]), _DatagramReply(self, addr, queued))
 
     def sendto(self, data: bytes, addr) -> None:
@@ -203,17 +214,30 @@ def _queued(ancillary) -> float:
 
 
 async def start_udp(host: str, port: int, on_message: OnMessage, *,
-                    reuse_port: bool = True, spread: int = 1,
-                    receive_buffer: int = 0) -> UdpEndpoint:
+                    reuse_port: bool = True, spread: int = 1, receive_buffer: int = 0,
+                    stale_after: float = math.inf) -> UdpEndpoint:
     """``spread``: how many processes share the port; above 1, datagrams are spread over them
     at random rather than by sender (see reuseport.py). ``receive_buffer``: SO_RCVBUF bytes,
-    0 leaves the system's default."""
+    0 leaves the system's default. ``stale_after``: see UdpEndpoint."""
     sock = _bound_socket(host, port, socket.SOCK_DGRAM, reuse_port)
     if reuse_port and spread > 1:
         spread_randomly(sock, spread)
     if receive_buffer:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
-    return UdpEndpoint(on_message, sock)
+        _ask_for_receive_buffer(sock, receive_buffer)
+    return UdpEndpoint(on_message, sock, stale_after)
+
+
+def _ask_for_receive_buffer(sock: socket.socket, size: int) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    # Linux caps the size at net.core.rmem_max without a word, and reports twice what it set
+    # (the other half is its own bookkeeping).
+    granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    if sys.platform.startswith("linux"):
+        granted //= 2
+    if granted < size:
+        log.warning("sip.udp_receive_buffer: the kernel granted %d of the %d bytes asked "
+                    "(raise net.core.rmem_max): a burst beyond it is dropped, not answered 503",
+                    granted, size)
 
 
 @dataclass(frozen=True)
