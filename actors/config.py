@@ -22,7 +22,9 @@ class ConfigError(ValueError):
 class SipConfig:
     listen: list[str] = field(default_factory=lambda: ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"])
     domain: str = "ims.test"
-    t1: float = 0.5  # RFC 3261 T1: NOTIFY retransmissions start here, Timer F is 64*T1
+    # RFC 3261 T1: NOTIFY retransmissions start here, Timer F is 64*T1; a UDP request that
+    # waited longer in the kernel's queue has been sent again, and is dropped unread.
+    t1: float = 0.5
     # Requests one transport may have waiting on the shards; more are answered 503 +
     # Retry-After at once rather than queued until the UE retransmits. 0: no bound (measured:
     # bounds of 64 and 256 lowered goodput at twice capacity; the queue is ahead of the shards).
