@@ -191,7 +191,7 @@ def read_header(data: bytes) -> MessageHeader:
     return header
 
 
-@lru_cache(maxsize=None)  # bounded: the dictionary's codes, and the unknown ones peers send
+@lru_cache(maxsize=1024)  # bounded: a peer may send any number of unknown codes
 def _avp_kind(code: int, vendor: int) -> tuple[type[Avp], str, bool | None]:
     """The dictionary's type, name and mandatory flag of an AVP; plain ``Avp`` when unknown."""
     entry = get_avp_dictionary_entry(code, vendor)
@@ -285,7 +285,8 @@ def avp(code: int, value, vendor: int = 0, *, mandatory: bool | None = None) -> 
     """A new AVP typed and flagged from python-diameter's dictionary, as ``Avp.new`` builds it
     (its value encoded by the type's own setter) at half the cost."""
     kind, name, dictionary_mandatory = _avp_kind(code, vendor)
-    if kind is Avp or issubclass(kind, (AvpAddress, AvpGrouped)) and not isinstance(value, list):
+    if kind is Avp or (issubclass(kind, (AvpAddress, AvpGrouped))
+                       and not isinstance(value, list)):
         return Avp.new(code, vendor, value=value, is_mandatory=mandatory)  # its special cases
     if mandatory is None:
         mandatory = dictionary_mandatory

@@ -41,6 +41,7 @@ from .codec import (
     message_length,
     next_end_to_end_id,
     parse_message,
+    read_header,
     serialize,
 )
 from .errors import DiameterError, DiameterTimeout, PeerDown, ProtocolError
@@ -168,7 +169,7 @@ class DiameterConnection:
                     self._last_received = self._loop.time()
                     msg = parse_message(data)
                 except ProtocolError as err:
-                    self._reject(MessageHeader.from_bytes(header), err)
+                    self._reject(read_header(header), err)
                     if err.fatal:
                         reason = f"framing lost: {err}"
                         break
