@@ -344,23 +344,35 @@ def test_sync_handlers_work_too():
 
 def test_requests_older_than_stale_after_in_the_queue_are_dropped_unread_responses_are_read():
     async def scenario():
-        seen = []
+        seen = []  # (Call-ID, seconds it waited in the kernel's queue)
 
         def on_message(message, peer, reply):
-            seen.append(message.call_id)
+            seen.append((message.call_id, reply.queued))
             if isinstance(message, Request):
                 reply(make_response(message, 200, "OK").to_bytes())
 
+        def response(call_id):
+            return make_response(parse_message(register(call_id)), 200, "OK").to_bytes()
+
         endpoint = await start_udp(HOST, 0, on_message, reuse_port=False, stale_after=0.1)
-        response = make_response(parse_message(register("notify-answer")), 200, "OK")
+        loop = asyncio.get_running_loop()
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.connect(endpoint.address)
-            sock.sendall(register("stale"))
-            sock.sendall(response.to_bytes())
-            time.sleep(0.3)  # the loop is held: both wait in the kernel's queue past 0.1 s
-            sock.sendall(register("fresh"))
             sock.setblocking(False)
-            loop = asyncio.get_running_loop()
+            # Linux turns on arrival stamps for the whole system a moment after the first
+            # socket asks (until then a datagram is stamped when read): probe until a held
+            # response shows its wait. Responses are never dropped.
+            for attempt in range(50):
+                sock.send(response(f"probe-{attempt}"))
+                time.sleep(0.15)  # the loop is held: the probe waits in the kernel's queue
+                while not seen:
+                    await asyncio.sleep(0.01)
+                if seen.pop()[1] > 0.1:
+                    break
+            sock.send(register("stale"))
+            sock.send(response("notify-answer"))
+            time.sleep(0.3)  # held again: both wait past stale_after
+            sock.send(register("fresh"))
             reply = await asyncio.wait_for(loop.sock_recv(sock, 65535), 5)
             await asyncio.sleep(0.2)  # anything else the endpoint would have answered
             try:
@@ -368,9 +380,9 @@ def test_requests_older_than_stale_after_in_the_queue_are_dropped_unread_respons
             except BlockingIOError:
                 extra = None
         endpoint.close()
-        return seen, reply, extra
+        return [call_id for call_id, _ in seen], reply, extra
 
-    seen, reply, extra = asyncio.run(scenario())
+    seen, reply, extra = asyncio.run(asyncio.wait_for(scenario(), 60))
     assert seen == ["notify-answer", "fresh"]
     assert parse_message(reply).call_id == "fresh" and extra is None
 
