@@ -2,13 +2,15 @@
 `scscf serve` (authentication on, as by default), MAR/MAA over Diameter to the HSS emulator."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from actors.auth import milenage
+from actors.auth import aka, milenage
 from scripts.harness.registrar import sar_types, show_impu, start_with_subscribers
 from scripts.harness.sipp import SIPP
 from scripts.hss_emulator.config import TEST_K, TEST_OP
-from tests.e2e.sipp import Step, register, run_sipp
+from tests.e2e.sipp import Step, received_messages, register, run_sipp
 from tests.e2e.ue import Ue, aka_answer, challenge
 from transport.diameter.cx import ServerAssignmentType as SAT
 
@@ -52,16 +54,36 @@ def transport(request):
     return request.param
 
 
+def sipp_res_is_cut(trace: Path) -> bool:
+    """Whether the RES for the trace's 401 holds a zero byte. sipp 3.6 hashes the AKA password
+    up to its first NUL (strlen), so it answers such a challenge (1 in 32) wrongly: 403."""
+    challenged = [m for m in received_messages(trace) if getattr(m, "status", None) == 401]
+    if not challenged:
+        return False
+    rand, _, _ = aka.split_aka_nonce(challenge(challenged[-1])["nonce"])
+    return 0 in milenage.Milenage(SIPP_K, milenage.opc(SIPP_K, SIPP_OP)).f2(rand)
+
+
 def test_sipp_registers_with_ims_aka(registrar, transport, tmp_path):
     user = f"akasipp-{transport}"
     answer = f"[authentication username=akasipp@ims.test aka_K={SIPP_K.decode()} " \
              f"aka_OP={SIPP_OP.decode()} aka_AMF=80]"
-    unauthorised, ok = run_sipp([
+    steps = [
         Step(register("akasipp", extra=INITIAL_AKA, contact=f"<sip:{user}@[local_ip]:[local_port]>"),
              401, challenge=True),
         Step(register("akasipp", cseq=2, extra=answer,
                       contact=f"<sip:{user}@[local_ip]:[local_port]>"), 200),
-    ], registrar.sip_port, transport, tmp_path)
+    ]
+    for attempt in range(4):
+        name = f"aka{attempt}"
+        try:
+            unauthorised, ok = run_sipp(steps, registrar.sip_port, transport, tmp_path, name=name)
+            break
+        except AssertionError:
+            if not sipp_res_is_cut(tmp_path / f"{name}_{transport}_messages.log"):
+                raise
+    else:
+        pytest.fail("four challenges in a row had a RES sipp cuts")
     www = unauthorised.headers.get("WWW-Authenticate")
     assert www.startswith('Digest realm="ims.test", nonce="')
     assert "algorithm=AKAv1-MD5" in www and 'qop="auth' in www
