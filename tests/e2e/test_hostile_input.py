@@ -21,6 +21,7 @@ from actors.config import load_config
 from scripts.cli import rpc_url
 from scripts.harness.ports import free_port
 from scripts.harness.registrar import registrar_config, start_registrar
+from tests.e2e.ue import read_messages
 from transport.sip.framing import StreamFramer
 from transport.sip.message import Request, make_response
 from transport.sip.parser import parse_message
@@ -364,8 +365,7 @@ def test_a_black_holed_tcp_watcher_costs_a_connect_timeout_not_the_kernels_minut
                                      str(local[1]).encode()))
     framer, messages = StreamFramer(), []
     while len(messages) < 2:  # the 200 OK and the first NOTIFY
-        messages += [parse_message(f) for f in framer.feed(client.recv(65535))
-                     if isinstance(f, bytes)]
+        messages += [parse_message(f) for f in read_messages(client, framer)]
     assert (messages[0].status, messages[1].method) == (200, "NOTIFY")
     client.sendall(make_response(messages[1], 200, "OK").to_bytes())
     wait_for_subscriptions(registrar, before + 1)
@@ -397,9 +397,8 @@ def tcp_exchange(port: int, data: bytes):
         sock.sendall(data.replace(b"SIP/2.0/UDP", b"SIP/2.0/TCP").replace(b"LOCALPORT", local))
         framer = StreamFramer()
         while True:
-            for frame in framer.feed(sock.recv(65535)):
-                if isinstance(frame, bytes):
-                    return parse_message(frame)
+            for frame in read_messages(sock, framer):
+                return parse_message(frame)
 
 
 CONTACTS = [b"<sip:big-%d-%s@127.0.0.1:5999;transport=udp>" % (n, b"x" * 60) for n in range(12)]
@@ -432,7 +431,7 @@ def test_a_notify_too_big_for_udp_goes_over_tcp_or_udp_when_tcp_is_refused(regis
             connection.settimeout(10)
             framer, frames = StreamFramer(), []
             while not frames:
-                frames = [f for f in framer.feed(connection.recv(65535)) if isinstance(f, bytes)]
+                frames = read_messages(connection, framer)
             notify = parse_message(frames[0])
             connection.sendall(make_response(notify, 200, "OK").to_bytes())
     finally:

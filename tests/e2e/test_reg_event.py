@@ -18,7 +18,7 @@ from scripts.harness.ports import free_port
 from scripts.harness.registrar import registrar_config, start_registrar
 from scripts.harness.sipp import SIPP
 from tests.e2e.sipp import SippRun, Step, register, run_sipp
-from tests.e2e.ue import Ue
+from tests.e2e.ue import Ue, read_messages
 from transport.sip.framing import StreamFramer
 from transport.sip.message import Request, make_response
 from transport.sip.parser import parse_message
@@ -419,9 +419,9 @@ def test_tcp_notify_reconnects_to_the_route_once_the_flow_closed(registrar, tmp_
         connection.settimeout(10)
         framer = StreamFramer()
         frames: list = []
-        while not any(isinstance(f, bytes) for f in frames):
-            frames += framer.feed(connection.recv(65535))
-        notify = parse_message(next(f for f in frames if isinstance(f, bytes)))
+        while not frames:
+            frames += read_messages(connection, framer)
+        notify = parse_message(frames[0])
         answer(connection.sendall, notify)
     assert str(notify.uri) == f"sip:ue@127.0.0.1:{ue.local_port};transport=tcp"
     assert notify.headers.get_all("Route") == [route]

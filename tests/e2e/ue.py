@@ -89,9 +89,17 @@ class Ue:
         if self.transport == "udp":
             return parse_message(self.sock.recvfrom(65535)[0])
         while not self._frames:
-            self._frames += [f for f in self._framer.feed(self.sock.recv(65535))
-                             if isinstance(f, bytes)]
+            self._frames += read_messages(self.sock, self._framer)
         return parse_message(self._frames.pop(0))
+
+
+def read_messages(sock: socket.socket, framer: StreamFramer) -> list[bytes]:
+    """The whole SIP messages one read of a stream completes (keep-alives left out). A closed
+    stream raises ConnectionResetError: reading on would return nothing, forever."""
+    data = sock.recv(65535)
+    if not data:
+        raise ConnectionResetError("the registrar closed the connection")
+    return [frame for frame in framer.feed(data) if isinstance(frame, bytes)]
 
 
 def challenge(response: Response) -> dict[str, str]:
