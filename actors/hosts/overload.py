@@ -6,22 +6,33 @@ So a transport answers 503 with Retry-After at once, and spends nothing downstre
 request that would wait longer than ``max_delay`` in all:
 - in the kernel: the datagram already waited that long before it was read (its timestamp);
 - on the shards: Little's law, the requests waiting there over the rate at which the shards
-  have been answering, is the wait of one more; beyond ``max_delay`` of it, it is refused.
+  answer, is the wait of one more; beyond ``max_delay`` of it, it is refused.
   ``floor`` requests are always let through, so an idle registrar takes a burst at once
   before its rate is known.
+
+The rate is the highest of the last ``memory`` intervals, not the last one alone: a pause of a
+shard (a garbage collection of its young objects took 40-230 ms at 2,000 REGISTER/s) answers
+nothing for a moment while requests keep arriving, and the rate of that moment would refuse
+requests that the shards, once going again, answer well within ``max_delay``. Shards that
+really slow down are followed one second later.
 """
 from __future__ import annotations
 
+from collections import deque
+
 FLOOR = 256
 INTERVAL = 0.25  # seconds the answer rate is counted over
+MEMORY = 4  # intervals the rate is the highest of: one second
 
 
 class OverloadGate:
-    def __init__(self, max_delay: float, floor: int = FLOOR, interval: float = INTERVAL) -> None:
+    def __init__(self, max_delay: float, floor: int = FLOOR, interval: float = INTERVAL,
+                 memory: int = MEMORY) -> None:
         self.max_delay = max_delay
         self._floor = floor
         self._interval = interval
-        self._rate = 0.0  # answers a second over the last full interval
+        self._rate = 0.0  # answers a second: the highest of the recent full intervals
+        self._recent: deque[float] = deque(maxlen=memory)  # their rates, newest last
         self._answers = 0
         self._since: float | None = None
         self.shed = 0  # requests refused so far
@@ -47,6 +58,7 @@ class OverloadGate:
             return
         elapsed = now - self._since
         if elapsed >= self._interval:
-            self._rate = self._answers / elapsed
+            self._recent.append(self._answers / elapsed)
+            self._rate = max(self._recent)
             self._answers = 0
             self._since = now

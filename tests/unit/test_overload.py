@@ -32,14 +32,24 @@ def test_beyond_the_floor_the_answer_rate_sets_how_many_may_wait():
     assert not gate.admit(0.0, 200, now=1.0)
 
 
-def test_the_rate_follows_the_shards_when_they_slow_down():
-    gate = OverloadGate(0.2, floor=4, interval=1.0)
-    for n in range(1000):
+def test_a_pause_of_the_shards_does_not_shrink_how_many_may_wait():
+    gate = OverloadGate(0.2, floor=4, interval=0.25, memory=4)
+    for n in range(250):  # 1,000 answers a second
         gate.answered(n / 1000)
-    for n in range(50):  # the next second the shards answer 50: 10 may wait
-        gate.answered(1.0 + n / 50)
-    assert gate.admit(0.0, 9, now=2.0)
-    assert not gate.admit(0.0, 10, now=2.0)
+    for n in range(25):  # then a quarter of a second at 100 a second: a collection, say
+        gate.answered(0.25 + n / 100)
+    assert gate.admit(0.0, 199, now=0.5)
+    assert not gate.admit(0.0, 200, now=0.5)
+
+
+def test_the_rate_follows_the_shards_once_they_stay_slow_for_the_memory():
+    gate = OverloadGate(0.2, floor=4, interval=0.25, memory=4)
+    for n in range(250):
+        gate.answered(n / 1000)
+    for n in range(100):  # then a whole second at 100 a second: 20 may wait
+        gate.answered(0.25 + n / 100)
+    assert gate.admit(0.0, 19, now=1.25)
+    assert not gate.admit(0.0, 20, now=1.25)
 
 
 def status_line(data: bytes) -> str:
