@@ -22,6 +22,7 @@ from actors.hosts.dialog_queues import DialogQueues
 from actors.hosts.kept_replies import KeptReplies
 from actors.hosts.metrics import ShardMetrics
 from actors.hosts.sar_retries import SarRetries
+from actors.hosts.tally import Tally
 from actors.hosts.timers import ExpiryHeap
 from actors.reg_event.limits import SubscriptionLimits
 from actors.reg_event.procedures import (
@@ -138,6 +139,7 @@ class ShardCore:
         self.index = index
         self.shards = config.ray.shards
         self.impus: dict[str, Impu] = {}
+        self._tally = Tally()  # what counts() answers, kept as the identities change
         self._users: Counter[str] = Counter()  # requests holding, or waiting for, each IMPU
         self._io = io
         self._clock = clock
@@ -233,6 +235,7 @@ class ShardCore:
             await self._load_once()
         except Exception as exc:
             self.impus.clear()  # what it loaded before failing: served by no one
+            self._tally.clear()
             self.load_error = f"cannot load from the store: {exc}"
             self._load_again_at = self._clock() + self._load_retry
             log.warning("shard %d %s; trying again in %.0f s", self.index, self.load_error,
@@ -250,6 +253,7 @@ class ShardCore:
             if impu.state == RegState.UNREGISTERED and impu.unreg_until is None:
                 impu.unreg_until = now + self.ctx.unreg_validity  # stored before validities were
             self._schedule(impu)
+            self._tally.recount(impu, now)
         if self.impus:  # a restart (of the shard or the registrar): worth an operator's eye
             log.warning("shard %d reloaded %d identities", self.index, len(self.impus))
         else:
@@ -492,24 +496,10 @@ class ShardCore:
         except Exception:
             if self.load_error is None:
                 raise
-        now = self._clock()
-        # One pass, nothing built per identity: the metrics export runs this every few
-        # seconds in the shard's event loop, over every identity it holds.
-        impus = contacts = subscriptions = 0
-        async for impu in self._each_impu():
-            subscriptions += len(impu.subscriptions)
-            if impu.state is not RegState.REGISTERED:
-                continue
-            profile = impu.profile
-            # A barred member holds its set's bindings but no registered identity of its own.
-            impus += not (profile and impu.identity in profile.barred)
-            # One UE binding is one contact, however many members of its set hold a copy.
-            if speaks_for_set(impu.identity, profile):
-                for binding in impu.bindings.values():
-                    contacts += binding.expires_at > now
-        return {"shard": self.index, "load_error": self.load_error, "impus": impus,
-                "contacts": contacts, "expired_contacts": self.expired_contacts,
-                "subscriptions": subscriptions}
+        tally = self._tally
+        return {"shard": self.index, "load_error": self.load_error, "impus": tally.impus,
+                "contacts": tally.contacts, "expired_contacts": self.expired_contacts,
+                "subscriptions": tally.subscriptions}
 
     async def show(self, identity: str) -> dict | None:
         await self.ready()
@@ -652,10 +642,15 @@ class ShardCore:
             yield impu
         finally:
             self._users[identity] -= 1
+            self._recount(impu)  # every change is made while a request holds the IMPU
             if not self._users[identity]:
                 del self._users[identity]
                 impu.drop_mailbox()
                 self._forget_if_unused(impu)
+
+    def _recount(self, impu: Impu) -> None:
+        if self.impus.get(impu.identity) is impu:  # not one a failed load let go of
+            self._tally.recount(impu, self._clock())
 
     def _forget_if_unused(self, impu: Impu) -> None:
         """Rejected or fully de-registered identities hold no memory."""

@@ -84,7 +84,7 @@ class Impu:
     """A virtual actor: one public identity, its bindings and its mailbox (one writer)."""
 
     __slots__ = ("identity", "state", "bindings", "profile", "subscriptions", "unreg_until",
-                 "challenges", "last_reply", "_mailbox", "last_sar_at", "hss_host")
+                 "challenges", "last_reply", "_mailbox", "last_sar_at", "hss_host", "counted")
 
     def __init__(self, identity: str) -> None:
         self.identity = identity
@@ -100,6 +100,9 @@ class Impu:
         self._mailbox: asyncio.Lock | None = None  # made on first use, dropped when idle
         self.last_sar_at: float | None = None  # when the HSS last confirmed a SAR for it
         self.hss_host: str | None = None  # Origin-Host of the HSS whose SAA served it last
+        # What the shard's counts hold of it (actors/hosts/tally.py): (registered, contacts,
+        # subscriptions)
+        self.counted: tuple[int, int, int] = (0, 0, 0)
 
     @property
     def mailbox(self) -> asyncio.Lock:

@@ -8,8 +8,8 @@ from dataclasses import replace
 
 from actors.auth import digest
 from actors.config import config_from_dict
-from actors.hosts import shard_core
 from actors.hosts.shard_core import ShardCore, ShardIO
+from actors.hosts.tally import shape_of
 from actors.reg_event import procedures
 from actors.rules.routing import shard_of, slot_of
 from actors.store.records import decode_impu
@@ -643,19 +643,66 @@ def test_a_step_after_one_identitys_reply_that_fails_costs_no_other_reply(monkey
     assert any(ALICE in r.getMessage() and r.levelname == "ERROR" for r in caplog.records)
 
 
-def test_counting_yields_to_the_loop_between_chunks_and_counts_every_identity(monkeypatch):
-    network, store, clock = setup()
+class WriteRefusingStore(MemoryStore):
+    """Loads, then refuses every write while ``refusing``."""
+
+    refusing = False
+
+    async def put_many(self, items):
+        if self.refusing:
+            raise StoreError("disk full")
+        await super().put_many(items)
+
+
+def counted_in_a_pass(core) -> tuple[int, int, int]:
+    """What counts() says, counted from scratch over the identities the shard holds."""
+    shapes = [shape_of(impu, core._clock()) for impu in core.impus.values()]
+    return tuple(sum(column) for column in zip(*shapes)) if shapes else (0, 0, 0)
+
+
+def test_the_counts_follow_every_change_and_agree_with_a_pass_over_the_identities():
+    network, store, clock = Network(), WriteRefusingStore(), Clock()
 
     async def scenario():
         core = core_for(ALICE, network, store, clock)
-        await core.register_batch([register("sip:alice@10.0.0.1:5090"),
-                                   register("sip:bob@10.0.0.2:5090", aor=BOB, call_id="c2")])
-        whole = await core.counts()  # every identity in one chunk
-        monkeypatch.setattr(shard_core, "PASS_CHUNK", 1)
-        counting = asyncio.get_running_loop().create_task(core.counts())
-        await asyncio.sleep(0)  # the count has started: its first chunk is done
-        return len(core.impus), whole, counting.done(), await counting
+        seen = []
 
-    held, whole, done_after_first_chunk, chunked = asyncio.run(scenario())
-    assert held > 1 and not done_after_first_chunk
-    assert chunked == whole and whole["contacts"] == 2
+        async def step():
+            counts = await core.counts()
+            seen.append(((counts["impus"], counts["contacts"], counts["subscriptions"]),
+                         counted_in_a_pass(core)))
+
+        await core.register_batch([register("sip:alice@10.0.0.1:5090"),
+                                   register("sip:alice@10.0.0.1:5091", call_id="c3"),
+                                   register("sip:bob@10.0.0.2:5090", aor=BOB, call_id="c2",
+                                            expires=60)])
+        await step()
+        await core.subscribe_batch([subscribe()])
+        await step()
+        store.refusing = True  # a change the store refuses is undone, and not counted
+        (refused,) = await core.register_batch([register("sip:alice@10.0.0.1:5090", expires=0,
+                                                         cseq=2)])
+        store.refusing = False
+        await step()
+        await core.register_batch([register("sip:alice@10.0.0.1:5090", expires=0, cseq=3)])
+        await step()
+        clock.now += 61  # Bob's binding expires
+        await core.run_due(clock.now)
+        await step()
+        restarted = core_for(ALICE, network, store, clock)  # loads what the first one stored
+        counts = await restarted.counts()
+        seen.append(((counts["impus"], counts["contacts"], counts["subscriptions"]),
+                     counted_in_a_pass(restarted)))
+        return refused, seen
+
+    refused, seen = asyncio.run(scenario())
+    assert refused.status == 503
+    assert [counts for counts, _ in seen] == [
+        (2, 3, 0),  # Alice with two contacts, Bob with one
+        (2, 3, 1),  # Alice's reg-event subscription
+        (2, 3, 1),  # the refused de-registration changed nothing
+        (2, 2, 1),  # one of Alice's contacts gone
+        (1, 1, 1),  # Bob expired and forgotten
+        (1, 1, 1),  # the same after a restart
+    ]
+    assert all(counts == passed for counts, passed in seen)
