@@ -90,8 +90,8 @@ LOAD_RETRY_FIRST, LOAD_RETRY_MAX = 1.0, 60.0
 # A shard moving to another node waits this long for its NOTIFYs' answers (Timer F is 32 s):
 # the stored subscriptions move with it, and the next NOTIFY carries the full state anyway.
 HANDOVER_NOTIFY_GRACE = 2.0
-# Identities gone over between two yields to the event loop in a pass over all of them (about
-# 8 ms of counting): 50,000 at once held REGISTERs back for 60-80 ms, enough for 503s.
+# Identities gone over between two yields to the event loop in a pass over all of them (an RTR
+# or PPR naming only an IMPI): 50,000 at once held REGISTERs back for 60-80 ms, enough for 503s.
 PASS_CHUNK = 5000
 
 
