@@ -86,6 +86,18 @@ def test_fixed_size_avp_with_wrong_payload():
     assert err.result_code == ResultCode.DIAMETER_INVALID_AVP_LENGTH
 
 
+def test_a_framing_error_after_a_refused_avp_still_closes_the_stream():
+    # A wrong-sized Integer32 first, then an AVP running past the message end: the framing is
+    # lost, so the error must be the fatal one whatever came before it.
+    bad = struct.pack("!II", 277, 0x40000010) + b"\0" * 8
+    runaway = struct.pack("!II", 263, 0x40000040) + b"abcd"
+    raw = serialize(new_request(301, [], application_id=0)) + bad + runaway
+    err = parse_error(with_length(raw, len(raw)))
+    assert err.result_code == ResultCode.DIAMETER_INVALID_AVP_LENGTH and err.fatal
+    alone = serialize(new_request(301, [], application_id=0)) + bad
+    assert not parse_error(with_length(alone, len(alone))).fatal
+
+
 def test_unknown_mandatory_avp():
     unknown = struct.pack("!II", 99999, 0x4000000C) + b"abcd"
     request = serialize(new_request(301, [], application_id=0)) + unknown

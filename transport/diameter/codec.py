@@ -135,30 +135,26 @@ def parse_message(data: bytes) -> Message:
         raise ProtocolError(ResultCode.DIAMETER_UNSUPPORTED_VERSION,
                             f"unsupported Diameter version {data[0]}")
     header = read_header(data)
-    avps = _decode_avps(data)
-    session_id = first_session_id(avps)
+    avps, violation = _decode_avps(data, header.is_request)
     if header.is_request and header.is_error:
         raise ProtocolError(ResultCode.DIAMETER_INVALID_HDR_BITS, "E bit set in a request",
-                            session_id=session_id)
-    for avp in avps:
-        size = _FIXED_PAYLOAD.get(type(avp))
-        if size is not None and len(avp.payload) != size:
-            raise ProtocolError(ResultCode.DIAMETER_INVALID_AVP_LENGTH,
-                                f"AVP {avp.code} carries {len(avp.payload)} bytes, expected {size}",
-                                failed_avp=_avp_bytes(avp), session_id=session_id)
-        # An AVP missing from the dictionary is one we do not understand; with the M bit set in
-        # a request we must refuse the request.
-        if header.is_request and type(avp) is Avp and avp.flags & AVP_FLAG_MANDATORY:
-            raise ProtocolError(ResultCode.DIAMETER_AVP_UNSUPPORTED,
-                                f"unsupported mandatory AVP {avp.code} (vendor {avp.vendor_id})",
-                                failed_avp=_avp_bytes(avp), session_id=session_id)
+                            session_id=first_session_id(avps))
+    if violation is not None:
+        code, message, failed = violation
+        raise ProtocolError(code, message, failed_avp=_avp_bytes(failed),
+                            session_id=first_session_id(avps))
     return Message(header, avps)
 
 
-def _decode_avps(data: bytes) -> list[Avp]:
-    # The AVP headers are walked here (python-diameter does not check lengths) and each AVP is
-    # then built as the dictionary type python-diameter's own decoder would pick.
+def _decode_avps(data: bytes, is_request: bool) -> tuple[list[Avp], tuple | None]:
+    """The AVPs, each built as the dictionary type python-diameter's own decoder would pick,
+    and the first AVP a receiver must refuse: (result code, text, AVP), or None.
+
+    The AVP headers are walked here (python-diameter does not check lengths). A length that
+    breaks the framing raises at once; a refused AVP is only reported once every AVP is read,
+    so a framing error further on still wins."""
     avps: list[Avp] = []
+    violation = None
     pos, end = HEADER_LENGTH, len(data)
     while pos < end:
         if end - pos < 8:
@@ -176,10 +172,21 @@ def _decode_avps(data: bytes) -> list[Avp]:
                                     f"AVP {code} (length {length}) runs past the message end",
                                     avps, fatal=True)
         vendor = _UINT32.unpack_from(data, pos + 8)[0] if vendor_flagged else 0
-        kind, name, _ = _avp_kind(code, vendor)
-        avps.append(_built(kind, name, code, vendor, flags, data[pos + minimum:pos + length]))
+        kind, name, _, size = _avp_kind(code, vendor)
+        built = _built(kind, name, code, vendor, flags, data[pos + minimum:pos + length])
+        avps.append(built)
+        if violation is None:
+            if size is not None and length - minimum != size:
+                violation = (ResultCode.DIAMETER_INVALID_AVP_LENGTH,
+                             f"AVP {code} carries {length - minimum} bytes, expected {size}",
+                             built)
+            # An AVP missing from the dictionary is one we do not understand; with the M bit
+            # set in a request we must refuse the request.
+            elif kind is Avp and is_request and flags & AVP_FLAG_MANDATORY:
+                violation = (ResultCode.DIAMETER_AVP_UNSUPPORTED,
+                             f"unsupported mandatory AVP {code} (vendor {vendor})", built)
         pos += (length + 3) & ~3
-    return avps
+    return avps, violation
 
 
 def read_header(data: bytes) -> MessageHeader:
@@ -192,12 +199,14 @@ def read_header(data: bytes) -> MessageHeader:
 
 
 @lru_cache(maxsize=1024)  # bounded: a peer may send any number of unknown codes
-def _avp_kind(code: int, vendor: int) -> tuple[type[Avp], str, bool | None]:
-    """The dictionary's type, name and mandatory flag of an AVP; plain ``Avp`` when unknown."""
+def _avp_kind(code: int, vendor: int) -> tuple[type[Avp], str, bool | None, int | None]:
+    """The dictionary's type, name and mandatory flag of an AVP, and its payload size when the
+    type has a fixed one; plain ``Avp`` when unknown."""
     entry = get_avp_dictionary_entry(code, vendor)
     if entry is None:
-        return Avp, "Unknown", None
-    return entry["type"], entry["name"], entry.get("mandatory")
+        return Avp, "Unknown", None, None
+    kind = entry["type"]
+    return kind, entry["name"], entry.get("mandatory"), _FIXED_PAYLOAD.get(kind)
 
 
 def _built(kind: type[Avp], name: str, code: int, vendor: int, flags: int,
@@ -284,7 +293,7 @@ def _as_text(value, code: int) -> str | None:
 def avp(code: int, value, vendor: int = 0, *, mandatory: bool | None = None) -> Avp:
     """A new AVP typed and flagged from python-diameter's dictionary, as ``Avp.new`` builds it
     (its value encoded by the type's own setter) at half the cost."""
-    kind, name, dictionary_mandatory = _avp_kind(code, vendor)
+    kind, name, dictionary_mandatory, _ = _avp_kind(code, vendor)
     if kind is Avp or (issubclass(kind, (AvpAddress, AvpGrouped))
                        and not isinstance(value, list)):
         return Avp.new(code, vendor, value=value, is_mandatory=mandatory)  # its special cases
