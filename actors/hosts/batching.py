@@ -22,11 +22,15 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-# At most 200 calls a second to a destination. Measured with scripts/bench_register.py on a
-# 2-core box: 10 ms raised p50 at 600 REGISTER/s from 16-20 to 24-28 ms. Spacing calls even
-# after one returned to an empty queue: at 600/s p50 8-12 against 16-20 ms and 3-20% less CPU;
-# at 1,000-1,400/s the CPU differed by less than runs of one setting do (ten pairs).
-LINGER = 0.005
+# At most 100 calls a second to a destination. Each call wakes every process along the chain
+# (transport, shard, its store thread, Cx pool, HSS), and on a 2-core box a wake-up costs more
+# than the items it carries. Measured with scripts/bench_register.py --profile initial, pairs
+# of 5 ms against 10 ms, CPU per REGISTER of every process and the HSS: at 1,000/s 1.00 against
+# 0.76 ms (p50 8 against 16 ms), at 2,000/s 0.62 against 0.54 ms (p50 16 ms both), at 3,000/s
+# 0.47-0.48 against 0.44 ms, at 4,000/s 0.43 against 0.41 ms. 15 ms saved another 6% at
+# 3,000/s but would take p50 past 20 ms at half of capacity. Spacing calls even after one
+# returned to an empty queue: at 600/s p50 8-12 against 16-20 ms and 3-20% less CPU.
+LINGER = 0.010
 
 
 class Batcher:
