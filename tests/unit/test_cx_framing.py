@@ -18,6 +18,10 @@ from transport.diameter.cx import SarRequest, ServerAssignmentType, encode_sar
 from transport.diameter.errors import ProtocolError
 
 
+# Auth-Session-State (Integer32) carrying 8 bytes.
+WRONG_SIZED_AVP = struct.pack("!II", 277, 0x40000010) + b"\0" * 8
+
+
 def sar_bytes() -> bytes:
     msg = encode_sar(SarRequest("sip:a@ims.test", "a@ims.test", "sip:s",
                                 ServerAssignmentType.REGISTRATION), "c.ims.test", "ims.test",
@@ -78,10 +82,8 @@ def test_avp_length_below_its_header():
 
 
 def test_fixed_size_avp_with_wrong_payload():
-    # Auth-Session-State (Integer32) carrying 8 bytes.
-    bad = struct.pack("!II", 277, 0x40000010) + b"\0" * 8
     data = new_request(301, [], application_id=0)
-    raw = serialize(data) + bad
+    raw = serialize(data) + WRONG_SIZED_AVP
     err = parse_error(with_length(raw, len(raw)))
     assert err.result_code == ResultCode.DIAMETER_INVALID_AVP_LENGTH
 
@@ -89,12 +91,11 @@ def test_fixed_size_avp_with_wrong_payload():
 def test_a_framing_error_after_a_refused_avp_still_closes_the_stream():
     # A wrong-sized Integer32 first, then an AVP running past the message end: the framing is
     # lost, so the error must be the fatal one whatever came before it.
-    bad = struct.pack("!II", 277, 0x40000010) + b"\0" * 8
     runaway = struct.pack("!II", 263, 0x40000040) + b"abcd"
-    raw = serialize(new_request(301, [], application_id=0)) + bad + runaway
+    raw = serialize(new_request(301, [], application_id=0)) + WRONG_SIZED_AVP + runaway
     err = parse_error(with_length(raw, len(raw)))
     assert err.result_code == ResultCode.DIAMETER_INVALID_AVP_LENGTH and err.fatal
-    alone = serialize(new_request(301, [], application_id=0)) + bad
+    alone = serialize(new_request(301, [], application_id=0)) + WRONG_SIZED_AVP
     assert not parse_error(with_length(alone, len(alone))).fatal
 
 
