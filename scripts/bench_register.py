@@ -2,7 +2,7 @@
 
     python3 scripts/bench_register.py --profile initial --users 20000 --rate 1000
         [--profile initial|reregister|steady|overload] [--capacity N] [--auth]
-        [--transport udp|tcp] [--stores sqlite,redis,none] [--shards 2] [--transports 1]
+        [--transport udp|tcp] [--stores sqlite,redis,none] [--shards 1] [--transports 1]
         [--target HOST:PORT --watch kamailio,hss_stub] [--set SECTION.KEY=VALUE] [--json FILE]
 
 Profiles (users are user1..userN@ims.test, what Kamailio's stub HSS knows):
@@ -331,7 +331,7 @@ def main() -> int:
                         help="seconds after the run before memory is read (Timer J is 32 s)")
     parser.add_argument("--transport", choices=("udp", "tcp"), default="udp")
     parser.add_argument("--auth", action="store_true", help="SIP Digest: sipp answers the 401s")
-    parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--shards", type=int, default=1)
     parser.add_argument("--transports", type=int, default=1)
     parser.add_argument("--stores", default="sqlite", help="comma-separated: sqlite,redis,none")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",

@@ -81,7 +81,9 @@ def registrar_config(namespace: str, workdir: Path, sip_port: int, **extra: str)
         "store": f'path = "{workdir / "data"}"',
         "rpc": f'listen = "127.0.0.1:{free_port()}"',
         "metrics": f'listen = "127.0.0.1:{free_port()}"',
-        "ray": f'namespace = "{namespace}"',
+        # Two shards: implicit sets then span shards, and a test sees what one shard routes
+        # to another.
+        "ray": f'namespace = "{namespace}"\nshards = 2',
         "auth": "enabled = false",
     }
     for name, lines in extra.items():
