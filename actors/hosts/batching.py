@@ -8,7 +8,9 @@ one item (lowest latency); under load calls grow (highest throughput).
 Under load a call returns in a millisecond or two with the next items already waiting, so
 calls would still carry only a few. So no call starts within ``linger`` of the last one's start:
 a busy destination gets at most one call per ``linger`` (items ride in tens), and an item that
-finds the destination idle for longer goes at once. The spacing holds even when the last call
+finds the destination idle for longer goes at the end of the loop turn, with every item
+submitted in that turn: a shard asks for the SARs of a batch of REGISTERs in one turn, and the
+first one sent alone would leave the rest waiting for the next call, a linger later. The spacing holds even when the last call
 returned to an empty queue: otherwise, at moderate rates, each item arriving just after a call
 returned would get a call of its own.
 
@@ -58,9 +60,11 @@ class Batcher:
         A result that is an exception instance is raised here, so a batch call can fail items
         one by one without failing the whole batch.
         """
-        future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         self._queue.append((item, future))
-        self._dispatch()
+        if self._recheck is None:  # at the end of this loop turn, with what else arrives in it
+            self._recheck = loop.call_at(loop.time(), self._on_recheck)
         result = await future
         if isinstance(result, BaseException):
             raise result

@@ -9,6 +9,12 @@ def run(coro):
     return asyncio.run(coro)
 
 
+async def started(calls: list) -> None:
+    """Until the destination has a call: the Batcher sends at the end of the loop turn."""
+    while not calls:
+        await asyncio.sleep(0)
+
+
 class Destination:
     """A batch method that records each call; calls that ``held`` selects wait for
     ``release``, as a call waiting downstream (a SAR to a dead HSS, a shard's SARs)."""
@@ -53,7 +59,9 @@ def test_items_arriving_while_calls_are_in_flight_ride_together():
         nonlocal release
         release = asyncio.Event()
         b = Batcher(call, max_in_flight=1)
-        tasks = [asyncio.create_task(b.submit(i)) for i in range(10)]
+        tasks = [asyncio.create_task(b.submit(0))]
+        await started(calls)
+        tasks += [asyncio.create_task(b.submit(i)) for i in range(1, 10)]
         await asyncio.sleep(0)
         release.set()
         return await asyncio.gather(*tasks)
@@ -61,6 +69,19 @@ def test_items_arriving_while_calls_are_in_flight_ride_together():
     assert run(main()) == [i + 100 for i in range(10)]
     assert calls[0] == [0]
     assert calls[1] == list(range(1, 10))
+
+
+def test_items_submitted_in_one_loop_turn_ride_in_one_call_to_an_idle_destination():
+    """A shard's batch of REGISTERs asks for its SARs in one turn: one call carries them all,
+    where sending the first at once would leave the rest for the next call, a linger later."""
+    dest = Destination(held=lambda items: False)
+
+    async def main():
+        b = Batcher(dest, max_in_flight=1, linger=0.5)
+        return await asyncio.gather(*(b.submit(i) for i in range(5)))
+
+    assert run(main()) == [0, 1, 2, 3, 4]
+    assert dest.calls == [[0, 1, 2, 3, 4]]
 
 
 def test_failed_call_fails_each_item_and_exception_results_raise_one_item():
@@ -92,7 +113,7 @@ def test_a_stalled_call_does_not_hold_up_later_items():
     async def main():
         b = Batcher(dest, max_in_flight=4, stall_after=0.01)
         stuck = asyncio.create_task(b.submit(0))
-        await asyncio.sleep(0)
+        await started(dest.calls)
         later = [asyncio.create_task(b.submit(i)) for i in (1, 2)]
         assert await asyncio.wait_for(asyncio.gather(*later), 1.0) == [1, 2]
         dest.release.set()
@@ -115,7 +136,9 @@ def test_calls_younger_than_stall_after_keep_batching():
 
     async def main():
         b = Batcher(recording, max_in_flight=8, stall_after=1.0)
-        await asyncio.gather(*(b.submit(i) for i in range(50)))
+        first = asyncio.create_task(b.submit(0))
+        await started(sizes)
+        await asyncio.gather(first, *(b.submit(i) for i in range(1, 50)))
 
     run(main())
     assert sizes == [1, 49]
@@ -127,7 +150,7 @@ def test_a_busy_destination_gets_the_next_call_after_the_linger_full_of_items():
     async def main():
         b = Batcher(dest, max_in_flight=1, linger=0.5)
         first = asyncio.create_task(b.submit(0))
-        await asyncio.sleep(0)
+        await started(dest.calls)
         queued = asyncio.create_task(b.submit(1))  # waits behind call [0]: the load
         await asyncio.sleep(0)
         dest.release.set()
@@ -169,7 +192,7 @@ def test_a_call_returning_within_the_linger_lets_the_next_start_at_the_linger():
     async def main():
         b = Batcher(dest, max_in_flight=2, stall_after=3600.0, linger=0.01)
         first = asyncio.create_task(b.submit(0))
-        await asyncio.sleep(0)
+        await started(dest.calls)
         queued = asyncio.create_task(b.submit(1))  # a stall recheck is set for an hour on
         await asyncio.sleep(0)
         dest.release.set()
