@@ -10,9 +10,9 @@ calls would still carry only a few. So no call starts within ``linger`` of the l
 a busy destination gets at most one call per ``linger`` (items ride in tens), and an item that
 finds the destination idle for longer goes at the end of the loop turn, with every item
 submitted in that turn: a shard asks for the SARs of a batch of REGISTERs in one turn, and the
-first one sent alone would leave the rest waiting for the next call, a linger later. The spacing holds even when the last call
-returned to an empty queue: otherwise, at moderate rates, each item arriving just after a call
-returned would get a call of its own.
+first one sent alone would leave the rest waiting for the next call, a linger later. The
+spacing holds even when the last call returned to an empty queue: otherwise, at moderate
+rates, each item arriving just after a call returned would get a call of its own.
 
 A call that is slow to return (a SAR waiting for a dead HSS to time out) must not hold up the
 items behind it: once every outstanding call is older than ``stall_after``, another may start,
@@ -29,8 +29,8 @@ from typing import Any
 # than the items it carries. Measured with scripts/bench_register.py --profile initial, pairs
 # of 5 ms against 10 ms, CPU per REGISTER of every process and the HSS: at 1,000/s 1.00 against
 # 0.76 ms (p50 8 against 16 ms), at 2,000/s 0.62 against 0.54 ms (p50 16 ms both), at 3,000/s
-# 0.47-0.48 against 0.44 ms, at 4,000/s 0.43 against 0.41 ms. 15 ms saved another 6% at
-# 3,000/s but would take p50 past 20 ms at half of capacity. Spacing calls even after one
+# 0.47-0.48 against 0.44 ms, at 4,000/s 0.43 against 0.41 ms. 15 ms on every hop saved another
+# 6% at 3,000/s but would take p50 past 20 ms at half of capacity. Spacing calls even after one
 # returned to an empty queue: at 600/s p50 8-12 against 16-20 ms and 3-20% less CPU.
 LINGER = 0.010
 # The first hop (a transport's requests to a shard) forms the batches every later hop carries

@@ -11,8 +11,11 @@ def run(coro):
 
 async def started(calls: list) -> None:
     """Until the destination has a call: the Batcher sends at the end of the loop turn."""
-    while not calls:
+    for _ in range(100):
+        if calls:
+            return
         await asyncio.sleep(0)
+    raise AssertionError("no call started")
 
 
 class Destination:
