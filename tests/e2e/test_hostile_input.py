@@ -417,11 +417,23 @@ def test_a_binding_query_too_big_for_udp_is_513_and_answered_whole_over_tcp(regi
     assert small.status == 200  # a query whose answer fits is answered over UDP
 
 
+def watcher_with_its_tcp_port(sip_port: int) -> tuple[Watcher, socket.socket]:
+    """A Watcher and a TCP socket bound, not listening, to the same port number. Held, the port
+    takes no other TCP socket: a connection to it is refused unless the test listens, and cannot
+    reach a listener or connection of another process that happens to use that number."""
+    while True:
+        watcher, tcp = Watcher(sip_port), socket.socket()
+        try:
+            tcp.bind(("127.0.0.1", int(watcher.local)))
+            return watcher, tcp
+        except OSError:  # taken over TCP: another port
+            tcp.close()
+            watcher.sock.close()
+
+
 def test_a_notify_too_big_for_udp_goes_over_tcp_or_udp_when_tcp_is_refused(registrar):
     assert exchange(registrar.sip_port, with_contacts(register("bignotify"), CONTACTS)).status == 200
-    watcher = Watcher(registrar.sip_port)
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", int(watcher.local)))  # the watcher's port, over TCP
+    watcher, listener = watcher_with_its_tcp_port(registrar.sip_port)
     listener.listen(1)
     listener.settimeout(10)
     try:
@@ -443,9 +455,12 @@ def test_a_notify_too_big_for_udp_goes_over_tcp_or_udp_when_tcp_is_refused(regis
     assert watcher.notifies == []  # nothing came over UDP
 
     # No TCP at the watcher's address: the connection is refused, the NOTIFY goes over UDP.
-    udp_only = Watcher(registrar.sip_port)
-    assert udp_only.subscribe("bignotify", "sip:bignotify@ims.test", "big-2").status == 200
-    while not udp_only.notifies:
-        udp_only.receive()
+    udp_only, not_listening = watcher_with_its_tcp_port(registrar.sip_port)
+    try:
+        assert udp_only.subscribe("bignotify", "sip:bignotify@ims.test", "big-2").status == 200
+        while not udp_only.notifies:
+            udp_only.receive()
+    finally:
+        not_listening.close()
     assert udp_only.notifies[0].headers.get("Via").startswith("SIP/2.0/UDP ")
     assert udp_only.notifies[0].body.count(b"<contact ") == 12
