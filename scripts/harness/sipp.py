@@ -18,6 +18,12 @@ DOMAIN = "ims.test"
 PASSWORD = "imstest"  # the HSS emulator's, for every user
 
 
+# One sipp socket stands for every UE of a run and reads between its sends; a registrar that
+# answers a batch at once fills sipp's default 64 KiB (about 50 answers) and the kernel drops
+# the rest, which sipp then sends again. The kernel caps this at net.core.rmem_max.
+UE_SOCKET_BUFFER = 4 * 2**20
+
+
 def sipp_command(scenario: Path, port: int, transport: str, *options: str,
                  host: str = "127.0.0.1", local_port: int | None = None) -> list[str]:
     """sipp running ``scenario`` against ``host``:``port`` over 'udp' or 'tcp' (one socket),
@@ -56,7 +62,7 @@ def run_registers(host: str, port: int, transport: str, rows: list[tuple[str, in
         scenario, port, transport, "-inf", str(csv), "-r", str(rate), "-m", str(calls),
         "-trace_rtt", "-rtt_freq", "1", "-trace_stat", "-fd", "1", "-trace_counts",
         "-timeout", str(max(60, calls // max(rate, 1) * 3)), "-max_recv_loops", "10000",
-        "-l", str(max(rate * 2, 100)), host=host,
+        "-l", str(max(rate * 2, 100)), "-buff_size", str(UE_SOCKET_BUFFER), host=host,
     )
     started = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
