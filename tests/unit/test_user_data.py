@@ -95,6 +95,18 @@ def test_build_round_trip_validates():
     assert parse_user_data(xml, XSD) == ImsSubscription("bob@ims.test", profiles)
 
 
+def test_built_text_keeps_every_character_xml_can_carry_and_refuses_the_others():
+    odd = "sip:a&b<c>\r\"d\"@ims.test;x=é😀"
+    xml = build_user_data("u\r@ims.test", [ServiceProfile([PublicIdentity(odd)])])
+    assert "&amp;b&lt;c&gt;&#13;" in xml
+    subscription = parse_user_data(xml, XSD)
+    assert subscription.private_id == "u\r@ims.test"
+    assert subscription.all_identities() == [odd]
+    for bad in ("\x00", "\x1b", "\ud800", "\uffff"):
+        with pytest.raises(ValueError, match="character XML cannot carry"):
+            build_user_data("u@ims.test", [ServiceProfile([PublicIdentity(f"sip:{bad}@x")])])
+
+
 def test_minimal_profile_from_the_wire():
     xml = ('<?xml version="1.0" encoding="UTF-8"?><IMSSubscription><PrivateID>u@ims.test'
            '</PrivateID><ServiceProfile><PublicIdentity><BarringIndication>0'
