@@ -77,20 +77,21 @@ class WriteThrough:
         self._store = store
         self._max_delay = max_delay
         self._pending: dict[str, bytes | None] = {}
-        self._group: asyncio.Future | None = None  # resolves when the pending group is stored
+        # One future per write of the pending group, all resolved when it is stored: a write
+        # whose caller is cancelled drops only its own (asyncio.shield on one shared future
+        # did the same for two more callbacks per write).
+        self._waiters: list[asyncio.Future] = []
         self._flusher: asyncio.Task | None = None
 
     async def write(self, identity: str, data: bytes | None) -> None:
         """Stores ``data`` for ``identity`` (``None`` deletes it); raises StoreError on failure."""
         loop = asyncio.get_running_loop()
         self._pending[identity] = data
-        if self._group is None:
-            self._group = loop.create_future()
-        group = self._group
+        stored = loop.create_future()
+        self._waiters.append(stored)
         if self._flusher is None:
             self._flusher = loop.create_task(self._flush())
-        # Shielded: a cancelled caller must not cancel the group the other writers wait for.
-        await asyncio.shield(group)
+        await stored
 
     async def close(self) -> None:
         """Waits for pending writes, then closes the store."""
@@ -102,14 +103,18 @@ class WriteThrough:
         try:
             await asyncio.sleep(self._max_delay)
             while self._pending:
-                items, group = list(self._pending.items()), self._group
-                self._pending, self._group = {}, None
+                items, waiters = list(self._pending.items()), self._waiters
+                self._pending, self._waiters = {}, []
                 try:
                     await self._store.put_many(items)
                 except Exception as exc:
-                    group.set_exception(exc)
+                    for stored in waiters:
+                        if not stored.done():
+                            stored.set_exception(exc)
                 else:
-                    group.set_result(None)
+                    for stored in waiters:
+                        if not stored.done():
+                            stored.set_result(None)
         finally:
             self._flusher = None
 
