@@ -54,7 +54,7 @@ class SipTransport:
             udp_mtu=config.sip.udp_mtu,
             call_shard=self._call_shard,
             forward_response=self._forward_response,
-            clock=lambda: asyncio.get_running_loop().time(),
+            clock=asyncio.get_running_loop().time,  # the actor's loop, looked up once
             arm=self._arm,
         )
         self._channel = self._channels.serve({"send_notifies": self.core.send_notifies})
