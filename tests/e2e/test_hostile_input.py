@@ -419,8 +419,8 @@ def test_a_binding_query_too_big_for_udp_is_513_and_answered_whole_over_tcp(regi
 
 def watcher_with_its_tcp_port(sip_port: int) -> tuple[Watcher, socket.socket]:
     """A Watcher and a TCP socket bound, not listening, to the same port number. Held, the port
-    takes no other TCP socket: a connection to it is refused unless the test listens, and cannot
-    reach a listener or connection of another process that happens to use that number."""
+    takes no other TCP socket: a connection to it is refused unless the test listens, and the
+    number can be neither another process's listener nor the registrar's own source port."""
     while True:
         watcher, tcp = Watcher(sip_port), socket.socket()
         try:
