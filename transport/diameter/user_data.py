@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
+from xml.sax.saxutils import escape
 
 from lxml import etree
 
@@ -352,13 +353,13 @@ def _identity_xml(pi: PublicIdentity) -> str:
 # What XML 1.0 cannot carry: control characters other than tab, LF and CR, lone surrogates,
 # U+FFFE and U+FFFF.
 _NOT_XML = re.compile(r"[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_CR = {"\r": "&#13;"}
 
 
 def _xml_text(text: str) -> str:
     if _NOT_XML.search(text):
         raise ValueError(f"{text!r} has a character XML cannot carry")
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") \
-        .replace("\r", "&#13;")
+    return escape(text, _CR)  # and "\r" as a reference, which a parser keeps (lxml does so)
 
 
 @lru_cache(maxsize=256)  # the emulator's iFCs are a few configured strings
