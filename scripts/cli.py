@@ -8,6 +8,7 @@ import signal
 import sys
 
 from actors.config import LOG_LEVELS, ConfigError, cx_origin_host, load_config, parse_host_port
+from scripts import event_loop
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
     prepare_ray_driver(config.log)
     configure(config.log)
-    return asyncio.run(serve_forever(config))
+    return event_loop.run(serve_forever(config), config.ray.uvloop)
 
 
 def rpc_url(listen: str) -> str:

@@ -29,6 +29,7 @@ def prepare_ray_environment(config: Config) -> None:
         _ensure_token()
     if local:  # read by the raylet it starts; a cluster's nodes set their own
         os.environ["RAY_worker_niceness"] = str(config.ray.worker_niceness)
+        os.environ["RAY_USE_UVLOOP"] = "1" if config.ray.uvloop else "0"
         os.environ[LOOPBACK_ONLY] = "0"
 
 

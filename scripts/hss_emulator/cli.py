@@ -14,6 +14,7 @@ import logging
 import signal
 import sys
 
+from scripts import event_loop
 from scripts.hss_emulator.config import HssConfig, HssConfigError, split_host_port
 from scripts.hss_emulator.emulator import HssEmulator
 
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     except (HssConfigError, ValueError) as exc:
         print(f"hss: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(_serve(config, host, port))
+    return event_loop.run(_serve(config, host, port))
 
 
 async def _serve(config: HssConfig, host: str, port: int) -> int:
