@@ -56,9 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.log_level:
         config.log.level = args.log_level
     from actors.ops.logs import configure, prepare_ray_driver
+    from actors.ops.worker_setup import collect_less_often
 
     prepare_ray_driver(config.log)
     configure(config.log)
+    collect_less_often(config.ray.gc_threshold)  # the embedded HSS emulator runs here
     return event_loop.run(serve_forever(config), config.ray.uvloop)
 
 
