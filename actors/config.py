@@ -202,8 +202,8 @@ class RayConfig:
     # their own), on uvloop. Measured: 5% less CPU per REGISTER than asyncio's loop.
     uvloop: bool = True
     # Allocations between collections of Python's youngest generation in the registrar's
-    # actors and its driver (Python's default 700; 0 leaves it). Measured: with the default, a shard holding
-    # 20,000 identities spends 15-20% of its REGISTER CPU collecting.
+    # actors and its driver (Python's default 700; 0 leaves it). Measured: with the default,
+    # a shard holding 20,000 identities spends 15-20% of its REGISTER CPU collecting.
     gc_threshold: int = 50000
     # Batches between the actors (REGISTERs, set updates, SARs, MARs, NOTIFYs) over direct
     # streams (actors/hosts/channels.py) instead of Ray calls, ~8x less CPU a call; false:
