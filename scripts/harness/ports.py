@@ -9,11 +9,19 @@ import socket
 # Ray worker's, an actor's channel) before the registrar under test binds it.
 LOWEST, HIGHEST = 20000, 32767
 
+# Ports already handed out by this process. A port is free when it is picked but is only
+# bound later, by the process under test: two picks for one configuration (its dashboard
+# and its metrics endpoint) could otherwise both get it.
+_handed_out: set[int] = set()
+
 
 def free_port() -> int:
-    """A port free for both UDP and TCP on loopback (a registrar listens on both)."""
-    while True:
+    """A port free for both UDP and TCP on loopback (a registrar listens on both), never one
+    this process handed out before."""
+    while len(_handed_out) <= HIGHEST - LOWEST:
         port = random.randint(LOWEST, HIGHEST)
+        if port in _handed_out:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp, \
                 socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
             try:
@@ -21,4 +29,6 @@ def free_port() -> int:
                 udp.bind(("127.0.0.1", port))
             except OSError:
                 continue
+        _handed_out.add(port)
         return port
+    raise RuntimeError(f"every port from {LOWEST} to {HIGHEST} was handed out already")
