@@ -40,12 +40,17 @@ class OverloadGate:
     def admit(self, queued: float, in_flight: int, now: float) -> bool:
         """Whether a new request that waited ``queued`` seconds before it was read, with
         ``in_flight`` requests waiting on the shards, may go on to them."""
+        if self.refuses(queued, in_flight, now):
+            self.shed += 1
+            return False
+        return True
+
+    def refuses(self, queued: float, in_flight: int, now: float) -> bool:
+        """Whether ``admit`` would refuse that request now; counts nothing (a transport asks
+        before it parses the request, see TransportCore.refuse_unparsed)."""
         self._roll(now)
-        if queued <= self.max_delay and in_flight < max(self._floor,
-                                                        self._rate * self.max_delay):
-            return True
-        self.shed += 1
-        return False
+        return not (queued <= self.max_delay
+                    and in_flight < max(self._floor, self._rate * self.max_delay))
 
     def answered(self, now: float) -> None:
         """A shard answered a request."""

@@ -85,10 +85,11 @@ class SipTransport:
                 endpoint = await endpoints.start_udp(
                     host, port, self.core.on_message, spread=self.config.ray.transports_per_node,
                     receive_buffer=self.config.sip.udp_receive_buffer,
-                    stale_after=stale_after(self.config))
+                    stale_after=stale_after(self.config), on_bytes=self.core.refuse_unparsed)
             else:  # a TCP connection stays with the transport that accepted it
                 endpoint = await endpoints.start_tcp(host, port, self.core.on_message,
-                                                     limits=tcp_limits(self.config))
+                                                     limits=tcp_limits(self.config),
+                                                     on_bytes=self.core.refuse_unparsed)
             self.endpoints.append(endpoint)
             self.core.add_endpoint(proto, endpoint)
             bound.append(f"{proto}:{host}:{endpoint.port}")

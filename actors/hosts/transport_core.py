@@ -42,6 +42,7 @@ from actors.vocabulary import (
 )
 from transport.sip.errors import SipParseError
 from transport.sip.message import Headers, Request, Response, make_response
+from transport.sip.quick_response import quick_response
 from transport.sip.transaction import (
     Final,
     NonInviteClientTransaction,
@@ -184,9 +185,39 @@ class TransportCore:
         server = NonInviteServerTransaction(reliable=False, t1=self.t1)
         self._servers[key] = server
         if self._shed(message, reply.queued):
-            self._complete(key, server, self._response(message, _overloaded(), peer), reply)
+            response = self._response(message, _overloaded(), peer)
+            self._complete(key, server, response.status, response.to_bytes(), reply)
             return None
         return self._answer_datagram(message, peer, reply, key, server)
+
+    def refuse_unparsed(self, data: bytes, reply) -> bool:
+        """An endpoint's first look at a message, before it is parsed: True when it answered
+        it, a new request refused 503 by overload (see overload.py), from its raw head
+        (quick_response.py). Under overload most of what arrives is refused, and a parse and
+        a Response cost three times as much. False leaves the message to be parsed and
+        handled as usual: no overload, a request of an unusual shape, a retransmission. Not
+        with the per-source rate limit on, which comes first and needs a parsed request."""
+        if self._overload is None or self._rate_limit is not None or not self._overload.refuses(
+                reply.queued, self.in_flight, self._clock()):
+            return False
+        outcome = _overloaded()
+        quick = quick_response(data, SHARD_METHODS, outcome.status, outcome.reason,
+                               [*outcome.headers, ("Server", SERVER)], to_tag=response_to_tag,
+                               source=reply.peer, date=self._wall_clock())
+        if quick is None:
+            return False
+        transaction, response = quick
+        if reply.reliable:
+            self._overload.shed += 1
+            reply(response)
+            return True
+        key = (transaction, reply.peer)
+        if key in self._servers:
+            return False
+        self._overload.shed += 1
+        server = self._servers[key] = NonInviteServerTransaction(reliable=False, t1=self.t1)
+        self._complete(key, server, outcome.status, response, reply)
+        return True
 
     def _shed(self, request: Request, queued: float) -> bool:
         """True for a new request the shards should not see now (see overload.py)."""
@@ -199,11 +230,11 @@ class TransportCore:
     async def _answer_datagram(self, request: Request, peer: Peer, reply, key: ServerKey,
                                server: NonInviteServerTransaction) -> None:
         response = self._fit_udp(request, await self._answer(request, peer, False), peer)
-        self._complete(key, server, response, reply)
+        self._complete(key, server, response.status, response.to_bytes(), reply)
 
-    def _complete(self, key: ServerKey, server: NonInviteServerTransaction, response: Response,
-                  reply) -> None:
-        data = server.send_response(response, self._clock())
+    def _complete(self, key: ServerKey, server: NonInviteServerTransaction, status: int,
+                  response: bytes, reply) -> None:
+        data = server.send_bytes(response, status, self._clock())
         self._completed.append((key, server))
         self._arm(server.next_deadline())
         reply(data)

@@ -342,6 +342,51 @@ def test_sync_handlers_work_too():
     assert reply.startswith(b"SIP/2.0 200 OK\r\n")
 
 
+def test_a_first_look_at_the_bytes_answers_alone_and_a_failing_one_leaves_the_parse_to_answer(
+        caplog):
+    async def scenario():
+        parsed = []
+
+        def on_bytes(data, reply):
+            if b"Call-ID: broken" in data:
+                raise RuntimeError("a bug in the first look")
+            if b"Call-ID: refused" in data:
+                reply(b"SIP/2.0 503 Refused unparsed\r\n\r\n")
+                return True
+            return False
+
+        def on_message(message, peer, reply):
+            parsed.append(message.call_id)
+            reply(make_response(message, 200, "OK").to_bytes())
+
+        udp = await start_udp(HOST, 0, on_message, reuse_port=False, on_bytes=on_bytes)
+        tcp = await start_tcp(HOST, 0, on_message, reuse_port=False, on_bytes=on_bytes)
+        loop = asyncio.get_running_loop()
+        answers = []
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, udp.address)
+            for call_id in ("refused", "broken", "plain"):
+                await loop.sock_sendall(sock, register(call_id))
+                answers.append(await asyncio.wait_for(loop.sock_recv(sock, 65535), 5))
+        reader, writer = await asyncio.open_connection(HOST, tcp.port)
+        writer.write(register("refused", "TCP"))
+        answers.append(await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5))
+        writer.close()
+        udp.close()
+        tcp.close()
+        return parsed, answers
+
+    with caplog.at_level(logging.ERROR, logger="transport.sip.endpoints"):
+        parsed, answers = asyncio.run(scenario())
+    assert parsed == ["broken", "plain"]
+    assert [answer.split(b"\r\n", 1)[0] for answer in answers] == [
+        b"SIP/2.0 503 Refused unparsed", b"SIP/2.0 200 OK", b"SIP/2.0 200 OK",
+        b"SIP/2.0 503 Refused unparsed"]
+    failures = [r.getMessage() for r in caplog.records if "first look" in r.getMessage()]
+    assert len(failures) == 1 and failures[0].endswith(" failed")
+
+
 def test_requests_older_than_stale_after_in_the_queue_are_dropped_unread_responses_are_read():
     async def scenario():
         seen = []  # (Call-ID, seconds it waited in the kernel's queue)

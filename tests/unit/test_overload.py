@@ -6,6 +6,7 @@ import math
 
 from actors.config import config_from_dict
 from actors.hosts.overload import OverloadGate
+from actors.hosts.rate_limit import SourceRateLimit
 from actors.hosts.transport import stale_after
 from tests.unit.test_transport_core import (FakeReply, FakeShards, deliver, make_core, register,
                                             settle, subscribe)
@@ -69,6 +70,70 @@ def test_a_stale_datagram_is_answered_503_without_a_shard_and_its_retransmission
     assert core.on_message(parse_message(register()), ("10.0.0.1", 5070), again) is None
     assert again.sent == stale_and_again.sent  # the transaction's 503, not a second decision
     assert shards.calls == []
+
+
+def answered_now(core, data: bytes, reply: FakeReply) -> FakeReply:
+    """``reply`` once the core answered ``data``, handed over as an endpoint does."""
+    async def main():
+        await deliver(core, data, reply=reply)[1]
+    asyncio.run(main())
+    return reply
+
+
+def test_a_refusal_before_the_parse_is_the_refusal_of_the_parsed_path():
+    quick_core, _ = make_core(overload=OverloadGate(0.2))
+    parsed_core, _ = make_core(overload=OverloadGate(0.2))
+    quick, parsed = FakeReply(queued=0.3), FakeReply(queued=0.3)
+    quick.peer = ("10.0.0.1", 5070)
+    assert quick_core.refuse_unparsed(register(), quick)
+    assert parsed_core.on_message(parse_message(register()), ("10.0.0.1", 5070), parsed) is None
+    assert quick.sent == parsed.sent
+    assert [status_line(d) for d in quick.sent] == ["SIP/2.0 503 Registrar overloaded"]
+    assert quick_core._overload.shed == parsed_core._overload.shed == 1
+
+
+def test_a_request_refused_before_the_parse_gets_the_same_503_when_sent_again():
+    shards = FakeShards()
+    core, _ = make_core(shards, overload=OverloadGate(0.2))
+    first = answered_now(core, register(), FakeReply(queued=0.3))
+    # Still overloaded, then not: either way the transaction's 503, not a second decision.
+    again = answered_now(core, register(), FakeReply(queued=0.3))
+    later = answered_now(core, register(), FakeReply())
+    assert [status_line(d) for d in first.sent] == ["SIP/2.0 503 Registrar overloaded"]
+    assert again.sent == later.sent == first.sent
+    assert core._overload.shed == 1
+    assert shards.calls == []
+
+
+def test_a_request_of_an_unusual_shape_is_refused_after_its_parse_and_counted_once():
+    core, _ = make_core(overload=OverloadGate(0.2))
+    folded = register().replace(b"Call-ID: ", b"Call-ID:\r\n ")
+    reply = FakeReply(queued=0.3)
+    reply.peer = ("10.0.0.1", 5070)
+    assert not core.refuse_unparsed(folded, reply)
+    assert core.on_message(parse_message(folded), ("10.0.0.1", 5070), reply) is None
+    response = parse_message(reply.sent[0])
+    assert (response.status, response.call_id) == (503, "reg-1")
+    assert core._overload.shed == 1
+
+
+def test_nothing_is_refused_before_the_parse_when_admitted_or_with_the_rate_limit_on():
+    admitted = FakeReply(queued=0.05)
+    limited = FakeReply(queued=0.3)
+    admitted.peer = limited.peer = ("10.0.0.1", 5070)
+    core, _ = make_core(overload=OverloadGate(0.2))
+    assert not core.refuse_unparsed(register(), admitted)
+    core, _ = make_core(overload=OverloadGate(0.2),
+                        rate_limit=SourceRateLimit(density=5, window=2.0))
+    assert not core.refuse_unparsed(register(), limited)
+    assert admitted.sent == limited.sent == []
+
+
+def test_over_tcp_a_refusal_before_the_parse_keeps_no_transaction():
+    core, _ = make_core(overload=OverloadGate(0.2, floor=0))
+    refused = answered_now(core, subscribe(), FakeReply(reliable=True))
+    assert [status_line(d) for d in refused.sent] == ["SIP/2.0 503 Registrar overloaded"]
+    assert core._servers == {}
 
 
 def test_a_fresh_datagram_goes_to_its_shard():

@@ -120,9 +120,13 @@ def core_sending_over_udp(**options):
 
 
 def deliver(core, data: bytes, peer=UE, reply=None):
-    """The reply channel and what to await for the answer (the core answers some requests
-    before it returns, as the endpoints allow)."""
+    """The reply channel and what to await for the answer, as an endpoint hands a message
+    over: the bytes to ``refuse_unparsed`` first, then the parsed message (the core answers
+    some requests before it returns, as the endpoints allow)."""
     reply = reply or FakeReply()
+    reply.peer = peer
+    if core.refuse_unparsed(data, reply):
+        return reply, _already_answered()
     handling = core.on_message(parse_message(data), peer, reply)
     return reply, handling if handling is not None else _already_answered()
 

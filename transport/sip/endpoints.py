@@ -1,8 +1,10 @@
 """asyncio UDP and TCP endpoints: the only I/O of the SIP stack.
 
 Each parsed message goes to `on_message(message, peer, reply)`; a coroutine it returns runs
-as a task, so a slow handler never holds up reading. Requests that fail to parse are
-answered here with the parse error's status and reason; broken responses are dropped.
+as a task, so a slow handler never holds up reading. An `on_bytes(data, reply)` handler, when
+given, sees each message before it is parsed, and answers it alone when it returns True.
+Requests that fail to parse are answered here with the parse error's status and reason;
+broken responses are dropped.
 Sockets set SO_REUSEADDR and SO_REUSEPORT so that several processes can serve one port.
 TCP connections are bounded (TcpLimits): in all, per source address, idle time and unsent bytes,
 so that neither slow readers nor idle or piled-up connections exhaust memory or descriptors.
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 
 Peer = tuple[str, int]
 OnMessage = Callable[[Request | Response, Peer, "Reply"], Awaitable[None] | None]
+OnBytes = Callable[[bytes, "Reply"], bool]
 
 
 class Reply:
@@ -68,11 +71,18 @@ class _DatagramReply(Reply):
 
 
 class _Dispatcher:
-    def __init__(self, on_message: OnMessage) -> None:
+    def __init__(self, on_message: OnMessage, on_bytes: OnBytes | None) -> None:
         self.on_message = on_message
+        self.on_bytes = on_bytes
         self.tasks: set[asyncio.Future] = set()
 
     def handle(self, data: bytes, reply: Reply) -> None:
+        if self.on_bytes is not None:
+            try:
+                if self.on_bytes(data, reply):
+                    return
+            except Exception:  # a bug there must not cost the message its answer
+                log.exception("first look at a message from %s failed", reply.peer)
         try:
             message = parse_message(data)
         except SipParseError as error:
@@ -106,8 +116,8 @@ class _Dispatcher:
 
 
 class _Endpoint:
-    def __init__(self, on_message: OnMessage) -> None:
-        self.dispatcher = _Dispatcher(on_message)
+    def __init__(self, on_message: OnMessage, on_bytes: OnBytes | None) -> None:
+        self.dispatcher = _Dispatcher(on_message, on_bytes)
         self.address: Peer = ("", 0)  # bound (host, port)
 
     @property
@@ -152,8 +162,8 @@ class UdpEndpoint(_Endpoint):
     otherwise only ever read requests too old to serve. Responses are always read."""
 
     def __init__(self, on_message: OnMessage, sock: socket.socket,
-                 stale_after: float = math.inf) -> None:
-        super().__init__(on_message)
+                 stale_after: float = math.inf, on_bytes: OnBytes | None = None) -> None:
+        super().__init__(on_message, on_bytes)
         self._sock = sock
         self._stale_after = stale_after
         self.address = sock.getsockname()[:2]
@@ -215,7 +225,8 @@ def _queued(ancillary) -> float:
 
 async def start_udp(host: str, port: int, on_message: OnMessage, *,
                     reuse_port: bool = True, spread: int = 1, receive_buffer: int = 0,
-                    stale_after: float = math.inf) -> UdpEndpoint:
+                    stale_after: float = math.inf,
+                    on_bytes: OnBytes | None = None) -> UdpEndpoint:
     """``spread``: how many processes share the port; above 1, datagrams are spread over them
     at random rather than by sender (see reuseport.py). ``receive_buffer``: SO_RCVBUF bytes,
     0 leaves the system's default. ``stale_after``: see UdpEndpoint."""
@@ -224,7 +235,7 @@ async def start_udp(host: str, port: int, on_message: OnMessage, *,
         spread_randomly(sock, spread)
     if receive_buffer:
         _ask_for_receive_buffer(sock, receive_buffer)
-    return UdpEndpoint(on_message, sock, stale_after)
+    return UdpEndpoint(on_message, sock, stale_after, on_bytes)
 
 
 def _ask_for_receive_buffer(sock: socket.socket, size: int) -> None:
@@ -329,8 +340,9 @@ class _Connection(asyncio.BufferedProtocol):
 
 
 class TcpEndpoint(_Endpoint):
-    def __init__(self, on_message: OnMessage, limits: TcpLimits = TcpLimits()) -> None:
-        super().__init__(on_message)
+    def __init__(self, on_message: OnMessage, limits: TcpLimits = TcpLimits(),
+                 on_bytes: OnBytes | None = None) -> None:
+        super().__init__(on_message, on_bytes)
         self.limits = limits
         self.connections: dict[Peer, _Connection] = {}
         self.read_buffer = memoryview(bytearray(_MAX_DATAGRAM))  # shared: see _Connection
@@ -365,9 +377,10 @@ class TcpEndpoint(_Endpoint):
 
 
 async def start_tcp(host: str, port: int, on_message: OnMessage, *, reuse_port: bool = True,
-                    limits: TcpLimits = TcpLimits()) -> TcpEndpoint:
+                    limits: TcpLimits = TcpLimits(),
+                    on_bytes: OnBytes | None = None) -> TcpEndpoint:
     sock = _bound_socket(host, port, socket.SOCK_STREAM, reuse_port)
-    endpoint = TcpEndpoint(on_message, limits)
+    endpoint = TcpEndpoint(on_message, limits, on_bytes)
     endpoint.address = sock.getsockname()[:2]
     endpoint.server = await asyncio.get_running_loop().create_server(
         lambda: _Connection(endpoint), sock=sock)

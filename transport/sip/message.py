@@ -336,7 +336,7 @@ def make_response(request: Request, status: int, reason: str, to_tag: str | None
     values_of = request.headers._index.get
     vias = list(values_of("via", ()))
     if source is not None and vias:
-        vias[0] = _stamped_top_via(request, vias[0], source)
+        vias[0] = stamped_top_via(request.vias[0], vias[0], source)
     to = values_of("to")
     if not to:
         raise SipParseError(400, "Missing To")
@@ -355,7 +355,7 @@ def make_response(request: Request, status: int, reason: str, to_tag: str | None
     headers._lines = [("Via", via) for via in vias]
     headers._lines += (("From", from_), ("To", to), ("Call-ID", call_id), ("CSeq", cseq))
     if date is not None:  # RFC 3261 20.17: the RFC 1123 form, always GMT
-        headers._index["date"] = [_http_date(int(date))]
+        headers._index["date"] = [http_date(int(date))]
         headers._lines.append(("Date", headers._index["date"][0]))
     headers._raw = None
     response = _new(Response)
@@ -364,16 +364,15 @@ def make_response(request: Request, status: int, reason: str, to_tag: str | None
 
 
 @lru_cache(maxsize=2)
-def _http_date(second: int) -> str:
+def http_date(second: int) -> str:
     """One formatting a second: a busy transport dates thousands of responses alike."""
     return formatdate(second, usegmt=True)
 
 
-def _stamped_top_via(request: Request, first_line: str, source: tuple[str, int]) -> str:
-    """The first Via line with the sender's address written into its top Via: `received`
-    when the sent-by host is not the source address or `rport` asks for it, `rport=<port>`
-    when asked (so a UE behind NAT learns what it looks like from here)."""
-    top = request.vias[0]
+def stamped_top_via(top: Via, first_line: str, source: tuple[str, int]) -> str:
+    """The first Via line, whose first Via is ``top``, with the sender's address written into
+    ``top``: `received` when the sent-by host is not the source address or `rport` asks for
+    it, `rport=<port>` when asked (so a UE behind NAT learns what it looks like from here)."""
     host, port = source
     asked = "rport" in top.params
     if not asked and top.host.strip("[]").lower() == host.lower():

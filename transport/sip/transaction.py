@@ -90,10 +90,14 @@ class NonInviteServerTransaction:
 
     def send_response(self, response: Response, now: float) -> bytes:
         """Records `response` as sent by the TU; returns its bytes, for the caller to send."""
+        return self.send_bytes(response.to_bytes(), response.status, now)
+
+    def send_bytes(self, response: bytes, status: int, now: float) -> bytes:
+        """send_response for a response of ``status`` already serialized."""
         if self.state in (State.COMPLETED, State.TERMINATED):
             raise ValueError(f"a final response was already sent ({self.state.value})")
-        self._last = response.to_bytes()
-        if response.status < 200:
+        self._last = response
+        if status < 200:
             self.state = State.PROCEEDING
         else:
             self.state = State.COMPLETED
