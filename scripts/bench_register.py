@@ -20,8 +20,9 @@ command line contains a --watch word (and their children).
 
 Prints a progress line per second, then achieved rate, failures, retransmissions, p50/p99 of
 the 200s, CPU per REGISTER by process (every registrar process, Ray's own included, and the
-HSS; never sipp) and memory growth per registered identity, read --settle seconds after the
-run (replies kept for retransmissions go after Timer J, 32 s). Not a test.
+HSS; never sipp), the cores the registrar and sipp kept busy (sipp shares the box), and memory
+growth per registered identity, read --settle seconds after the run (replies kept for
+retransmissions go after Timer J, 32 s). Not a test.
 """
 from __future__ import annotations
 
@@ -290,6 +291,9 @@ def summary(args, label: str, result: dict) -> dict:
         "p50_ms": _percentile(rtts, 0.5), "p99_ms": _percentile(rtts, 0.99),
         "cpu_seconds": {name: round(s, 3) for name, s in sorted(by_name.items(), key=lambda kv: -kv[1])},
         "cpu_ms_per_register": round(1000 * total / max(ok, 1), 3),
+        # cores busy while sipp ran: the registrar's against sipp's, on the same box
+        "registrar_cores": round(total / result["elapsed"], 2),
+        "sipp_cores": round(result["sipp_cpu_seconds"] / result["elapsed"], 2),
         "memory_growth_bytes": result["memory"],
         "bytes_per_identity": round(result["memory"] / result["identities"]) if result["identities"] else None,
     }
@@ -311,6 +315,8 @@ def report(s: dict) -> None:
         if seconds >= 0.01:
             print(f"  {name:45s} {1000 * seconds / max(s['ok'], 1):7.3f}")
     print(f"  {'total':45s} {s['cpu_ms_per_register']:7.3f}")
+    print(f"cores busy while sipp ran: registrar {s['registrar_cores']:.2f}, sipp "
+          f"{s['sipp_cores']:.2f} (not counted above), of {os.cpu_count()}")
     if s["bytes_per_identity"] is not None:
         print(f"memory grew {s['memory_growth_bytes'] / 2**20:.1f} MiB: "
               f"{s['bytes_per_identity']} bytes per registered identity")

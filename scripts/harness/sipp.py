@@ -3,6 +3,8 @@ rate (scripts/sipp/register.xml, or register_auth.xml answering SIP Digest chall
 sipp's statistics, per-message counts and response times."""
 from __future__ import annotations
 
+import os
+import resource
 import shutil
 import subprocess
 import time
@@ -49,7 +51,8 @@ def run_registers(host: str, port: int, transport: str, rows: list[tuple[str, in
     seconds, every 200's response time (ms, sorted), the seconds from the first 200 to the
     last (``span``), sipp's last statistics line
     (``SuccessfulCall(C)``, ``FailedCall(C)``, ``Retransmissions(C)``...), the final responses
-    counted by status (``responses``) and sipp's exit status.
+    counted by status (``responses``), sipp's exit status and the CPU seconds sipp itself used
+    (``sipp_cpu_seconds``: on a shared box the load generator's CPU is not the registrar's).
     """
     scenario = SCENARIOS / ("register_auth.xml" if auth else "register.xml")
     csv = workdir / "registers.csv"
@@ -67,7 +70,7 @@ def run_registers(host: str, port: int, transport: str, rows: list[tuple[str, in
     started = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
-    while proc.poll() is None:
+    while (usage := reaped(proc)) is None:
         time.sleep(1.0)
         if progress is not None:
             stats = _last_stats(workdir, scenario.stem)
@@ -85,7 +88,18 @@ def run_registers(host: str, port: int, transport: str, rows: list[tuple[str, in
     return {"elapsed": elapsed, "rtts": sorted(rtts), "span": span or elapsed,
             "stats": _last_stats(workdir, scenario.stem),
             "responses": _responses(workdir, scenario.stem), "returncode": proc.returncode,
+            "sipp_cpu_seconds": usage.ru_utime + usage.ru_stime,
             "stderr": proc.stderr.read()[-2000:] if proc.stderr else ""}
+
+
+def reaped(proc: subprocess.Popen) -> resource.struct_rusage | None:
+    """None while ``proc`` runs; once it has ended, its own resource usage (wait4 reports that
+    child alone, where RUSAGE_CHILDREN would add every child reaped meanwhile)."""
+    pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+    if pid == 0:
+        return None
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return usage
 
 
 def _credentials(user: str) -> str:
