@@ -58,7 +58,10 @@ class Batcher:
         self._hold_until = 0.0  # loop time before which no call starts: the last start + linger
         self._queue: list[tuple[Any, asyncio.Future]] = []
         self._started: list[float] = []  # start times of the calls in flight, oldest first
-        self._recheck: asyncio.TimerHandle | None = None
+        self._recheck: asyncio.Handle | None = None
+        # The loop time the recheck runs at: uvloop answers call_at for a time already come
+        # with a plain Handle, which has no when().
+        self._recheck_at = 0.0
 
     async def submit(self, item: Any) -> Any:
         """Sends ``item`` in the next batch; returns its result, or raises the batch's error.
@@ -70,7 +73,7 @@ class Batcher:
         future = loop.create_future()
         self._queue.append((item, future))
         if self._recheck is None:  # at the end of this loop turn, with what else arrives in it
-            self._recheck = loop.call_at(loop.time(), self._on_recheck)
+            self._schedule_recheck(loop, loop.time())
         result = await future
         if isinstance(result, BaseException):
             raise result
@@ -89,11 +92,15 @@ class Batcher:
             return
         # A recheck set for a later start (a stall, while a call was in flight) is moved up:
         # the call's return allows the next one at the linger.
-        if self._recheck is not None and self._recheck.when() > start:
+        if self._recheck is not None and self._recheck_at > start:
             self._recheck.cancel()
             self._recheck = None
         if self._recheck is None:
-            self._recheck = loop.call_at(start, self._on_recheck)
+            self._schedule_recheck(loop, start)
+
+    def _schedule_recheck(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        self._recheck = loop.call_at(when, self._on_recheck)
+        self._recheck_at = when
 
     def _next_start(self) -> float | None:
         """When another call may start; None: not before one in flight returns."""

@@ -1,12 +1,34 @@
 import asyncio
+import gc
 
 import pytest
+import uvloop
 
 from actors.hosts.batching import Batcher
 
+# The registrar's loops are uvloop's by default ([ray] uvloop), asyncio's otherwise.
+LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+loop_factory = asyncio.new_event_loop
+
+
+@pytest.fixture(autouse=True, params=sorted(LOOPS))
+def on_each_loop(request):
+    global loop_factory
+    loop_factory = LOOPS[request.param]
+    yield
+    loop_factory = asyncio.new_event_loop
+
 
 def run(coro):
-    return asyncio.run(coro)
+    """Runs ``coro``; an error the loop reports (a task of the Batcher's failing, unseen by
+    any caller) fails the test."""
+    errors = []
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.get_loop().set_exception_handler(lambda loop, context: errors.append(context))
+        result = runner.run(coro)
+        gc.collect()
+    assert not errors, errors
+    return result
 
 
 async def started(calls: list) -> None:
@@ -204,3 +226,16 @@ def test_a_call_returning_within_the_linger_lets_the_next_start_at_the_linger():
 
     assert run(main()) == 1
     assert dest.calls == [[0], [1]]
+
+
+def test_an_item_arriving_in_the_turn_a_call_returns_goes_at_the_linger():
+    async def main():
+        destination = Destination()
+        b = Batcher(destination, linger=0.05)
+        first = asyncio.ensure_future(b.submit(0))
+        await started(destination.calls)
+        second = asyncio.ensure_future(b.submit(1))  # queued in the next turn, and then...
+        destination.release.set()  # ...the call returns, in that same turn
+        return await first, await second, destination.calls
+
+    assert run(main()) == (0, 1, [[0], [1]])
