@@ -41,7 +41,8 @@ class SipTransport:
         self.endpoints: list = []
         self._handles: dict[str, object] = {}  # actor name -> handle, looked up once
         self._channels = ChannelDirectory(config)
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
+        self._timer_at = 0.0  # its loop time: uvloop's Handle for a time already come has no when()
         self._polls: set[asyncio.Task] = set()  # held here: the loop keeps only weak references
         self.core = TransportCore(
             name=ray.get_runtime_context().get_actor_name() or "sip-transport",
@@ -169,10 +170,11 @@ class SipTransport:
 
     def _arm(self, deadline: float) -> None:
         if self._timer is not None:
-            if self._timer.when() <= deadline:
+            if self._timer_at <= deadline:
                 return
             self._timer.cancel()
         self._timer = asyncio.get_running_loop().call_at(deadline, self._fire)
+        self._timer_at = deadline
 
     def _fire(self) -> None:
         self._timer = None
