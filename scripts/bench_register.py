@@ -282,6 +282,7 @@ def summary(args, label: str, result: dict) -> dict:
     failed = result["calls"] - ok - refused
     by_name = cpu_by_name(result["cpu"], result["names"])
     total = sum(by_name.values())
+    registered = min(result["identities"], ok)  # a 503 registered nobody
     return {
         "registrar": label, "profile": args.profile, "offered_per_s": result["offered"],
         "calls": result["calls"], "ok": ok, "refused_503": refused, "failed": failed,
@@ -295,7 +296,7 @@ def summary(args, label: str, result: dict) -> dict:
         "registrar_cores": round(total / result["elapsed"], 2),
         "sipp_cores": round(result["sipp_cpu_seconds"] / result["elapsed"], 2),
         "memory_growth_bytes": result["memory"],
-        "bytes_per_identity": round(result["memory"] / result["identities"]) if result["identities"] else None,
+        "bytes_per_identity": round(result["memory"] / registered) if registered else None,
     }
 
 
