@@ -24,6 +24,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from actors.hosts.loop_timer import LoopTimer
+
 # At most 100 calls a second to a destination. Each call wakes every process along the chain
 # (transport, shard, its store thread, Cx pool, HSS), and on a 2-core box a wake-up costs more
 # than the items it carries. Measured with scripts/bench_register.py --profile initial, pairs
@@ -58,10 +60,7 @@ class Batcher:
         self._hold_until = 0.0  # loop time before which no call starts: the last start + linger
         self._queue: list[tuple[Any, asyncio.Future]] = []
         self._started: list[float] = []  # start times of the calls in flight, oldest first
-        self._recheck: asyncio.Handle | None = None
-        # The loop time the recheck runs at: uvloop answers call_at for a time already come
-        # with a plain Handle, which has no when().
-        self._recheck_at = 0.0
+        self._recheck = LoopTimer(self._dispatch)
 
     async def submit(self, item: Any) -> Any:
         """Sends ``item`` in the next batch; returns its result, or raises the batch's error.
@@ -72,8 +71,8 @@ class Batcher:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._queue.append((item, future))
-        if self._recheck is None:  # at the end of this loop turn, with what else arrives in it
-            self._schedule_recheck(loop, loop.time())
+        if not self._recheck.armed:  # at the end of this loop turn, with what else arrives in it
+            self._recheck.fire_by(loop.time())
         result = await future
         if isinstance(result, BaseException):
             raise result
@@ -92,15 +91,7 @@ class Batcher:
             return
         # A recheck set for a later start (a stall, while a call was in flight) is moved up:
         # the call's return allows the next one at the linger.
-        if self._recheck is not None and self._recheck_at > start:
-            self._recheck.cancel()
-            self._recheck = None
-        if self._recheck is None:
-            self._schedule_recheck(loop, start)
-
-    def _schedule_recheck(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
-        self._recheck = loop.call_at(when, self._on_recheck)
-        self._recheck_at = when
+        self._recheck.fire_by(start)
 
     def _next_start(self) -> float | None:
         """When another call may start; None: not before one in flight returns."""
@@ -109,10 +100,6 @@ class Batcher:
         if len(self._started) >= self._max_in_flight:
             return None
         return max(self._started[-1] + self._stall_after, self._hold_until)
-
-    def _on_recheck(self) -> None:
-        self._recheck = None
-        self._dispatch()
 
     async def _send(self, batch: list[tuple[Any, asyncio.Future]], started: float) -> None:
         try:

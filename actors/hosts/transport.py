@@ -17,6 +17,7 @@ import math
 import ray
 
 from actors.config import Config, parse_listen
+from actors.hosts.loop_timer import LoopTimer
 from actors.hosts.overload import OverloadGate
 from actors.hosts.rate_limit import SourceRateLimit
 from actors.hosts.ray_channels import ChannelDirectory
@@ -41,8 +42,7 @@ class SipTransport:
         self.endpoints: list = []
         self._handles: dict[str, object] = {}  # actor name -> handle, looked up once
         self._channels = ChannelDirectory(config)
-        self._timer: asyncio.Handle | None = None
-        self._timer_at = 0.0  # its loop time: uvloop's Handle for a time already come has no when()
+        self._timer = LoopTimer(self._fire)
         self._polls: set[asyncio.Task] = set()  # held here: the loop keeps only weak references
         self.core = TransportCore(
             name=ray.get_runtime_context().get_actor_name() or "sip-transport",
@@ -56,7 +56,7 @@ class SipTransport:
             call_shard=self._call_shard,
             forward_response=self._forward_response,
             clock=asyncio.get_running_loop().time,  # the actor's loop, looked up once
-            arm=self._arm,
+            arm=self._timer.fire_by,
         )
         self._channel = self._channels.serve({"send_notifies": self.core.send_notifies})
         self._bound = asyncio.get_running_loop().create_task(self._bind())
@@ -108,9 +108,7 @@ class SipTransport:
 
     async def stop(self) -> None:
         self._bound.cancel()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer.cancel()
         for endpoint in self.endpoints:
             endpoint.close()
         self.endpoints.clear()
@@ -168,16 +166,7 @@ class SipTransport:
 
     # -- The core's timers: one loop.call_at at the earliest deadline
 
-    def _arm(self, deadline: float) -> None:
-        if self._timer is not None:
-            if self._timer_at <= deadline:
-                return
-            self._timer.cancel()
-        self._timer = asyncio.get_running_loop().call_at(deadline, self._fire)
-        self._timer_at = deadline
-
     def _fire(self) -> None:
-        self._timer = None
         task = asyncio.get_running_loop().create_task(self._poll())
         self._polls.add(task)
         task.add_done_callback(self._polls.discard)
@@ -190,7 +179,7 @@ class SipTransport:
             log.exception("transport timers failed")
         deadline = self.core.next_deadline()
         if deadline is not None and self.endpoints:
-            self._arm(max(deadline, loop.time() + TIMER_RESOLUTION))
+            self._timer.fire_by(max(deadline, loop.time() + TIMER_RESOLUTION))
 
 
 def rate_limit(config: Config) -> SourceRateLimit | None:
