@@ -1,13 +1,10 @@
 import asyncio
-import gc
 
 import pytest
-import uvloop
 
 from actors.hosts.batching import Batcher
+from tests.unit.event_loops import LOOPS, run_on
 
-# The registrar's loops are uvloop's by default ([ray] uvloop), asyncio's otherwise.
-LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 loop_factory = asyncio.new_event_loop
 
 
@@ -20,15 +17,7 @@ def on_each_loop(request):
 
 
 def run(coro):
-    """Runs ``coro``; an error the loop reports (a task of the Batcher's failing, unseen by
-    any caller) fails the test."""
-    errors = []
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.get_loop().set_exception_handler(lambda loop, context: errors.append(context))
-        result = runner.run(coro)
-        gc.collect()
-    assert not errors, errors
-    return result
+    return run_on(loop_factory, coro)
 
 
 async def started(calls: list) -> None:

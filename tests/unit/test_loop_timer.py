@@ -3,19 +3,14 @@ the earliest time asked, and keeps that time even where uvloop's handle cannot t
 import asyncio
 
 import pytest
-import uvloop
 
 from actors.hosts.loop_timer import LoopTimer
-
-LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+from tests.unit.event_loops import LOOPS, run_on
 
 
 @pytest.fixture(params=sorted(LOOPS))
 def run(request):
-    def run(coro):
-        with asyncio.Runner(loop_factory=LOOPS[request.param]) as runner:
-            return runner.run(coro)
-    return run
+    return lambda coro: run_on(LOOPS[request.param], coro)
 
 
 def test_it_fires_once_at_the_earliest_time_asked(run):
