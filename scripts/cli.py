@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 
 from actors.config import LOG_LEVELS, ConfigError, cx_origin_host, load_config, parse_host_port
 from scripts import event_loop
+
+# Seconds a stop may take (actors told to stop, stores flushed, DPR sent) before `serve`
+# gives up on a Ray cluster that no longer answers; below scscf.service's TimeoutStopSec.
+STOP_GRACE = 30.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,11 +117,24 @@ async def serve_forever(config) -> int:
     await stop.wait()
     installing.cancel()
     print("stopping", flush=True)
+    try:
+        await asyncio.wait_for(stop_all(deployment, hss), STOP_GRACE)
+    except TimeoutError:
+        print(f"scscf: the Ray cluster did not answer within {STOP_GRACE:.0f} s; exiting "
+              "without stopping its actors", file=sys.stderr, flush=True)
+        os._exit(1)  # Ray's own exit hook would wait for the GCS too
+    return 0
+
+
+async def stop_all(deployment, hss) -> None:
+    import ray
+
+    from actors.ops.off_loop import off_loop
+
     await deployment.stop()
     if hss is not None:
         await hss.stop()
-    ray.shutdown()
-    return 0
+    await off_loop(ray.shutdown)
 
 
 def ready_line(config, deployment, endpoints, hss: bool) -> str:

@@ -16,6 +16,7 @@ from actors.config import Config
 from actors.hosts.cx_pool import CxPool
 from actors.ops.http_status import StatusServer
 from actors.ops.nodes import alive_nodes, pinned, start_transports, watch_nodes
+from actors.ops.off_loop import end_actors
 from actors.ops.placement import Placement
 from actors.ops.registrar import Registrar
 from actors.ops.rpc import INVALID_PARAMS, RpcError, RpcServer
@@ -48,8 +49,7 @@ class Deployment:
         await _quietly(t.stop.remote() for t in self.transports)
         await _quietly(s.close.remote() for s in self.shards)
         await _quietly(c.stop.remote() for c in self.cx_pools)
-        for handle in self.transports + self.shards + self.cx_pools:
-            ray.kill(handle, no_restart=True)
+        await end_actors(self.transports + self.shards + self.cx_pools)
 
 
     async def set_shards(self, count: str) -> dict:

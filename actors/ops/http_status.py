@@ -19,6 +19,7 @@ from aiohttp import web
 
 from actors.hosts.cx_pool import OPEN
 from actors.ops.http_site import HttpSite
+from actors.ops.off_loop import off_loop
 from actors.ops.prometheus import CONTENT_TYPE, exposition
 from actors.ops.registrar import Registrar
 from actors.ops.startup_errors import one_line
@@ -59,8 +60,7 @@ class StatusServer(HttpSite):
         return _json(200, {"ready": True})
 
     async def _listening(self, transport: str) -> list[str]:
-        handle = await asyncio.to_thread(ray.get_actor, transport,
-                                         namespace=self.registrar.namespace)
+        handle = await off_loop(ray.get_actor, transport, self.registrar.namespace)
         return await handle.listening.remote()
 
 

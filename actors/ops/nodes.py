@@ -15,6 +15,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.config import Config
 from actors.hosts.transport import SipTransport
+from actors.ops.off_loop import off_loop
 from actors.vocabulary import transport_name
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,8 @@ SipTransportActor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)(
 
 def alive_nodes() -> list[dict]:
     """Alive nodes in a stable order: by name (`ray start --node-name`, by default the IP)."""
-    return sorted((n for n in ray.nodes() if n["Alive"]), key=lambda n: (n["NodeName"], n["NodeID"]))
+    return sorted((n for n in ray.nodes() if n["Alive"]),
+                  key=lambda n: (n["NodeName"], n["NodeID"]))
 
 
 def pinned(node: dict) -> NodeAffinitySchedulingStrategy:
@@ -54,7 +56,7 @@ async def watch_nodes(config: Config, nodes: list[dict], transports: list,
     known = {n["NodeID"] for n in nodes}
     while True:
         await asyncio.sleep(config.ray.placement_interval)
-        alive = alive_nodes()
+        alive = await off_loop(alive_nodes)
         joined = [n for n in alive if n["NodeID"] not in known]
         if joined:
             known.update(n["NodeID"] for n in joined)

@@ -23,6 +23,7 @@ import ray
 from actors.config import Config
 from actors.hosts.shard import ImpuShard
 from actors.ops.nodes import pinned
+from actors.ops.off_loop import end_actors, off_loop
 from actors.vocabulary import shard_name
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ class Placement:
             await asyncio.wait_for(handle.hand_over.remote(), HANDOVER_TIMEOUT)
         except Exception as exc:
             log.warning("a shard did not hand over cleanly: %s", exc)
-        ray.kill(handle, no_restart=True)
+        await end_actors([handle])
 
     async def _move(self, index: int, node: dict, alive: bool) -> None:
         """``alive``: the shard's node is still up, so the shard hands over before it ends."""
@@ -143,7 +144,7 @@ class Placement:
         if alive:
             await self._end(self.handles[index])
         else:
-            ray.kill(self.handles[index], no_restart=True)
+            await end_actors([self.handles[index]])
         try:
             new = await self._successor(index, node)
         except Exception:
@@ -170,7 +171,7 @@ class Placement:
         deadline = time.monotonic() + NAME_TIMEOUT
         while True:
             try:  # creating a named actor asks the GCS: not on the event loop
-                return await asyncio.to_thread(self._create, index, node)
+                return await off_loop(self._create, index, node)
             except ValueError:  # the name is still taken by the actor being ended
                 if time.monotonic() > deadline:
                     raise

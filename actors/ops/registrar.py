@@ -15,7 +15,8 @@ import ray
 
 from actors.config import Config
 from actors.hosts.batching import Batcher
-from actors.hosts.metrics import node_names, statistics, summed, with_aliases
+from actors.hosts.metrics import statistics, summed, with_aliases
+from actors.ops.off_loop import off_loop
 from actors.ops.resets import Baselines
 from actors.rules.lookup import bare_uri, canonical_contact, contact_fields, lookup, registered
 from actors.rules.routing import SLOTS, jump_hash, shard_of
@@ -139,9 +140,10 @@ class Registrar:
     # -- Administration: what the JSON-RPC methods answer (errors raise) ---------------------
 
     async def status(self) -> dict:
-        shards, peers = await asyncio.gather(self._statistics(), self.peers())
-        nodes = ray.nodes()
-        names = node_names()
+        # Ray's control calls wait for the GCS (a minute when it is gone): off the loop.
+        shards, peers, nodes = await asyncio.gather(self._statistics(), self.peers(),
+                                                    off_loop(ray.nodes))
+        names = {n["NodeID"]: n["NodeName"] for n in nodes}
         slots = Counter(jump_hash(s, self.shards) for s in range(SLOTS))
         return {
             "impus": sum(s["impus"] for s in shards),
@@ -157,7 +159,7 @@ class Registrar:
                  "load_error": s.get("load_error")}  # why it cannot serve yet; None: loaded
                 for i, s in enumerate(shards)
             ],
-            "transports": self._transports([n for n in nodes if n["Alive"]]),
+            "transports": await self._transports([n for n in nodes if n["Alive"]]),
             "peers": peers,
         }
 
@@ -165,27 +167,32 @@ class Registrar:
         """Every HSS peer of every Cx pool (each pool has its own connections): the pool,
         the peer's address and state, and what it advertised."""
         pools = await asyncio.gather(*(
-            ray.get_actor(cx_pool_name(i), namespace=self.namespace).peers.remote()
-            for i in range(self.config.ray.cx_pool)))
-        return [{"pool": i, **peer} for i, states in enumerate(pools) for peer in states]
+            self._actor(cx_pool_name(i)) for i in range(self.config.ray.cx_pool)))
+        states = await asyncio.gather(*(pool.peers.remote() for pool in pools))
+        return [{"pool": i, **peer} for i, pool_peers in enumerate(states) for peer in pool_peers]
 
-    def _transports(self, nodes: list[dict]) -> list[dict]:
+    async def _transports(self, nodes: list[dict]) -> list[dict]:
         """The transports each alive node should run, and whether each does."""
         sip = self.config.sip
+        wanted = [(node, transport_name(node["NodeName"], i))
+                  for node in sorted(nodes, key=lambda n: n["NodeName"])
+                  for i in range(self.config.ray.transports_per_node)]
+        running = await asyncio.gather(*(self._running(name) for _, name in wanted))
         return [
-            {"name": name, "node": node["NodeName"], "running": self._running(name),
+            {"name": name, "node": node["NodeName"], "running": up,
              "listen": sip.listen_per_node.get(node["NodeName"], sip.listen)}
-            for node in sorted(nodes, key=lambda n: n["NodeName"])
-            for name in (transport_name(node["NodeName"], i)
-                         for i in range(self.config.ray.transports_per_node))
+            for (node, name), up in zip(wanted, running)
         ]
 
-    def _running(self, actor: str) -> bool:
+    async def _running(self, actor: str) -> bool:
         try:
-            ray.get_actor(actor, namespace=self.namespace)
+            await self._actor(actor)
         except ValueError:
             return False
         return True
+
+    def _actor(self, name: str) -> Awaitable:
+        return off_loop(ray.get_actor, name, self.namespace)
 
     async def show_impu(self, impu: str) -> dict:
         identity = identity_of(impu)
