@@ -31,16 +31,13 @@ from actors.hosts.loop_timer import LoopTimer
 # than the items it carries. Measured with scripts/bench_register.py --profile initial, pairs
 # of 5 ms against 10 ms, CPU per REGISTER of every process and the HSS: at 1,000/s 1.00 against
 # 0.76 ms (p50 8 against 16 ms), at 2,000/s 0.62 against 0.54 ms (p50 16 ms both), at 3,000/s
-# 0.47-0.48 against 0.44 ms, at 4,000/s 0.43 against 0.41 ms. 15 ms on every hop saved another
-# 6% at 3,000/s but would take p50 past 20 ms at half of capacity. Spacing calls even after one
+# 0.47-0.48 against 0.44 ms, at 4,000/s 0.43 against 0.41 ms. Spacing calls even after one
 # returned to an empty queue: at 600/s p50 8-12 against 16-20 ms and 3-20% less CPU.
+# A longer linger on the first hop (a transport's requests to a shard, whose batches every
+# later hop carries on) only lengthens each batch's trip through the chain: 15 against 10 ms
+# at 2,000/s, p50 24-28 against 16 ms for 0.52-0.61 against 0.53 ms of CPU; at 3,000/s and
+# above calls take longer than either linger and their spacing is ``stall_after``'s.
 LINGER = 0.010
-# The first hop (a transport's requests to a shard) forms the batches every later hop carries
-# on: the shard asks for their SARs in one turn, stores them in one group and answers them in
-# one reply. So it alone lingers longer, and the rest follow its pace. Measured (initial
-# REGISTERs, one shard, rounds against 10 ms): CPU per REGISTER 0.405/0.428 against 0.388/0.387
-# ms at 2,300/s, 0.364/0.378 against 0.347/0.351 at 3,000/s; p50 16 against 20 ms at both.
-FIRST_HOP_LINGER = 0.015
 
 
 class Batcher:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from actors.config import parse_listen
-from actors.hosts.batching import FIRST_HOP_LINGER, Batcher
+from actors.hosts.batching import Batcher
 from actors.hosts.overload import OverloadGate
 from actors.hosts.rate_limit import ADMIT, REFUSE, SourceRateLimit
 from actors.hosts.timers import ExpiryHeap
@@ -312,7 +312,7 @@ class TransportCore:
         batcher = self._batchers.get((index, method))
         if batcher is None:
             batcher = self._batchers[(index, method)] = Batcher(
-                lambda items: self._call_shard(index, method, items), linger=FIRST_HOP_LINGER)
+                lambda items: self._call_shard(index, method, items))
         self.in_flight += 1
         try:
             return await batcher.submit(item)
