@@ -14,7 +14,8 @@ from transport.sip.message import Request
 from transport.sip.parser import require_utf8
 from transport.sip.uri import SipUri
 
-MAX_EXPIRES = 2**32 - 1  # RFC 3261 10.2.1.1: larger values count as this
+MAX_UINT32 = 2**32 - 1
+MAX_EXPIRES = MAX_UINT32  # RFC 3261 10.2.1.1: larger values count as this
 _Q_VALUE = re.compile(r"^(0(\.\d{0,3})?|1(\.0{0,3})?)$")
 # One auth-param (RFC 7235 2.1): a quoted value is taken whole, so text inside it is no param.
 _AUTH_PARAM = re.compile(r'([\w.!%*+`\'~-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]*))')
@@ -96,22 +97,34 @@ def contact_request(contact: NameAddr) -> ContactRequest:
         raise SipParseError(400, "Bad q value in Contact")
     instance = params.get("+sip.instance")
     reg_id = params.get("reg-id")
-    if reg_id is not None and not reg_id.isdigit():
+    # Unsigned 32 bits, as Kamailio reads it: the store keeps no larger integer.
+    if reg_id is not None and not (_digits(reg_id) and _capped(reg_id) <= MAX_UINT32):
         raise SipParseError(400, "Bad reg-id in Contact")
     expires = params.get("expires")
-    if expires is not None and not expires.isdigit():
+    if expires is not None and not _digits(expires):
         raise SipParseError(400, "Bad expires parameter in Contact")
     uri = contact.uri
     return ContactRequest(
         uri=str(uri),
         key=binding_key(uri, instance, reg_id),
-        expires=None if expires is None else min(int(expires), MAX_EXPIRES),
+        expires=None if expires is None else min(_capped(expires), MAX_EXPIRES),
         q=q,
         instance=instance,
-        reg_id=None if reg_id is None else int(reg_id),
+        reg_id=None if reg_id is None else _capped(reg_id),
         params=tuple((k, v) for k, v in params.items() if k != "expires"),
         allow=method_list((params.get("methods") or "").strip('"').split(",")),
     )
+
+
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()  # isdigit() alone takes "²" too
+
+
+def _capped(digits: str) -> int:
+    """ASCII digits as a number, or MAX_UINT32 + 1 for any larger one: int() refuses more
+    than 4,300 digits, and a 400 must not become a 500."""
+    digits = digits.lstrip("0")
+    return int(digits or "0") if len(digits) <= 10 else MAX_UINT32 + 1
 
 
 def method_list(names) -> tuple[str, ...]:

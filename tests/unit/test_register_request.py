@@ -106,3 +106,26 @@ def test_control_characters_that_xml_cannot_carry_are_refused_naming_the_header(
 
 def test_a_tab_is_no_control_character_to_refuse():
     assert parsed(register(INITIAL).replace(b"Contact: <", b"Contact:\t<")).contacts
+
+
+@pytest.mark.parametrize("reg_id, kept", [("4294967295", 4294967295), ("1", 1), ("007", 7)])
+def test_a_reg_id_up_to_32_bits_is_kept(reg_id, kept):
+    contact = f'<sip:ue@10.0.0.1>;+sip.instance="<urn:uuid:1>";reg-id={reg_id}'.encode()
+    (binding,) = parsed(register().replace(b"<sip:ue@10.0.0.1>", contact, 1)).contacts
+    assert binding.reg_id == kept
+
+
+@pytest.mark.parametrize("reg_id", ["4294967296", "99999999999999999999999", "9" * 5000, "x"])
+def test_a_reg_id_beyond_32_bits_is_refused(reg_id):
+    """As Kamailio reads it: an unsigned 32-bit number; a longer one could not be stored."""
+    contact = f'<sip:ue@10.0.0.1>;+sip.instance="<urn:uuid:1>";reg-id={reg_id}'.encode()
+    with pytest.raises(SipParseError) as refused:
+        parsed(register().replace(b"<sip:ue@10.0.0.1>", contact, 1))
+    assert (refused.value.status, refused.value.reason) == (400, "Bad reg-id in Contact")
+
+
+def test_an_expires_parameter_of_thousands_of_digits_counts_as_the_largest():
+    """int() refuses more than 4,300 digits: that ValueError was a 500."""
+    contact = f"<sip:ue@10.0.0.1>;expires={'9' * 5000}".encode()
+    (binding,) = parsed(register().replace(b"<sip:ue@10.0.0.1>", contact, 1)).contacts
+    assert binding.expires == 2**32 - 1
