@@ -9,12 +9,11 @@ import re
 from actors.rules.charging import icid
 from actors.vocabulary import ContactRequest, RegisterRequest
 from transport.sip.errors import SipParseError
-from transport.sip.headers import STAR, NameAddr
+from transport.sip.headers import MAX_UINT32, STAR, NameAddr
 from transport.sip.message import Request
 from transport.sip.parser import require_utf8
 from transport.sip.uri import SipUri
 
-MAX_UINT32 = 2**32 - 1
 MAX_EXPIRES = MAX_UINT32  # RFC 3261 10.2.1.1: larger values count as this
 _Q_VALUE = re.compile(r"^(0(\.\d{0,3})?|1(\.0{0,3})?)$")
 # One auth-param (RFC 7235 2.1): a quoted value is taken whole, so text inside it is no param.

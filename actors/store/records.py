@@ -24,7 +24,7 @@ from actors.vocabulary import Binding, Profile, RegState, StoreError
 # refresh rewrites its record), three quarters of the bytes.
 RECORD_VERSION = 6
 
-# Bindings are stored as JSON arrays in this order: no key names repeated in every record.
+# Bindings are stored as arrays in this order: no key names repeated in every record.
 BINDING_FIELDS = (
     "uri", "key", "expires_at", "q", "instance", "reg_id", "params", "call_id", "cseq", "path",
     "registered_at", "received", "user_agent", "allow", "visited_network", "icid",
